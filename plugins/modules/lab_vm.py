@@ -227,10 +227,28 @@ class LabVM:
             pass
         # Boot the kernel under KVM with no root device: a working KVM reaches
         # the kernel's own "Kernel panic" within seconds; a broken one fails or hangs.
-        argv = ["timeout", str(PROBE_SECONDS), QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256",
-                "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-                "-kernel", self.p["kernel"], "-append", "console=ttyS0 panic=-1 root=/dev/null"]
-        rc, out, err = self.module.run_command(argv)
+        argv = [
+            "timeout",
+            str(PROBE_SECONDS),
+            QEMU,
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-kernel",
+            self.p["kernel"],
+            "-append",
+            "console=ttyS0 panic=-1 root=/dev/null",
+        ]
+        rc, out, _err = self.module.run_command(argv)
         result = "kvm" if "Kernel panic" in out else "tcg"
         if self.module.check_mode:
             return result
@@ -257,39 +275,91 @@ class LabVM:
         self._remove_runtime_files()
         port = self.p["ssh_port"]
         if not self._port_free(port):
-            self._fail(f"Port 127.0.0.1:{port} for lab VM {self.name} is in use by another process; "
-                       "stop it or choose other ports with lab_ssh_port_base / lab_vms[].ssh_port")
+            self._fail(
+                f"Port 127.0.0.1:{port} for lab VM {self.name} is in use by another process; "
+                "stop it or choose other ports with lab_ssh_port_base / lab_vms[].ssh_port"
+            )
         if not os.path.exists(self.disk):
-            self._run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.p["base_disk"], self.disk],
-                      "Creating the overlay disk")
+            self._run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.p["base_disk"], self.disk],
+                "Creating the overlay disk",
+            )
         if not os.path.isdir(self.tpm_state):
             os.makedirs(self.tpm_state, mode=0o700)
-            self._run(["swtpm_setup", "--tpm2", "--tpmstate", self.tpm_state, "--createek",
-                       "--not-overwrite"], "Initialising the swtpm state (swtpm_setup)")
-        self._run(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_state}",
-                   "--ctrl", f"type=unixio,path={self.tpm_sock}", "--terminate",
-                   "--pid", f"file={self.swtpm_pid}", "--log", f"file={self.swtpm_log},level=1", "--daemon"],
-                  "Starting swtpm")
+            self._run(
+                ["swtpm_setup", "--tpm2", "--tpmstate", self.tpm_state, "--createek", "--not-overwrite"],
+                "Initialising the swtpm state (swtpm_setup)",
+            )
+        self._run(
+            [
+                "swtpm",
+                "socket",
+                "--tpm2",
+                "--tpmstate",
+                f"dir={self.tpm_state}",
+                "--ctrl",
+                f"type=unixio,path={self.tpm_sock}",
+                "--terminate",
+                "--pid",
+                f"file={self.swtpm_pid}",
+                "--log",
+                f"file={self.swtpm_log},level=1",
+                "--daemon",
+            ],
+            "Starting swtpm",
+        )
         deadline = time.monotonic() + 10
         while not os.path.exists(self.tpm_sock) and time.monotonic() < deadline:
             time.sleep(0.05)
         key_b64 = base64.b64encode(self.p["ssh_public_key"].strip().encode()).decode()
-        append = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.hostname={self.name} "
-                  f"tpmlab.ssh_key={key_b64}")
+        append = f"root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.hostname={self.name} tpmlab.ssh_key={key_b64}"
         cpu = "host" if accel == "kvm" else "max"
-        argv = [QEMU, "-name", f"{self.name},process=tpmlab-{self.name}", "-machine", "q35",
-                "-accel", accel, "-cpu", cpu, "-smp", str(self.p["cpus"]), "-m", str(self.p["memory_mb"]),
-                "-nodefaults", "-display", "none", "-serial", f"file:{self.console_log}",
-                "-daemonize", "-pidfile", self.qemu_pid,
-                "-kernel", self.p["kernel"], "-initrd", self.p["initrd"], "-append", append,
-                "-drive", f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
-                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-                "-device", "virtio-net-pci,netdev=n0",
-                "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0",
-                "-chardev", f"socket,id=chrtpm,path={self.tpm_sock}",
-                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-                "-device", f"tpm-{self.p['tpm_interface']},tpmdev=tpm0"]
-        rc, out, err = self.module.run_command(argv)
+        argv = [
+            QEMU,
+            "-name",
+            f"{self.name},process=tpmlab-{self.name}",
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-cpu",
+            cpu,
+            "-smp",
+            str(self.p["cpus"]),
+            "-m",
+            str(self.p["memory_mb"]),
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            f"file:{self.console_log}",
+            "-daemonize",
+            "-pidfile",
+            self.qemu_pid,
+            "-kernel",
+            self.p["kernel"],
+            "-initrd",
+            self.p["initrd"],
+            "-append",
+            append,
+            "-drive",
+            f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
+            "-netdev",
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-object",
+            "rng-random,filename=/dev/urandom,id=rng0",
+            "-device",
+            "virtio-rng-pci,rng=rng0",
+            "-chardev",
+            f"socket,id=chrtpm,path={self.tpm_sock}",
+            "-tpmdev",
+            "emulator,id=tpm0,chardev=chrtpm",
+            "-device",
+            f"tpm-{self.p['tpm_interface']},tpmdev=tpm0",
+        ]
+        rc, _out, err = self.module.run_command(argv)
         if rc != 0:
             self._kill(self.swtpm_pid)
             self._fail(f"QEMU did not start lab VM {self.name} (rc={rc}): {err.strip()}", cmd=argv)
