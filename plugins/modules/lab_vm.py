@@ -52,9 +52,11 @@ options:
     description: OpenSSH public key put into the guest's C(/root/.ssh/authorized_keys). Required for C(started).
     type: str
   tpm_interface:
-    description: TPM interface QEMU gives the guest (C(tpm-tis) or C(tpm-crb)).
+    description:
+      - TPM interface QEMU gives the guest (C(tpm-tis) or C(tpm-crb)); C(none)
+        boots a VM without a TPM (and without swtpm), like a fleet host that has none.
     type: str
-    choices: [tis, crb]
+    choices: [tis, crb, none]
     default: tis
   memory_mb:
     description: Guest memory in MiB.
@@ -257,33 +259,7 @@ class LabVM:
             json.dump({"accel": result, "probe_rc": rc}, f)
         return result
 
-    def start(self) -> tuple[bool, str]:
-        for opt in ("base_disk", "kernel", "initrd", "ssh_port", "ssh_public_key"):
-            if self.p[opt] in (None, ""):
-                self._fail(f"lab_vm: option {opt} is required when state=started")
-        for opt in ("base_disk", "kernel", "initrd"):
-            if not os.path.isfile(self.p[opt]):
-                self._fail(f"lab_vm: {opt} {self.p[opt]} does not exist; build the lab image first (roles/lab)")
-        accel = self.resolve_accel()
-        if self._alive(self.qemu_pid):
-            return False, accel
-        if self.module.check_mode:
-            return True, accel
-        # A previous run died: drop its leftovers before booting again.
-        self._kill(self.swtpm_pid)
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        self._remove_runtime_files()
-        port = self.p["ssh_port"]
-        if not self._port_free(port):
-            self._fail(
-                f"Port 127.0.0.1:{port} for lab VM {self.name} is in use by another process; "
-                "stop it or choose other ports with lab_ssh_port_base / lab_vms[].ssh_port"
-            )
-        if not os.path.exists(self.disk):
-            self._run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.p["base_disk"], self.disk],
-                "Creating the overlay disk",
-            )
+    def _start_swtpm(self) -> None:
         if not os.path.isdir(self.tpm_state):
             os.makedirs(self.tpm_state, mode=0o700)
             self._run(
@@ -311,6 +287,37 @@ class LabVM:
         deadline = time.monotonic() + 10
         while not os.path.exists(self.tpm_sock) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def start(self) -> tuple[bool, str]:
+        for opt in ("base_disk", "kernel", "initrd", "ssh_port", "ssh_public_key"):
+            if self.p[opt] in (None, ""):
+                self._fail(f"lab_vm: option {opt} is required when state=started")
+        for opt in ("base_disk", "kernel", "initrd"):
+            if not os.path.isfile(self.p[opt]):
+                self._fail(f"lab_vm: {opt} {self.p[opt]} does not exist; build the lab image first (roles/lab)")
+        accel = self.resolve_accel()
+        if self._alive(self.qemu_pid):
+            return False, accel
+        if self.module.check_mode:
+            return True, accel
+        # A previous run died: drop its leftovers before booting again.
+        self._kill(self.swtpm_pid)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self._remove_runtime_files()
+        port = self.p["ssh_port"]
+        if not self._port_free(port):
+            self._fail(
+                f"Port 127.0.0.1:{port} for lab VM {self.name} is in use by another process; "
+                "stop it or choose other ports with lab_ssh_port_base / lab_vms[].ssh_port"
+            )
+        if not os.path.exists(self.disk):
+            self._run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.p["base_disk"], self.disk],
+                "Creating the overlay disk",
+            )
+        has_tpm = self.p["tpm_interface"] != "none"
+        if has_tpm:
+            self._start_swtpm()
         key_b64 = base64.b64encode(self.p["ssh_public_key"].strip().encode()).decode()
         append = f"root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.hostname={self.name} tpmlab.ssh_key={key_b64}"
         cpu = "host" if accel == "kvm" else "max"
@@ -352,13 +359,16 @@ class LabVM:
             "rng-random,filename=/dev/urandom,id=rng0",
             "-device",
             "virtio-rng-pci,rng=rng0",
-            "-chardev",
-            f"socket,id=chrtpm,path={self.tpm_sock}",
-            "-tpmdev",
-            "emulator,id=tpm0,chardev=chrtpm",
-            "-device",
-            f"tpm-{self.p['tpm_interface']},tpmdev=tpm0",
         ]
+        if has_tpm:
+            argv += [
+                "-chardev",
+                f"socket,id=chrtpm,path={self.tpm_sock}",
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                f"tpm-{self.p['tpm_interface']},tpmdev=tpm0",
+            ]
         rc, _out, err = self.module.run_command(argv)
         if rc != 0:
             self._kill(self.swtpm_pid)
@@ -385,7 +395,7 @@ def main() -> None:
             initrd=dict(type="path"),
             ssh_port=dict(type="int"),
             ssh_public_key=dict(type="str", no_log=False),
-            tpm_interface=dict(type="str", default="tis", choices=["tis", "crb"]),
+            tpm_interface=dict(type="str", default="tis", choices=["tis", "crb", "none"]),
             memory_mb=dict(type="int", default=1024),
             cpus=dict(type="int", default=2),
             accel=dict(type="str", default="auto", choices=["auto", "kvm", "tcg"]),
