@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
-SCENARIOS ?= default
+SCENARIOS ?= default access modes
 
 .PHONY: setup lab lab-up lab-down lab-stop converge lint unit molecule test clean
 

@@ -1,0 +1,244 @@
+"""Verify the modes scenario: each quote mode on a real lab VM, toggling, regressions."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
+TCTI = {
+    "direct": "device:/dev/tpm0",
+    "kernel_rm": "device:/dev/tpmrm0",
+    "abrmd": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system",
+}
+
+
+def mode(host):
+    return host.ansible.get_variables()["tpm_quote_mode"]
+
+
+def only(*modes):
+    def fixture(host):
+        if mode(host) not in modes:
+            pytest.skip(f"for quote mode {', '.join(modes)}")
+        return host
+
+    return fixture
+
+
+direct_host = pytest.fixture(only("direct"), name="direct_host")
+rm_host = pytest.fixture(only("kernel_rm"), name="rm_host")
+abrmd_host = pytest.fixture(only("abrmd"), name="abrmd_host")
+
+
+def as_agent(host, cmd):
+    return host.run(f"runuser -u tpmagent -- {cmd}")
+
+
+def holders(host, path="/dev/tpm0"):
+    out = host.check_output(
+        f'for f in /proc/[0-9]*/fd/*; do [ "$(readlink $f)" = {path} ] && echo ${{f#/proc/}}; done; true'
+    )
+    return [line.split("/")[0] for line in out.splitlines() if line]
+
+
+def playbook(*args, limit, mitogen=True):
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    if mitogen:
+        # The toggling runs many converges: Mitogen keeps them affordable under TCG.
+        import ansible_mitogen
+
+        env["ANSIBLE_STRATEGY_PLUGINS"] = os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy")
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    return subprocess.run(
+        [os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", limit,
+         os.path.join(PROJECT, "site.yml"), *args],
+        cwd=PROJECT, capture_output=True, text=True, timeout=1800, env=env, check=False,
+    )  # fmt: skip
+
+
+def recap(run, name):
+    lines = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
+    assert lines, run.stdout[-4000:] + run.stderr[-2000:]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
+
+
+def host_state(host):
+    """What a failed run must leave untouched."""
+    files = "/etc/udev/rules.d/70-tpmfleet-tpm.rules /etc/tpm2/tcti.env /etc/group /etc/passwd"
+    return {
+        "files": host.check_output(f"sha256sum {files} 2>/dev/null; true"),
+        "abrmd": host.run("systemctl is-active tpm2-abrmd; systemctl is-enabled tpm2-abrmd").stdout,
+        "nodes": host.check_output("stat -c '%n %U %G %a' /dev/tpm0 /dev/tpmrm0"),
+    }
+
+
+# --- each mode ---------------------------------------------------------------------------
+
+
+def test_env_file_sets_every_tcti_variable_to_the_mode_tcti(host):
+    env = host.file("/etc/tpm2/tcti.env").content_string
+    for name in ("TCTI", "TSS2_TCTI", "TPM2TOOLS_TCTI", "TPM2_PKCS11_TCTI", "TPM2OPENSSL_TCTI"):
+        assert f"{name}={TCTI[mode(host)]}\n" in env
+
+
+def test_consumer_service_runs_with_the_mode_tcti(host):
+    pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    assert f"TPM2TOOLS_TCTI={TCTI[mode(host)]}" in environ.splitlines()
+
+
+def test_nodes_are_never_world_accessible(host):
+    for line in host.check_output("stat -c '%n %a' /dev/tpm0 /dev/tpmrm0").splitlines():
+        assert line.endswith("660"), line
+
+
+def test_direct_abrmd_is_stopped_masked_and_nothing_holds_tpm0(direct_host):
+    host = direct_host
+    assert host.run("systemctl is-enabled tpm2-abrmd").stdout.strip() == "masked"
+    assert host.run("systemctl is-active tpm2-abrmd").stdout.strip() != "active"
+    assert holders(host) == []
+    assert host.check_output("stat -c '%U %G' /dev/tpm0") == "tss tss"
+
+
+def test_direct_two_consecutive_quotes_as_the_tss_member(direct_host):
+    """The failure tpmfleet exists for: works once, then the device is busy."""
+    host = direct_host
+    ctx = "/tmp/tpmfleet-test"
+    t = "-T device:/dev/tpm0"
+    pcrs = "-l sha256:0,1,2,3,4,5,6,7"
+    host.run_test(f"install -d -o tpmagent -m 0700 {ctx}")
+    steps = [
+        f"tpm2_createprimary {t} -C o -G ecc -c {ctx}/primary.ctx",
+        f"tpm2_createak {t} -C {ctx}/primary.ctx -c {ctx}/ak.ctx -G ecc -g sha256 -s ecdsa",
+        f"tpm2_flushcontext {t} -t",
+        f"tpm2_quote {t} -c {ctx}/ak.ctx {pcrs} -q 0011223344 -m {ctx}/q.msg -s {ctx}/q.sig",
+        f"tpm2_flushcontext {t} -t",
+        f"tpm2_quote {t} -c {ctx}/ak.ctx {pcrs} -q 5566778899 -m {ctx}/q2.msg -s {ctx}/q2.sig",
+        f"tpm2_flushcontext {t} -t",
+    ]
+    try:
+        for step in steps:
+            result = as_agent(host, step)
+            assert result.rc == 0, f"{step}: {result.stderr}"
+    finally:
+        host.run(f"rm -rf {ctx}")
+
+
+def test_kernel_rm_uses_tpmrm0_and_keeps_tpm0_from_consumers(rm_host):
+    host = rm_host
+    assert host.run("systemctl is-active tpm2-abrmd").stdout.strip() != "active"
+    assert host.run("systemctl is-enabled tpm2-abrmd").stdout.strip() == "disabled"
+    assert as_agent(host, "tpm2_getrandom -T device:/dev/tpmrm0 8 --hex").rc == 0
+    denied = as_agent(host, "tpm2_getrandom -T device:/dev/tpm0 8 --hex")
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
+
+
+def test_abrmd_serves_tss_members_only(abrmd_host):
+    host = abrmd_host
+    assert host.run("systemctl is-active tpm2-abrmd").stdout.strip() == "active"
+    assert as_agent(host, f"tpm2_getrandom -T {TCTI['abrmd']} 8 --hex").rc == 0
+    stranger = host.run(f"runuser -u nobody -- tpm2_getrandom -T {TCTI['abrmd']} 8 --hex")
+    assert stranger.rc != 0, "a user outside the tss group reached tpm2-abrmd"
+
+
+@needs_inventory
+def test_abrmd_direct_access_is_busy_and_names_abrmd(abrmd_host):
+    name = abrmd_host.backend.get_hostname()
+    run = subprocess.run(
+        [os.path.join(os.path.dirname(os.sys.executable), "ansible"), "-i", INVENTORY, name, "-m", "tpm_check",
+         "-a", "tcti=device:/dev/tpm0", "--become", "--become-user", "tpmagent"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    assert run.returncode != 0
+    # tpmagent may not open /dev/tpm0 in abrmd mode; as root the device is busy.
+    assert "Permission denied" in run.stdout or "tpm2-abrmd" in run.stdout, run.stdout
+    run = subprocess.run(
+        [os.path.join(os.path.dirname(os.sys.executable), "ansible"), "-i", INVENTORY, name, "-m", "tpm_check",
+         "-a", "tcti=device:/dev/tpm0"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "busy" in run.stdout and "tpm2-abrmd" in run.stdout, run.stdout
+
+
+# --- toggling and regressions (on the direct host, last) --------------------------------
+
+
+@needs_inventory
+def test_zz_toggle_direct_abrmd_kernel_rm_direct(direct_host):
+    host = direct_host
+    name = host.backend.get_hostname()
+    for step in ("abrmd", "kernel_rm", "direct"):
+        first = playbook("-e", f"tpm_quote_mode={step}", limit=name)
+        assert first.returncode == 0, f"switch to {step}:\n{first.stdout[-4000:]}"
+        again = playbook("-e", f"tpm_quote_mode={step}", limit=name)
+        assert recap(again, name)["changed"] == 0, f"not idempotent in {step}:\n{again.stdout[-4000:]}"
+        assert f"TPM2TOOLS_TCTI={TCTI[step]}" in host.file("/etc/tpm2/tcti.env").content_string
+        pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
+        assert pid != "0", f"the consumer service is not running after the switch to {step}"
+
+
+@needs_inventory
+def test_zz_abrmd_started_by_hand_in_direct_mode_is_stopped_and_masked(direct_host):
+    host = direct_host
+    name = host.backend.get_hostname()
+    host.run_test("systemctl unmask tpm2-abrmd && systemctl start tpm2-abrmd")
+    assert holders(host), "tpm2-abrmd should hold /dev/tpm0 now"
+    run = playbook(limit=name)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert host.run("systemctl is-enabled tpm2-abrmd").stdout.strip() == "masked"
+    assert holders(host) == []
+    assert "verify on the controller" in run.stdout
+
+
+@needs_inventory
+def test_zz_foreign_holder_fails_the_run_naming_it_and_changes_nothing(direct_host):
+    host = direct_host
+    name = host.backend.get_hostname()
+    host.run_test(
+        "systemd-run --unit=tpm-hog.service --property=User=tss /bin/sh -c 'exec 3<>/dev/tpm0; exec sleep 600'"
+    )
+    try:
+        pid = host.check_output("systemctl show -p MainPID --value tpm-hog.service")
+        assert holders(host) == [pid]
+        before = host_state(host)
+        run = playbook("-e", "tpm_quote_mode=direct", "-e", "tpm_udev_mode=0640", limit=name)
+        assert run.returncode != 0
+        assert f"pid {pid}" in run.stdout and "tpm-hog.service" in run.stdout and "Nothing was changed" in run.stdout
+        assert host_state(host) == before
+    finally:
+        host.run("systemctl stop tpm-hog.service")
+
+
+@needs_inventory
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({"tpm_quote_mode": "fast"}, "tpm_quote_mode must be one of direct, kernel_rm, abrmd"),
+        ({"tpm_quote_mode_abrmd_tcti": "device:/dev/sda"}, "tpm_quote_mode_abrmd_tcti must be a device TCTI"),
+        ({"tpm_udev_mode": "0666"}, "tpm_udev_mode must be an octal mode that gives nothing to other users"),
+        ({"tpm_tcti_env_services": ["no-such-agent.service"]}, "no-such-agent.service"),
+        ({"tpm_access_tss_gid": "abc"}, "tpm_access_tss_gid"),
+    ],
+)
+def test_zz_bad_input_fails_clearly_and_changes_nothing(direct_host, extra, expected):
+    host = direct_host
+    name = host.backend.get_hostname()
+    before = host_state(host)
+    run = playbook("-e", json.dumps({**extra, "tpm_quote_mode": extra.get("tpm_quote_mode", "kernel_rm")}), limit=name)
+    assert run.returncode != 0
+    assert expected in run.stdout, run.stdout[-3000:]
+    assert host_state(host) == before
