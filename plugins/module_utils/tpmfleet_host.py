@@ -111,6 +111,13 @@ def access_analysis(node, identity=None):
         )
     if mode & 0o006 == 0o006:
         return True, "world read/write"
+    if mode & 0o060 == 0o060 and node["gid"] == 0:
+        # Never advise joining root's group: the raw device is reserved on purpose.
+        return False, (
+            f"{node['path']} is reserved for its owner {node['owner']} and group root: consumers on this host "
+            "are meant to use /dev/tpmrm0 or the tpm2-abrmd broker (tpmfleet quote mode kernel_rm or abrmd); "
+            "a consumer that needs the raw device needs quote mode direct, whose udev rule gives the tss group rw"
+        )
     if mode & 0o060 == 0o060:
         return False, (
             f"user {identity['user']} is not in group {node['group']} (gid {node['gid']}), which has rw on "

@@ -41,6 +41,15 @@ def test_access_analysis_names_the_missing_group(tmp_path):
     assert not allowed and "udev rule" in why
 
 
+def test_access_analysis_never_advises_joining_root_group():
+    """tpm0 as tss:root 0660 is reserved (kernel_rm and abrmd modes): point to the mode, not to root."""
+    node = {"path": "/dev/tpm0", "exists": True, "mode": "0660", "uid": 101, "owner": "tss", "gid": 0, "group": "root"}
+    allowed, why = th.access_analysis(node, NOBODY)
+    assert not allowed
+    assert "usermod" not in why
+    assert "/dev/tpmrm0" in why and "quote mode direct" in why
+
+
 def test_find_holders_sees_a_real_process(tmp_path):
     target = tmp_path / "held"
     target.write_bytes(b"")
