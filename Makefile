@@ -34,7 +34,7 @@ lint: setup
 	ansible-lint --profile production
 
 unit: setup
-	pytest tests/unit
+	pytest tests/unit tests/roles
 
 molecule: setup
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
