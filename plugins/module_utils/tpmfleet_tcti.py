@@ -499,3 +499,53 @@ def call_with_retry(ectx, func, deadline, selftest_after=3, max_attempts=8):
 def open_esapi(tcti):
     """ESAPI over an explicit TCTI string (never the loader's default search)."""
     return ESAPI(tcti)
+
+
+def tpm_session(tcti, work, deadline, what, module=None, identity=None, timings=None):
+    """Probe ``tcti``, open an ESAPI context on it, return ``work(ectx)`` and close the context.
+
+    Everything runs under ``deadline``; every failure (probe, TSS2 error, OS error, timeout)
+    is raised as a classified TpmAccessError. With ``timings``, the time to open the context
+    is recorded as ``timings['open']`` (ms)."""
+    name, conf = parse_tcti(tcti)
+
+    def session():
+        start = time.perf_counter()
+        ectx = open_esapi(tcti)
+        if timings is not None:
+            timings["open"] = round((time.perf_counter() - start) * 1000.0, 3)
+        try:
+            return work(ectx)
+        finally:
+            ectx.close()
+
+    try:
+        probe(name, conf, deadline.remaining(), module=module, identity=identity)
+        return run_with_deadline(session, deadline, what)
+    except (TSS2_Exception, OSError) as exc:
+        raise classify_exception(exc, name, conf, what=what, module=module, identity=identity) from exc
+
+
+def fail_access(module, err, deadline, result):
+    """fail_json for a TpmAccessError: its message, class (``reason``) and details, with ``result``."""
+    details = {k: v for k, v in err.details.items() if k not in result}
+    module.fail_json(msg=err.msg, reason=err.kind, elapsed_ms=deadline.elapsed_ms(), **result, **details)
+
+
+def pytss_missing_msg(purpose):
+    """What to do when tpm2-pytss cannot be imported on the managed host."""
+    # Imported here: the probes above also run outside a module (tests as another user).
+    from ansible.module_utils.basic import missing_required_lib
+
+    return missing_required_lib("tpm2-pytss", reason=f"{purpose}; {PYTSS_FIX}")
+
+
+def require_pytss(module, purpose, result):
+    """Fail the module with the install hint when tpm2-pytss is missing."""
+    if not HAS_PYTSS:
+        module.fail_json(
+            msg=pytss_missing_msg(purpose),
+            exception=str(PYTSS_IMPORT_ERROR),
+            reason="missing_library",
+            **result,
+        )

@@ -127,21 +127,16 @@ elapsed_ms:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.tpmfleet_host import current_identity
 from ansible.module_utils.tpmfleet_tcti import (
-    HAS_PYTSS,
-    PYTSS_FIX,
-    PYTSS_IMPORT_ERROR,
     Deadline,
     TpmAccessError,
-    TSS2_Exception,
     call_with_retry,
-    classify_exception,
-    open_esapi,
+    fail_access,
     parse_tcti,
-    probe,
-    run_with_deadline,
+    require_pytss,
+    tpm_session,
 )
 from ansible.module_utils.tpmfleet_tpm import read_summary
 
@@ -167,8 +162,7 @@ def main():
     }
 
     def fail(err):
-        details = {k: v for k, v in err.details.items() if k not in result}
-        module.fail_json(msg=err.msg, reason=err.kind, elapsed_ms=deadline.elapsed_ms(), **result, **details)
+        fail_access(module, err, deadline, result)
 
     if not 1 <= module.params["random_bytes"] <= 32:
         module.fail_json(msg="random_bytes must be between 1 and 32", **result)
@@ -178,30 +172,18 @@ def main():
         name, conf = parse_tcti(tcti)
     except TpmAccessError as err:
         fail(err)
-    if not HAS_PYTSS:
-        module.fail_json(
-            msg=missing_required_lib("tpm2-pytss", reason=f"to open the TPM; {PYTSS_FIX}"),
-            exception=str(PYTSS_IMPORT_ERROR),
-            reason="missing_library",
-            **result,
-        )
+    require_pytss(module, "to open the TPM", result)
 
-    def session():
-        ectx = open_esapi(tcti)
-        try:
-            rnd, retries = call_with_retry(ectx, lambda: ectx.get_random(module.params["random_bytes"]), deadline)
-            summary = read_summary(ectx)
-        finally:
-            ectx.close()
-        return len(bytes(rnd)), retries, summary
+    def work(ectx):
+        rnd, retries = call_with_retry(ectx, lambda: ectx.get_random(module.params["random_bytes"]), deadline)
+        return len(bytes(rnd)), retries, read_summary(ectx)
 
     try:
-        probe(name, conf, deadline.remaining(), module=module, identity=identity)
-        nbytes, retries, summary = run_with_deadline(session, deadline, f"TPM access over {tcti}")
+        nbytes, retries, summary = tpm_session(
+            tcti, work, deadline, f"TPM access over {tcti}", module=module, identity=identity
+        )
     except TpmAccessError as err:
         fail(err)
-    except (TSS2_Exception, OSError) as exc:
-        fail(classify_exception(exc, name, conf, what=f"TPM access over {tcti}", module=module, identity=identity))
 
     if nbytes < 1:
         fail(TpmAccessError("tpm_error", f"TPM2_GetRandom over {tcti} returned no bytes"))

@@ -107,7 +107,7 @@ ansible_facts:
 import glob
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.tpmfleet_host import (
     ABRMD_UNIT,
     abrmd_state,
@@ -121,15 +121,11 @@ from ansible.module_utils.tpmfleet_host import (
 )
 from ansible.module_utils.tpmfleet_tcti import (
     HAS_PYTSS,
-    PYTSS_FIX,
     Deadline,
     TpmAccessError,
-    TSS2_Exception,
-    classify_exception,
-    open_esapi,
     parse_tcti,
-    probe,
-    run_with_deadline,
+    pytss_missing_msg,
+    tpm_session,
 )
 from ansible.module_utils.tpmfleet_tpm import read_summary
 
@@ -189,33 +185,19 @@ def main():
     facts["properties"] = None
     if tcti:
         try:
-            name, conf = parse_tcti(tcti)
+            parse_tcti(tcti)
         except TpmAccessError as err:
             module.fail_json(msg=err.msg, reason=err.kind)
         if not HAS_PYTSS:
             errors.append(
-                {
-                    "step": "tpm",
-                    "reason": "missing_library",
-                    "msg": missing_required_lib("tpm2-pytss", reason=f"to read TPM properties; {PYTSS_FIX}"),
-                }
+                {"step": "tpm", "reason": "missing_library", "msg": pytss_missing_msg("to read TPM properties")}
             )
         else:
-
-            def session():
-                ectx = open_esapi(tcti)
-                try:
-                    return read_summary(ectx)
-                finally:
-                    ectx.close()
-
             try:
-                probe(name, conf, deadline.remaining(), module=module)
-                facts["properties"] = run_with_deadline(session, deadline, f"reading TPM properties over {tcti}")
+                facts["properties"] = tpm_session(
+                    tcti, read_summary, deadline, f"reading TPM properties over {tcti}", module=module
+                )
             except TpmAccessError as err:
-                errors.append({"step": "tpm", "reason": err.kind, "msg": err.msg})
-            except (TSS2_Exception, OSError) as exc:
-                err = classify_exception(exc, name, conf, what=f"reading TPM properties over {tcti}", module=module)
                 errors.append({"step": "tpm", "reason": err.kind, "msg": err.msg})
 
     facts["elapsed_ms"] = deadline.elapsed_ms()

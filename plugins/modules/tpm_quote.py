@@ -156,24 +156,21 @@ reason:
 """
 
 import re
-import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.tpmfleet_host import bounded_runner, current_identity
 from ansible.module_utils.tpmfleet_quote_cli import TOOLS, cli_quote
 from ansible.module_utils.tpmfleet_quote_verify import format_pcr_selection, parse_pcr_selection
 from ansible.module_utils.tpmfleet_tcti import (
-    HAS_PYTSS,
-    PYTSS_FIX,
-    PYTSS_IMPORT_ERROR,
     Deadline,
     TpmAccessError,
     TSS2_Exception,
     classify_exception,
-    open_esapi,
+    fail_access,
     parse_tcti,
     probe,
-    run_with_deadline,
+    require_pytss,
+    tpm_session,
 )
 from ansible.module_utils.tpmfleet_tpm import quote_session
 
@@ -217,8 +214,7 @@ def main():
     result = {"changed": False, "tcti": tcti, "method": method}
 
     def fail(err):
-        details = {k: v for k, v in err.details.items() if k not in result}
-        module.fail_json(msg=err.msg, reason=err.kind, elapsed_ms=deadline.elapsed_ms(), **result, **details)
+        fail_access(module, err, deadline, result)
 
     nonces = p["nonces"]
     if not nonces:
@@ -246,8 +242,8 @@ def main():
     timings = {}
     identity = current_identity()
     try:
-        probe(name, conf, deadline.remaining(), module=module, identity=identity)
         if method == "cli":
+            probe(name, conf, deadline.remaining(), module=module, identity=identity)
             tools = {t: module.get_bin_path(t) for t in TOOLS}
             missing = sorted(t for t, path in tools.items() if not path)
             if missing:
@@ -262,26 +258,20 @@ def main():
                 module.check_mode, timings,
             )  # fmt: skip
         else:
-            if not HAS_PYTSS:
-                module.fail_json(
-                    msg=missing_required_lib("tpm2-pytss", reason=f"to quote with method=pytss; {PYTSS_FIX}"),
-                    exception=str(PYTSS_IMPORT_ERROR),
-                    reason="missing_library",
-                    **result,
-                )
+            require_pytss(module, "to quote with method=pytss", result)
 
-            def session():
-                t0 = time.perf_counter()
-                ectx = open_esapi(tcti)
-                timings["open"] = round((time.perf_counter() - t0) * 1000.0, 3)
-                try:
-                    return quote_session(
-                        ectx, selection, nonces, p["key_algorithm"], handle, module.check_mode, timings
-                    )
-                finally:
-                    ectx.close()
+            def work(ectx):
+                return quote_session(ectx, selection, nonces, p["key_algorithm"], handle, module.check_mode, timings)
 
-            info, quotes, changed = run_with_deadline(session, deadline, f"quoting over {tcti}")
+            info, quotes, changed = tpm_session(
+                tcti,
+                work,
+                deadline,
+                f"quoting over {tcti}",
+                module=module,
+                identity=identity,
+                timings=timings,
+            )
     except TpmAccessError as err:
         fail(err)
     except (TSS2_Exception, OSError) as exc:
