@@ -1,14 +1,11 @@
 """Verify the access scenario: pinned tss/docker IDs, consumer memberships, re-owned files, and the refusals."""
 
 import os
-import subprocess
 
 import pytest
+from tpmfleet_molecule import needs_inventory, recap, run_playbook
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 CONVERGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "converge.yml")
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
-needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +79,7 @@ def test_tpm_device_nodes_carry_the_new_gid(host, pinned):
 
 
 def _playbook(limit, *args):
-    return subprocess.run(
-        [
-            os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"),
-            "-i",
-            INVENTORY,
-            "--limit",
-            limit,
-            CONVERGE,
-            *args,
-        ],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        },
-    )
+    return run_playbook(CONVERGE, *args, limit=limit)
 
 
 def _snapshot(host):
@@ -118,7 +95,7 @@ def _refused(host, *extra):
     run = _playbook(name, *extra)
     assert run.returncode != 0, run.stdout[-3000:]
     assert _snapshot(host) == before, "a refused run changed the host"
-    assert "changed=0" in [line for line in run.stdout.splitlines() if line.startswith(name) and "ok=" in line][-1]
+    assert recap(run, name)["changed"] == 0
     return " ".join(run.stdout.split())  # the message, unwrapped
 
 
@@ -155,5 +132,4 @@ def test_check_diff_on_a_converged_host_reports_no_change(host):
     name = host.backend.get_hostname()
     run = _playbook(name, "--check", "--diff")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    recap = [line for line in run.stdout.splitlines() if line.startswith(name) and "ok=" in line]
-    assert recap and "changed=0" in recap[-1], run.stdout[-3000:]
+    assert recap(run, name)["changed"] == 0, run.stdout[-3000:]

@@ -1,12 +1,10 @@
 """Verify the default scenario: kernel TPM drivers and device nodes on lab VMs."""
 
 import os
-import subprocess
 
 import pytest
+from tpmfleet_molecule import SITE, needs_inventory, recap, run_playbook
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 DRIVER = {"tis": "tpm_tis", "crb": "tpm_crb"}
 
 
@@ -47,27 +45,7 @@ def test_builtin_drivers_get_no_modules_load_file(host):
 
 
 def _playbook(*args, limit):
-    return subprocess.run(
-        [
-            os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"),
-            "-i",
-            INVENTORY,
-            "--limit",
-            limit,
-            os.path.join(PROJECT, "site.yml"),
-            *args,
-        ],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        },
-    )
+    return run_playbook(SITE, *args, limit=limit)
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +54,15 @@ def check_diff_run():
     return _playbook("--check", "--diff", limit="all")
 
 
-@pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
+@needs_inventory
 def test_check_diff_on_a_converged_host_reports_no_change(host, check_diff_run):
     name = host.backend.get_hostname()
     run = check_diff_run
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    recap = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
-    assert recap and "changed=0" in recap[-1], run.stdout[-3000:]
+    assert recap(run, name)["changed"] == 0, run.stdout[-3000:]
 
 
-@pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
+@needs_inventory
 def test_a_host_without_tpm_fails_with_a_clear_message_when_a_device_is_required(host):
     if _interface(host) != "none":
         pytest.skip("only on the lab VM without a TPM")

@@ -1,15 +1,10 @@
 """Verify the modes scenario: each quote mode on a real lab VM, toggling, regressions."""
 
 import json
-import os
-import re
-import subprocess
 
 import pytest
+from tpmfleet_molecule import SITE, needs_inventory, recap, run_module, run_playbook
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
-needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
 TCTI = {
     "direct": "device:/dev/tpm0",
     "kernel_rm": "device:/dev/tpmrm0",
@@ -47,27 +42,8 @@ def holders(host, path="/dev/tpm0"):
 
 
 def playbook(*args, limit, mitogen=True):
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    if mitogen:
-        # The toggling runs many converges: Mitogen (plugins/strategy) keeps them affordable under TCG.
-        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
-        env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
-    return subprocess.run(
-        [os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", limit,
-         os.path.join(PROJECT, "site.yml"), *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=1800, env=env, check=False,
-    )  # fmt: skip
-
-
-def recap(run, name):
-    lines = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
-    assert lines, run.stdout[-4000:] + run.stderr[-2000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
+    # The toggling runs many converges: Mitogen keeps them affordable under TCG.
+    return run_playbook(SITE, *args, limit=limit, mitogen=mitogen, timeout=1800)
 
 
 def host_state(host):
@@ -160,22 +136,12 @@ def test_abrmd_serves_tss_members_only(abrmd_host):
 @needs_inventory
 def test_abrmd_direct_access_is_busy_and_names_abrmd(abrmd_host):
     name = abrmd_host.backend.get_hostname()
-    run = subprocess.run(
-        [os.path.join(os.path.dirname(os.sys.executable), "ansible"), "-i", INVENTORY, name, "-m", "tpm_check",
-         "-a", "tcti=device:/dev/tpm0", "--become", "--become-user", "tpmagent"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )  # fmt: skip
+    run = run_module(name, "tpm_check", "tcti=device:/dev/tpm0", "--become", "--become-user", "tpmagent")
     assert run.returncode != 0
     # In abrmd mode /dev/tpm0 is reserved for the broker: a consumer is refused,
     # and told to use the broker, not to join root's group.
     assert "permission denied" in run.stdout.lower() and "usermod" not in run.stdout, run.stdout
-    run = subprocess.run(
-        [os.path.join(os.path.dirname(os.sys.executable), "ansible"), "-i", INVENTORY, name, "-m", "tpm_check",
-         "-a", "tcti=device:/dev/tpm0"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )  # fmt: skip
+    run = run_module(name, "tpm_check", "tcti=device:/dev/tpm0")
     assert run.returncode != 0
     assert "busy" in run.stdout and "tpm2-abrmd" in run.stdout, run.stdout
 

@@ -1,0 +1,55 @@
+"""What the scenarios' testinfra verifiers share: running playbooks against the scenario's VMs."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+PROJECT = os.environ.get(
+    "MOLECULE_PROJECT_DIRECTORY", os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+)
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+SITE = os.path.join(PROJECT, "site.yml")
+needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
+
+
+def _env(mitogen=False):
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    if mitogen:
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    return env
+
+
+def _run(tool, *args, timeout, mitogen=False):
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), tool), "-i", INVENTORY, *args],
+        cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=_env(mitogen), check=False,
+    )  # fmt: skip
+
+
+def run_module(target, module, module_args, *args, timeout=300):
+    """An ad-hoc ``ansible TARGET -m MODULE -a ARGS`` (the project's modules included)."""
+    return _run("ansible", target, "-m", module, "-a", module_args, *args, timeout=timeout)
+
+
+def run_playbook(playbook, *args, limit, mitogen=False, timeout=900):
+    """ansible-playbook PLAYBOOK on the scenario's inventory, limited to ``limit``; the CompletedProcess.
+
+    ``mitogen``: use the project's opt-in Mitogen strategy (plugins/strategy), which keeps
+    repeated converges affordable under TCG."""
+    return _run("ansible-playbook", "--limit", limit, playbook, *args, timeout=timeout, mitogen=mitogen)
+
+
+def recap(run, name):
+    """The PLAY RECAP counters of host ``name``: {'ok': N, 'changed': N, 'failed': N, ...}."""
+    lines = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
+    assert lines, run.stdout[-4000:] + run.stderr[-2000:]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
