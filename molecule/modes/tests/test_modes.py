@@ -1,9 +1,12 @@
 """Verify the modes scenario: each quote mode on a real lab VM, toggling, regressions."""
 
 import json
+import os
 
 import pytest
-from tpmfleet_molecule import SITE, needs_inventory, recap, run_module, run_playbook
+from tpmfleet_molecule import PROJECT, SITE, needs_inventory, recap, run_module, run_playbook
+
+QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
 
 TCTI = {
     "direct": "device:/dev/tpm0",
@@ -41,9 +44,17 @@ def holders(host, path="/dev/tpm0"):
     return [line.split("/")[0] for line in out.splitlines() if line]
 
 
-def playbook(*args, limit, mitogen=True):
+def playbook(*args, limit, mitogen=True, entry=SITE):
     # The toggling runs many converges: Mitogen keeps them affordable under TCG.
-    return run_playbook(SITE, *args, limit=limit, mitogen=mitogen, timeout=1800)
+    return run_playbook(entry, *args, limit=limit, mitogen=mitogen, timeout=1800)
+
+
+def consumer_reaches_the_tpm(host):
+    """A TPM command as the consumer service's user with the TCTI variables of its live environment."""
+    pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
+    assert pid != "0", "the consumer service is not running"
+    env = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep TCTI= | tr '\\n' ' '")
+    return host.run(f"runuser -u tpmagent -- env {env} tpm2_getrandom 8 --hex")
 
 
 def host_state(host):
@@ -69,6 +80,8 @@ def test_consumer_service_runs_with_the_mode_tcti(host):
     pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
     environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
     assert f"TPM2TOOLS_TCTI={TCTI[mode(host)]}" in environ.splitlines()
+    works = consumer_reaches_the_tpm(host)
+    assert works.rc == 0, works.stderr
 
 
 def test_nodes_are_never_world_accessible(host):
@@ -154,13 +167,15 @@ def test_zz_toggle_direct_abrmd_kernel_rm_direct(direct_host):
     host = direct_host
     name = host.backend.get_hostname()
     for step in ("abrmd", "kernel_rm", "direct"):
-        first = playbook("-e", f"tpm_quote_mode={step}", limit=name)
+        # The switch through the rolling entry point: consumers stopped, switched, verified, started.
+        first = playbook("-e", f"tpm_quote_mode={step}", limit=name, entry=QUOTE_MODE)
         assert first.returncode == 0, f"switch to {step}:\n{first.stdout[-4000:]}"
+        assert recap(first, name)["changed"] > 0
         again = playbook("-e", f"tpm_quote_mode={step}", limit=name)
         assert recap(again, name)["changed"] == 0, f"not idempotent in {step}:\n{again.stdout[-4000:]}"
         assert f"TPM2TOOLS_TCTI={TCTI[step]}" in host.file("/etc/tpm2/tcti.env").content_string
-        pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
-        assert pid != "0", f"the consumer service is not running after the switch to {step}"
+        works = consumer_reaches_the_tpm(host)
+        assert works.rc == 0, f"the consumer cannot use the TPM after the switch to {step}: {works.stderr}"
 
 
 @needs_inventory
