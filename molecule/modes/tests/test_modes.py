@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, recap, run_module, run_playbook
@@ -166,16 +167,26 @@ def test_abrmd_direct_access_is_busy_and_names_abrmd(abrmd_host):
 def test_zz_toggle_direct_abrmd_kernel_rm_direct(direct_host):
     host = direct_host
     name = host.backend.get_hostname()
+    seconds = {}
     for step in ("abrmd", "kernel_rm", "direct"):
         # The switch through the rolling entry point: consumers stopped, switched, verified, started.
+        start = time.monotonic()
         first = playbook("-e", f"tpm_quote_mode={step}", limit=name, entry=QUOTE_MODE)
+        seconds[f"switch to {step} (quote_mode.yml)"] = round(time.monotonic() - start, 1)
         assert first.returncode == 0, f"switch to {step}:\n{first.stdout[-4000:]}"
         assert recap(first, name)["changed"] > 0
+        start = time.monotonic()
         again = playbook("-e", f"tpm_quote_mode={step}", limit=name)
+        seconds[f"re-run in {step} (site.yml)"] = round(time.monotonic() - start, 1)
         assert recap(again, name)["changed"] == 0, f"not idempotent in {step}:\n{again.stdout[-4000:]}"
         assert f"TPM2TOOLS_TCTI={TCTI[step]}" in host.file("/etc/tpm2/tcti.env").content_string
         works = consumer_reaches_the_tpm(host)
         assert works.rc == 0, f"the consumer cannot use the TPM after the switch to {step}: {works.stderr}"
+    # Measured wall times (Mitogen strategy, one lab VM) for the record: .lab/timings/ (not committed).
+    out = os.path.join(PROJECT, ".lab", "timings")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "modes-toggle.json"), "w", encoding="utf-8") as fh:
+        json.dump(seconds, fh, indent=2)
 
 
 @needs_inventory
