@@ -1,0 +1,196 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role tpm_containers run by Ansible on the controller (no Docker): what it writes, and what it refuses.
+
+The real-container proof (Docker in a lab VM, quotes from inside a container)
+is molecule/containers, run on demand; this runs in `make test`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TSS_GID = 4242  # pinned (tpm_access_tss_gid): the role must use the number the run enforces
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the data directories are chowned to the container's UID")
+
+
+def project(base):
+    return {
+        "name": "attest",
+        "dir": str(base / "attest"),
+        "services": [
+            {
+                "name": "agent",
+                "image": "registry.example.net/keylime/agent:7.12",
+                "user": "2000:2000",
+                "command": ["keylime_agent"],
+                "environment": {"AGENT_TOKEN": "not-a-real-secret"},
+                "data": {"persistence": "/var/lib/keylime", "config": "/etc/keylime"},
+            }
+        ],
+    }
+
+
+def run(tmp_path, extra, *args, check_mode=False):
+    play = tmp_path / "play.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [{"name": "Run tpm_containers", "hosts": "localhost", "gather_facts": False,
+              "roles": [{"role": "tpm_containers"}]}]
+        )
+    )  # fmt: skip
+    variables = {
+        "tpm_quote_mode": "direct",
+        "tpm_containers_docker": False,
+        "tpm_access_tss_gid": TSS_GID,
+        # The controller has no TPM: the access check can only warn here.
+        "tpm_containers_access_check": "warn",
+        **extra,
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+        ANSIBLE_STRATEGY="linear",
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+        "-e", f"@{tmp_path / 'vars.json'}", str(play), *args,
+    ]  # fmt: skip
+    if check_mode:
+        cmd += ["--check", "--diff"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    return proc.returncode, out
+
+
+def tasks(out):
+    """(task name, localhost result) for every task that ran."""
+    return [(t["task"]["name"], t["hosts"].get("localhost", {})) for play in out["plays"] for t in play["tasks"]]
+
+
+def messages(out):
+    return " ".join(str(r.get("msg", "")) for _, r in tasks(out))
+
+
+def digest(base):
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ctr")
+    base = tmp / "srv"
+    first = run(tmp, {"tpm_containers_projects": [project(base)]})
+    second = run(tmp, {"tpm_containers_projects": [project(base)]})
+    return tmp, base, first, second
+
+
+def test_the_role_writes_the_project(converged):
+    _, base, (rc, out), _ = converged
+    assert rc == 0, messages(out)
+    compose = base / "attest" / "compose.yaml"
+    text = compose.read_text()
+    assert text.splitlines()[:3] == ["#", "# Ansible managed", "#"]  # ansible_managed | comment
+    doc = yaml.safe_load(text)
+    agent = doc["services"]["agent"]
+    assert agent["group_add"] == [TSS_GID] and agent["devices"] == ["/dev/tpm0:/dev/tpm0:rw"]
+    assert agent["environment"]["TPM2TOOLS_TCTI"] == "device:/dev/tpm0"
+    assert agent["env_file"] == [str(base / "attest" / "agent.env")]
+    assert (agent["read_only"], agent["privileged"], agent["cap_drop"]) == (True, False, ["ALL"])
+    assert compose.stat().st_mode & 0o777 == 0o640 and compose.stat().st_uid == 0
+    env = base / "attest" / "agent.env"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert 'AGENT_TOKEN="not-a-real-secret"' in env.read_text().splitlines()
+    for kind in ("persistence", "config"):
+        st = (base / "attest" / "data" / "agent" / kind).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (2000, 2000, 0o700)
+    # The environment's value is never in the output.
+    assert "not-a-real-secret" not in json.dumps(out)
+
+
+def test_the_controller_without_a_tpm_is_reported_by_the_access_check(converged):
+    _, _, (_, out), _ = converged
+    assert "/dev/tpm0 does not exist on this host" in messages(out)
+
+
+def test_a_second_run_changes_nothing(converged):
+    _, _, _, (rc, out) = converged
+    assert rc == 0 and out["stats"]["localhost"]["changed"] == 0, messages(out)
+
+
+def test_check_diff_is_truthful_and_a_real_change_keeps_a_backup(converged):
+    tmp, base, _, _ = converged
+    before = digest(base)
+    changed = {
+        "tpm_containers_projects": [project(base)],
+        "tpm_containers_limits": {"memory": "512m", "cpus": 1.0, "pids": 256},
+    }
+    rc, out = run(tmp, changed, check_mode=True)
+    assert rc == 0 and out["stats"]["localhost"]["changed"] == 1, messages(out)
+    diffs = [i.get("diff") for name, r in tasks(out) if "compose file" in name for i in r.get("results", [])]
+    assert diffs and "mem_limit: 512m" in json.dumps(diffs)
+    assert digest(base) == before
+    rc, out = run(tmp, changed)
+    assert rc == 0
+    backups = list((base / "attest").glob("compose.yaml.*~"))
+    assert len(backups) == 1 and backups[0].read_text() == (
+        tmp / "srv" / "attest" / "compose.yaml"
+    ).read_text().replace("mem_limit: 512m", "mem_limit: 256m")
+
+
+# Each bad input is covered by the filter's unit tests; here, that the role stops before writing.
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"services": [{"name": "a", "image": "x", "user": "2000:2000", "docker_socket": True}]},
+            "Opt in with tpm_containers_allow_docker_socket: true",
+        ),
+    ],
+)
+def test_bad_inputs_fail_clearly_and_write_nothing(converged, extra, expected):
+    tmp, base, _, _ = converged
+    before = digest(base)
+    rc, out = run(tmp, {"tpm_containers_projects": [{**project(base), **extra}]})
+    assert rc != 0 and expected in messages(out), messages(out)
+    assert digest(base) == before
+
+
+def test_an_unknown_quote_mode_fails_before_anything(converged):
+    tmp, base, _, _ = converged
+    before = digest(base)
+    rc, out = run(tmp, {"tpm_quote_mode": "fast", "tpm_containers_projects": [project(base)]})
+    assert rc != 0 and "tpm_quote_mode must be one of: direct, kernel_rm, abrmd, got: fast" in messages(out)
+    assert digest(base) == before
+
+
+def test_a_service_that_cannot_open_the_node_fails_and_writes_nothing(converged):
+    tmp, base, _, _ = converged
+    before = digest(base)
+    rc, out = run(tmp, {"tpm_containers_projects": [project(base)], "tpm_containers_access_check": "fail"})
+    assert rc != 0 and "cannot open it" in messages(out) and "Nothing was changed" in messages(out)
+    assert digest(base) == before
+
+
+def test_no_projects_no_remote_task(tmp_path):
+    rc, out = run(tmp_path, {"tpm_containers_projects": []})
+    assert rc == 0
+    ran = [name for name, r in tasks(out) if name.startswith("tpm_containers") and not r.get("skipped")]
+    # Only controller-side steps: the argument check, the include and the settings check.
+    assert all(("arg spec" in n) or n.endswith(("Validate the tpm_containers settings against the host",
+               "Check the tpm_containers settings")) for n in ran), ran  # fmt: skip
+    assert out["stats"]["localhost"]["changed"] == 0
