@@ -44,3 +44,24 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 else
   echo "setup: .venv is up to date"
 fi
+
+# The compose v2 CLI for the unit tests that check rendered compose files with
+# `docker-compose config` (no Docker engine needed): Debian trixie's
+# docker-compose package (it depends only on libc6 >= 2.34), pinned by
+# checksum and unpacked into .venv/bin, never installed system-wide.
+COMPOSE_DEB=docker-compose_2.26.1-4_amd64.deb
+COMPOSE_SHA256=47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
+if [ "$(uname -m)" = x86_64 ] && [ ! -x .venv/bin/docker-compose ]; then
+  echo "setup: installing the compose v2 CLI into .venv/bin"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  .venv/bin/python - "$tmp/$COMPOSE_DEB" <<PY
+import sys, urllib.request
+urllib.request.urlretrieve("http://deb.debian.org/debian/pool/main/d/docker-compose/$COMPOSE_DEB", sys.argv[1])
+PY
+  echo "$COMPOSE_SHA256  $tmp/$COMPOSE_DEB" | sha256sum -c --quiet -
+  dpkg-deb -x "$tmp/$COMPOSE_DEB" "$tmp/root"
+  install -m 0755 "$tmp/root/usr/libexec/docker/cli-plugins/docker-compose" .venv/bin/docker-compose
+else
+  echo "setup: compose v2 CLI present (or not needed on $(uname -m))"
+fi
