@@ -206,3 +206,34 @@ def test_zz4_bad_inputs_fail_clearly_and_change_nothing(host, extra, expected):
     assert run.returncode != 0
     assert expected in run.stdout, run.stdout[-3000:]
     assert (sha(host, COMPOSE), sha(host, f"{PROJECT_DIR}/quoter.env"), inspect(host)["State"]["StartedAt"]) == before
+
+
+# --- abrmd: no device, the broker over the D-Bus system socket ------------------------------
+
+
+@needs_inventory
+def test_zz5_abrmd_gives_the_dbus_socket_and_the_container_quotes_through_the_broker(host):
+    tcti = "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system"
+    host.run("userdel quoter")
+    before = sha(host, COMPOSE)
+    # dbus-daemon closes the connection of a UID without an account on the host: named, nothing written.
+    run = converge(host, {"tpm_quote_mode": "abrmd"})
+    assert run.returncode != 0
+    assert "the system D-Bus closes connections from UID 2000, which has no account on the host" in run.stdout, (
+        run.stdout[-3000:]
+    )
+    assert sha(host, COMPOSE) == before
+    # With the account (the fix the message gives), the container quotes twice through tpm2-abrmd.
+    assert host.run("useradd --system --no-create-home --uid 2000 --shell /usr/sbin/nologin quoter").rc == 0
+    run = converge(host, {"tpm_quote_mode": "abrmd"})
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert host.service("tpm2-abrmd").is_running
+    out = wait_for_log(host, "TPMFLEET-QUOTES-OK")
+    assert f"uid=2000 gid=2000 groups=2000 {tss_gid(host)} tcti={tcti}" in out, out
+    assert "quote 1 ok" in out and "quote 2 ok" in out
+    info = inspect(host)
+    assert not info["HostConfig"]["Devices"]
+    sockets = [m for m in info["Mounts"] if m["Destination"] == "/run/dbus/system_bus_socket"]
+    assert len(sockets) == 1 and sockets[0]["RW"] is False, info["Mounts"]
+    again = converge(host, {"tpm_quote_mode": "abrmd"})
+    assert recap(again, host.backend.get_hostname())["changed"] == 0, again.stdout[-4000:]

@@ -365,12 +365,31 @@ def test_the_schema_check_reports_the_path_of_an_invalid_value():
 # --- access: the container's identity against the live node ------------------------------------
 
 
-def access(mode, nodes=None, check_mode=False, **svc):
+def access(mode, nodes=None, check_mode=False, users=None, **svc):
     result, _ = one(mode, **svc)
     profile = tpmfleet.tpmfleet_quote_mode(mode)
     return tc.tpmfleet_compose_access(
-        result, NODES[mode] if nodes is None else nodes, groups=GROUPS, profile=profile, check_mode=check_mode
-    )
+        result, NODES[mode] if nodes is None else nodes, groups=GROUPS, profile=profile, users=users,
+        check_mode=check_mode,
+    )  # fmt: skip
+
+
+# getent passwd as ansible.builtin.getent returns it: name -> [password, uid, gid, gecos, home, shell].
+PASSWD = {"root": ["x", "0", "0", "root", "/root", "/bin/bash"], "tss": ["x", "101", "106", "", "/", "/bin/false"]}
+
+
+def test_abrmd_needs_a_host_account_for_the_service_uid():
+    problems = access("abrmd", users=PASSWD)
+    assert len(problems) == 1
+    assert "the system D-Bus closes connections from UID 2000, which has no account on the host" in problems[0]
+    assert "useradd --system --no-create-home --uid 2000" in problems[0]
+    known = {**PASSWD, "agent": ["x", "2000", "2000", "", "/", "/usr/sbin/nologin"]}
+    assert access("abrmd", users=known) == []
+
+
+@pytest.mark.parametrize("mode", ["direct", "kernel_rm"])
+def test_device_modes_need_no_host_account(mode):
+    assert access(mode, users=PASSWD) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
