@@ -779,9 +779,9 @@ def tpmfleet_compose_access(plan, nodes, groups=None, profile=None, users=None, 
     plan, nodes = _plain(plan), _plain(nodes or {})
     gids = _group_gids(groups)
     names = {gid: name for name, gid in sorted(gids.items(), reverse=True)}
-    # users=None: the host's accounts were not read, so the D-Bus account check is skipped.
-    known_uids = None if users is None else {int(e[1]) for e in _plain(users).values() if len(e) > 1}
+    accounts_read = users is not None  # if not, the D-Bus account check is skipped
     users = {name: int(entry[1]) for name, entry in (_plain(users) or {}).items() if len(entry) > 1}
+    known_uids = set(users.values())
     profile = _plain(profile or {})
     problems = []
     for project in plan.get("projects", []):
@@ -824,16 +824,16 @@ def tpmfleet_compose_access(plan, nodes, groups=None, profile=None, users=None, 
                     )
                 else:
                     problems.append(f"{who} cannot open {node_desc}: the node gives its group no read/write access.")
-            if service["dbus_socket"] and known_uids is not None and uid != 0 and uid not in known_uids:
+            if service["dbus_socket"]:
                 # dbus-daemon looks a connecting UID up in the host's user database and
                 # closes the connection of a UID it does not know, whatever the policy says.
-                problems.append(
-                    f"{who} cannot use tpm2-abrmd over {service['dbus_socket']}: the system D-Bus closes "
-                    f"connections from UID {uid}, which has no account on the host; create one (a system "
-                    f"account without login, e.g. useradd --system --no-create-home --uid {uid} "
-                    "--shell /usr/sbin/nologin NAME) or run the service as a UID the host knows."
-                )
-            if service["dbus_socket"]:
+                if accounts_read and uid != 0 and uid not in known_uids:
+                    problems.append(
+                        f"{who} cannot use tpm2-abrmd over {service['dbus_socket']}: the system D-Bus closes "
+                        f"connections from UID {uid}, which has no account on the host; create one (a system "
+                        f"account without login, e.g. useradd --system --no-create-home --uid {uid} "
+                        "--shell /usr/sbin/nologin NAME) or run the service as a UID the host knows."
+                    )
                 tss_gid = gids.get(profile.get("nodes", {}).get("/dev/tpmrm0", {}).get("group", "tss"), gids.get("tss"))
                 if tss_gid is not None and tss_gid != gid and tss_gid not in extra:
                     problems.append(

@@ -23,6 +23,10 @@ def inspect(host):
     return json.loads(host.check_output(f"docker inspect {CONTAINER}"))[0]
 
 
+def info_env(host):
+    return inspect(host)["Config"]["Env"]
+
+
 def logs(host):
     result = host.run(f"docker logs {CONTAINER}")
     return result.stdout + result.stderr
@@ -102,10 +106,6 @@ def test_the_container_has_the_hosts_tcti_variables_and_its_env_literally(host):
     assert {name: env[name] for name in TCTI_NAMES} == host_env
     assert env["QUOTE_SECRET"] == SECRET
     assert env["QUOTE_LITERAL"] == "a$b ${c}"
-
-
-def info_env(host):
-    return inspect(host)["Config"]["Env"]
 
 
 def test_files_and_data_directories_are_tight(host):

@@ -447,7 +447,10 @@ def _compose_cli():
     return None
 
 
-@pytest.mark.skipif(_compose_cli() is None, reason="no compose v2 CLI: scripts/setup.sh installs it")
+COMPOSE_CLI = _compose_cli()  # probed once, not per test
+
+
+@pytest.mark.skipif(COMPOSE_CLI is None, reason="no compose v2 CLI: scripts/setup.sh installs it")
 @pytest.mark.parametrize("mode", MODES)
 def test_docker_compose_config_accepts_every_rendered_mode(tmp_path, mode):
     rich = service(
@@ -461,7 +464,7 @@ def test_docker_compose_config_accepts_every_rendered_mode(tmp_path, mode):
     compose = tmp_path / "compose.yaml"
     compose.write_text(result["projects"][0]["compose_yaml"])
     run = subprocess.run(
-        [*_compose_cli(), "-f", str(compose), "config", "--format", "json"],
+        [*COMPOSE_CLI, "-f", str(compose), "config", "--format", "json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
