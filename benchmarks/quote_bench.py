@@ -38,9 +38,9 @@ def stats(samples):
 
 def bench_pytss(tcti, n):
     """Per quote: PCR read + TPM2_Quote with an already loaded AK (what the module does per nonce)."""
-    from ansible.module_utils import tpmfleet_quote_verify as qv
-    from ansible.module_utils.tpmfleet_tcti import open_esapi
-    from ansible.module_utils.tpmfleet_tpm import create_ak, read_pcrs
+    from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify as qv
+    from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import open_esapi
+    from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import create_ak, read_pcrs
     from tpm2_pytss.constants import TPM2_ALG
     from tpm2_pytss.types import TPML_PCR_SELECTION, TPMT_SIG_SCHEME
 

@@ -46,7 +46,7 @@ def run(tmp_path, extra, *args, check_mode=False):
     play.write_text(
         yaml.safe_dump(
             [{"name": "Run tpm_containers", "hosts": "localhost", "gather_facts": False,
-              "roles": [{"role": "tpm_containers"}]}]
+              "roles": [{"role": "tpmfleet.tpm.tpm_containers"}]}]
         )
     )  # fmt: skip
     variables = {

@@ -16,18 +16,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE_UTILS = REPO / "plugins" / "module_utils"
+COLLECTIONS = REPO / "collections"
+COLLECTION = COLLECTIONS / "ansible_collections" / "tpmfleet" / "tpm"
+MODULE_UTILS = COLLECTION / "plugins" / "module_utils"
 ANSIBLE = Path(sys.executable).parent / "ansible"
 # Interpreter the modules run with on "localhost"; set TPMFLEET_TEST_PYTHON to a Python with
 # tpm2-pytss 1.2 (Debian 12's python3-tpm2-pytss) to check the modules against it.
 MODULE_PYTHON = os.environ.get("TPMFLEET_TEST_PYTHON", sys.executable)
 
-# Our module_utils import each other as ansible.module_utils.tpmfleet_*; make that resolvable in tests
-# the same way AnsiballZ does on a managed host.
-import ansible.module_utils
-
-if str(MODULE_UTILS) not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(MODULE_UTILS))
+# The plugins import each other through their collection path
+# (ansible_collections.tpmfleet.tpm.plugins...), as on a controller and inside AnsiballZ:
+# the checkout's collections/ directory is a namespace package root like any collections path.
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
 
 os.environ.setdefault("TSS2_LOG", "all+none")
 
@@ -153,7 +154,7 @@ def run_module(module, args, check=False, diff=False, python=None, env=None, tim
     cmd = [
         str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local",
         "-e", f"ansible_python_interpreter={python or MODULE_PYTHON}",
-        "-m", module,
+        "-m", module if "." in module else f"tpmfleet.tpm.{module}",
     ]  # fmt: skip
     if args:
         cmd += ["-a", json.dumps(args)]

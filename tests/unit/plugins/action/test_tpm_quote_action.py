@@ -1,27 +1,22 @@
-"""The tpm_quote action plugin: nonce handling, verification wiring, module_utils loading."""
+"""The tpm_quote action plugin: nonce handling and verification wiring."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import os
+import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from ansible_collections.tpmfleet.tpm.plugins.action import tpm_quote as action
+from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify
+from conftest import COLLECTION, COLLECTIONS
 
 
-def load_action_plugin():
-    spec = importlib.util.spec_from_file_location("tpmfleet_action_tpm_quote", REPO / "plugins/action/tpm_quote.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_load_verifier_finds_module_utils_outside_ansible_namespace():
-    mod = load_action_plugin()
-    sys.modules.pop("ansible.module_utils.tpmfleet_quote_verify", None)
-    verifier = mod.load_verifier()
-    assert verifier.__file__ == str(REPO / "plugins/module_utils/tpmfleet_quote_verify.py")
-    assert callable(verifier.verify_module_result)
+def test_action_verifies_with_the_collections_module_utils():
+    """The action plugin imports the verifier through the collection path (no file loading)."""
+    assert action.verifier is quote_verify
+    assert callable(action.verifier.verify_module_result)
 
 
 def test_user_supplied_nonces_are_refused(ansible_run):
@@ -35,9 +30,15 @@ def test_bad_arguments_fail_before_the_module_runs(args, fragment, ansible_run):
     assert r["failed"] and fragment in r["msg"]
 
 
-def test_module_alone_refuses_to_run(ansible_run, tmp_path):
-    """Without the action plugin (empty action plugin path) the module explains how to call it."""
-    r, _ = ansible_run("tpm_quote", {"tcti": "swtpm:port=1"}, env={"ANSIBLE_ACTION_PLUGINS": str(tmp_path)})
+def test_module_alone_refuses_to_run(tmp_path):
+    """Run without its action plugin (the module file on its own), the module explains how to call it."""
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"tcti": "swtpm:port=1"}}))
+    proc = subprocess.run(
+        [sys.executable, str(COLLECTION / "plugins" / "modules" / "tpm_quote.py"), str(args)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(COLLECTIONS)},
+    )  # fmt: skip
+    r = json.loads(proc.stdout)
     assert r["failed"] and r["reason"] == "no_nonces"
     assert "action plugin" in r["msg"]
 

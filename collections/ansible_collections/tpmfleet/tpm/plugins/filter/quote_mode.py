@@ -1,0 +1,36 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters over the quote mode's single source of truth (plugin_utils/quote_mode.py).
+
+Documented for ``ansible-doc -t filter`` in the YAML files beside this one.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
+
+
+def quote_mode(mode, tss_user="tss", tss_group="tss", abrmd_tcti="device:/dev/tpm0", mask_abrmd=None):
+    """The profile of a quote mode: every setting the mode implies."""
+    try:
+        return qm.profile(mode, tss_user=tss_user, tss_group=tss_group, abrmd_tcti=abrmd_tcti, mask_abrmd=mask_abrmd)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
+def quote_modes(_unused=None):
+    """The names of the quote modes."""
+    return qm.modes()
+
+
+class FilterModule:
+    """tpmfleet.tpm quote mode filters."""
+
+    def filters(self):
+        return {
+            "quote_mode": quote_mode,
+            "quote_modes": quote_modes,
+            "tcti_error": tcti_error,
+        }

@@ -1,0 +1,397 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ESAPI helpers shared by tpm_facts, tpm_check and tpm_quote (tpm2-pytss 1.2 and 3.x).
+
+Callers must check ``tpmfleet_tcti.HAS_PYTSS`` first. Every function that loads a
+transient object flushes it in ``finally``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import struct
+import time
+
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
+    HASH_ALGS,
+    TPMA_DECRYPT,
+    TPMA_FIXEDTPM,
+    TPMA_RESTRICTED,
+    TPMA_SIGN_ENCRYPT,
+    compute_pcr_digest,
+    describe_public,
+    format_pcr_selection,
+    object_name,
+    parse_attest,
+    parse_public,
+    parse_signature,
+    public_to_pem,
+    signature_standard,
+)
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import HAS_PYTSS, RC_HANDLE, TpmAccessError, tpm_rc_code
+
+if HAS_PYTSS:
+    from tpm2_pytss import TSS2_Exception
+    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_HT, TPMA_OBJECT
+    from tpm2_pytss.types import TPM2B_PUBLIC, TPML_PCR_SELECTION, TPMT_SIG_SCHEME
+
+PT_FIXED = 0x100
+PT_VAR = 0x200
+PT_NAMES = {
+    0x100: "family",
+    0x101: "level",
+    0x102: "revision",
+    0x103: "day_of_year",
+    0x104: "year",
+    0x105: "manufacturer",
+    0x106: "vendor_string_1",
+    0x107: "vendor_string_2",
+    0x108: "vendor_string_3",
+    0x109: "vendor_string_4",
+    0x10A: "vendor_tpm_type",
+    0x10B: "firmware_version_1",
+    0x10C: "firmware_version_2",
+    0x200: "permanent",
+    0x201: "startup_clear",
+    0x20E: "lockout_counter",
+    0x20F: "max_auth_fail",
+    0x210: "lockout_interval",
+    0x211: "lockout_recovery",
+}
+MANUFACTURERS = {
+    "AMD": "AMD",
+    "ATML": "Atmel",
+    "BRCM": "Broadcom",
+    "CSCO": "Cisco",
+    "FLYS": "Flyslice",
+    "GOOG": "Google",
+    "HPE": "HPE",
+    "HISI": "Huawei",
+    "IBM": "IBM",
+    "IFX": "Infineon",
+    "INTC": "Intel",
+    "LEN": "Lenovo",
+    "MSFT": "Microsoft",
+    "NSM": "National Semiconductor",
+    "NTZ": "Nationz",
+    "NTC": "Nuvoton",
+    "QCOM": "Qualcomm",
+    "ROCC": "Fuzhou Rockchip",
+    "SMSC": "SMSC",
+    "STM": "STMicroelectronics",
+    "SMSN": "Samsung",
+    "SNS": "Sinosun",
+    "TXN": "Texas Instruments",
+    "WEC": "Winbond",
+}
+TRANSIENT_FIRST = 0x80000000
+PERSISTENT_FIRST = 0x81000000
+
+_SRK_ATTRS = 0x00030472  # restricted|decrypt|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA
+_AK_ATTRS = 0x00050472  # restricted|sign|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA
+KEY_TEMPLATES = {
+    # algorithm: (primary template, AK template) in tpm2-tools -G syntax
+    "ecc": ("ecc256:aes128cfb", "ecc256:ecdsa-sha256:null"),
+    "rsa": ("rsa2048:aes128cfb", "rsa2048:rsassa-sha256:null"),
+}
+
+
+def _fourcc(value):
+    return struct.pack(">I", value & 0xFFFFFFFF).decode("ascii", "replace")
+
+
+def get_properties(ectx, first, count=64):
+    """{property_id: value} for TPM_CAP_TPM_PROPERTIES starting at ``first``."""
+    props = {}
+    prop = first
+    while True:
+        more, cap = ectx.get_capability(TPM2_CAP.TPM_PROPERTIES, prop, count)
+        items = list(cap.data.tpmProperties)
+        for item in items:
+            props[int(item.property)] = int(item.value)
+        if not more or not items:
+            return props
+        prop = int(items[-1].property) + 1
+        if prop >= first + 0x100:
+            return props
+
+
+def tpm_identity(fixed):
+    """Manufacturer, vendor strings, firmware and spec version from TPM_PT_FIXED values."""
+    manufacturer = _fourcc(fixed.get(0x105, 0)).rstrip("\0 ")
+    vendor = "".join(_fourcc(fixed[p]) for p in (0x106, 0x107, 0x108, 0x109) if fixed.get(p))
+    vendor = vendor.replace("\0", "").strip()
+    fw1, fw2 = fixed.get(0x10B, 0), fixed.get(0x10C, 0)
+    family = _fourcc(fixed.get(0x100, 0)).replace("\0", "")
+    revision = fixed.get(0x102, 0)
+    software = None
+    if manufacturer == "IBM" and "SW" in vendor and "TPM" in vendor:
+        software = "swtpm/libtpms (IBM software TPM)"
+    elif manufacturer == "MSFT" and "Simulator" in vendor:
+        software = "Microsoft TPM reference simulator"
+    elif "swtpm" in vendor.lower() or "simulator" in vendor.lower():
+        software = vendor
+    return {
+        "manufacturer": manufacturer,
+        "manufacturer_raw": f"0x{fixed.get(0x105, 0):08x}",
+        "manufacturer_name": MANUFACTURERS.get(manufacturer, "unknown"),
+        "vendor_strings": vendor,
+        "firmware_version": f"{fw1 >> 16}.{fw1 & 0xFFFF}.{fw2 >> 16}.{fw2 & 0xFFFF}",
+        "firmware_version_raw": f"0x{fw1:08x}{fw2:08x}",
+        "spec_family": family,
+        "spec_level": fixed.get(0x101),
+        "spec_revision": f"{revision // 100}.{revision % 100:02d}" if revision else None,
+        "spec_year": fixed.get(0x104),
+        "spec_day_of_year": fixed.get(0x103),
+        "software_tpm": software is not None,
+        "software_kind": software,
+    }
+
+
+def lockout_info(var):
+    permanent = var.get(0x200, 0)
+    return {
+        "counter": var.get(0x20E),
+        "max_tries": var.get(0x20F),
+        "interval_s": var.get(0x210),
+        "recovery_s": var.get(0x211),
+        "in_lockout": bool(permanent & (1 << 9)),
+        "owner_auth_set": bool(permanent & 1),
+        "endorsement_auth_set": bool(permanent & 2),
+        "lockout_auth_set": bool(permanent & 4),
+    }
+
+
+def pcr_banks(ectx):
+    """{bank: [allocated indices]} from TPM_CAP_PCRS (banks with nothing allocated omitted)."""
+    _more, cap = ectx.get_capability(TPM2_CAP.PCRS, 0, 1)
+    banks = {}
+    names = {v: k for k, v in HASH_ALGS.items()}
+    for sel in cap.data.assignedPCR:
+        bitmap = bytes(sel.pcrSelect)[: int(sel.sizeofSelect)]
+        indices = [i for i in range(len(bitmap) * 8) if bitmap[i // 8] & (1 << (i % 8))]
+        if indices:
+            banks[names.get(int(sel.hash), f"0x{int(sel.hash):04x}")] = indices
+    return banks
+
+
+def handles(ectx, first):
+    found = []
+    prop = first
+    while True:
+        more, cap = ectx.get_capability(TPM2_CAP.HANDLES, prop, 64)
+        items = [int(h) for h in cap.data.handles]
+        found.extend(items)
+        if not more or not items:
+            return found
+        prop = items[-1] + 1
+
+
+def transient_handles(ectx):
+    return handles(ectx, TPM2_HT.TRANSIENT << 24)
+
+
+def read_summary(ectx):
+    """Everything tpm_facts/tpm_check report about an opened TPM."""
+    fixed = get_properties(ectx, PT_FIXED)
+    var = get_properties(ectx, PT_VAR, 32)
+    summary = tpm_identity(fixed)
+    summary["lockout"] = lockout_info(var)
+    summary["pcr_banks"] = pcr_banks(ectx)
+    summary["transient_objects"] = len(transient_handles(ectx))
+    return summary
+
+
+# --------------------------------------------------------------------------
+# PCRs
+# --------------------------------------------------------------------------
+
+
+def read_pcrs(ectx, selection):
+    """{bank: {"index": hex}} for ``[(bank, indices)]``; fails when a bank is not allocated."""
+    values = {}
+    for bank, indices in selection:
+        values[bank] = {}
+        for start in range(0, len(indices), 8):
+            chunk = indices[start : start + 8]
+            sel = TPML_PCR_SELECTION.parse(f"{bank}:{','.join(str(i) for i in chunk)}")
+            _counter, sel_out, digests = ectx.pcr_read(sel)
+            got = []
+            for s in sel_out.pcrSelections:
+                bitmap = bytes(s.pcrSelect)[: int(s.sizeofSelect)]
+                got.extend(i for i in range(len(bitmap) * 8) if bitmap[i // 8] & (1 << (i % 8)))
+            missing = [i for i in chunk if i not in got]
+            if missing:
+                allocated = pcr_banks(ectx)
+                raise TpmAccessError(
+                    "pcr_bank",
+                    f"PCR {bank}:{','.join(map(str, missing))} cannot be read: bank {bank} is not allocated on this "
+                    f"TPM (allocated: {format_pcr_selection(sorted(allocated.items())) or 'none'}); choose "
+                    "another 'pcrs' selection",
+                )
+            for i, digest in zip(sorted(got), list(digests.digests), strict=False):
+                values[bank][str(i)] = bytes(digest).hex()
+    return values
+
+
+# --------------------------------------------------------------------------
+# AK and quote
+# --------------------------------------------------------------------------
+
+
+def _template(text, attrs):
+    return TPM2B_PUBLIC.parse(text, objectAttributes=TPMA_OBJECT(attrs))
+
+
+def check_ak_public(pub_bytes, key_algorithm, handle):
+    pub = parse_public(pub_bytes)
+    need = TPMA_RESTRICTED | TPMA_SIGN_ENCRYPT | TPMA_FIXEDTPM
+    algo = describe_public(pub)
+    want = "ecc_p256" if key_algorithm == "ecc" else "rsa2048"
+    if pub["attributes"] & need != need or pub["attributes"] & TPMA_DECRYPT or algo != want:
+        raise TpmAccessError(
+            "persistent_handle",
+            f"persistent handle 0x{handle:08x} holds a {algo} object with attributes 0x{pub['attributes']:08x}, "
+            f"not a {want} restricted signing key: evict it (tpm2_evictcontrol -C o -c 0x{handle:08x}) or choose "
+            "another persistent_handle",
+        )
+    return pub
+
+
+def _flush(ectx, handle):
+    if handle is None:
+        return
+    with contextlib.suppress(Exception):  # best effort; the original error is more useful
+        ectx.flush_context(handle)
+
+
+def _persistent_tr(ectx, handle):
+    """ESYS_TR for a persistent handle, or None when nothing is persisted there."""
+    try:
+        return ectx.tr_from_tpmpublic(handle)
+    except TSS2_Exception as exc:
+        if tpm_rc_code(exc.rc) == RC_HANDLE:
+            return None
+        raise
+
+
+def create_ak(ectx, key_algorithm, timings):
+    """Create a primary and an AK under it; return (ak ESYS_TR, TPM2B_PUBLIC bytes). The primary is
+    flushed before returning; the AK is the caller's to flush."""
+    primary_tmpl, ak_tmpl = KEY_TEMPLATES[key_algorithm]
+    t0 = time.perf_counter()
+    primary = None
+    try:
+        primary, *_ = ectx.create_primary(None, _template(primary_tmpl, _SRK_ATTRS), ESYS_TR.OWNER)
+        timings["create_primary"] = _ms(t0)
+        t1 = time.perf_counter()
+        priv, pub, *_ = ectx.create(primary, None, _template(ak_tmpl, _AK_ATTRS))
+        timings["create_ak"] = _ms(t1)
+        t2 = time.perf_counter()
+        ak = ectx.load(primary, priv, pub)
+        timings["load_ak"] = _ms(t2)
+        return ak, bytes(pub.marshal())
+    finally:
+        _flush(ectx, primary)
+
+
+def _ms(t0):
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def build_quote(attest_bytes, sig_bytes, pcr_values, nonce_hex, selection):
+    """The module's per-quote result dict (shared by the pytss and cli methods)."""
+    sig = parse_signature(sig_bytes)
+    std, fmt = signature_standard(sig)
+    return {
+        "nonce": nonce_hex,
+        "message": base64.b64encode(attest_bytes).decode(),
+        "signature": base64.b64encode(std).decode(),
+        "signature_format": fmt,
+        "signature_tpmt": base64.b64encode(sig_bytes).decode(),
+        "pcrs": pcr_values,
+        "pcr_selection": format_pcr_selection(selection),
+    }
+
+
+def digest_matches(attest_bytes, sig_bytes, pcr_values, selection):
+    sig = parse_signature(sig_bytes)
+    hash_name = {v: k for k, v in HASH_ALGS.items()}[sig["hash_alg"]]
+    return compute_pcr_digest(selection, pcr_values, hash_name) == parse_attest(attest_bytes)["pcr_digest"]
+
+
+def ak_result(pub_bytes, handle, persisted, reused, key_algorithm):
+    pub = parse_public(pub_bytes)
+    return {
+        "algorithm": key_algorithm,
+        "key": describe_public(pub),
+        "public_pem": public_to_pem(pub),
+        "public": base64.b64encode(pub_bytes).decode(),
+        "name": object_name(pub).hex(),
+        "handle": f"0x{handle:08x}" if handle else None,
+        "persisted": persisted,
+        "reused": reused,
+    }
+
+
+def quote_session(ectx, selection, nonces, key_algorithm, persistent_handle, check_mode, timings):
+    """Do ``len(nonces)`` quotes with an AK (reused from / persisted at ``persistent_handle`` when set).
+
+    Returns ``(ak_info, quotes, changed)``. Transient objects are always flushed."""
+    ak = None
+    ak_is_transient = False
+    persistent_tr = None
+    changed = False
+    try:
+        t0 = time.perf_counter()
+        if persistent_handle:
+            persistent_tr = _persistent_tr(ectx, persistent_handle)
+        if persistent_tr is not None:
+            pub, _name, _qname = ectx.read_public(persistent_tr)
+            pub_bytes = bytes(pub.marshal())
+            check_ak_public(pub_bytes, key_algorithm, persistent_handle)
+            ak = persistent_tr
+            info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
+        else:
+            ak, pub_bytes = create_ak(ectx, key_algorithm, timings)
+            ak_is_transient = True
+            persisted = False
+            if persistent_handle:
+                changed = True
+                if not check_mode:
+                    persistent_tr = ectx.evict_control(ESYS_TR.OWNER, ak, persistent_handle)
+                    persisted = True
+            info = ak_result(pub_bytes, persistent_handle, persisted, False, key_algorithm)
+        timings["key"] = _ms(t0)
+
+        tpml = TPML_PCR_SELECTION.parse(format_pcr_selection(selection))
+        scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL)
+        quotes = []
+        quote_ms = 0.0
+        for nonce_hex in nonces:
+            nonce = bytes.fromhex(nonce_hex)
+            tq = time.perf_counter()
+            for _attempt in range(3):
+                values = read_pcrs(ectx, selection)
+                attest, signature = ectx.quote(ak, tpml, nonce, scheme)
+                attest_bytes = bytes(attest.marshal())[2:]
+                sig_bytes = bytes(signature.marshal())
+                if digest_matches(attest_bytes, sig_bytes, values, selection):
+                    break
+                # a PCR was extended between PCR_Read and Quote: read again after the quote
+                values = read_pcrs(ectx, selection)
+                if digest_matches(attest_bytes, sig_bytes, values, selection):
+                    break
+            quote = build_quote(attest_bytes, sig_bytes, values, nonce_hex, selection)
+            quote["quote_ms"] = _ms(tq)
+            quote_ms += quote["quote_ms"]
+            quotes.append(quote)
+        timings["quote"] = round(quote_ms, 3)
+        return info, quotes, changed
+    finally:
+        if ak_is_transient:
+            _flush(ectx, ak)
+        if persistent_tr is not None:
+            with contextlib.suppress(Exception):  # closing an ESYS resource cannot leak TPM memory
+                ectx.tr_close(persistent_tr)

@@ -1,0 +1,208 @@
+#!/usr/bin/python
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tpm_facts
+short_description: Gather facts about the TPM, its driver and who is using it
+description:
+  - Reads C(/dev), C(/sys) and C(/proc) - TPM device nodes (owner, group, mode, major/minor), the kernel driver
+    behind them (C(tpm_tis), C(tpm_crb) or other; built-in or module), the processes holding each node (pid,
+    command, systemd unit), and the tpm2-abrmd state (process and systemd unit).
+  - When O(tcti) is given, also opens the TPM and reports manufacturer, vendor strings, firmware version,
+    spec family/level/revision, allocated PCR banks, dictionary-attack lockout state, loaded transient objects
+    and whether it is a software TPM (swtpm/libtpms).
+  - Missing pieces are listed in C(tpm.errors); nothing is fatal except invalid options.
+  - Read-only and fast (no subprocess except one C(systemctl show)).
+version_added: "0.1.0"
+author: tpmfleet contributors
+options:
+  tcti:
+    description:
+      - TCTI to open for TPM properties, e.g. C(device:/dev/tpmrm0) or C(swtpm:host=127.0.0.1,port=2321).
+      - When omitted the TPM is not opened (no TPM command is sent).
+    type: str
+  timeout:
+    description: Upper bound in seconds for the whole module (process scan, systemctl, TPM access).
+    type: float
+    default: 10
+requirements:
+  - tpm2-pytss >= 1.2 on the managed host, only when O(tcti) is set
+notes:
+  - Supports check mode.
+  - Holders of other users' file descriptors are only visible when run as root (C(tpm.holders_complete)).
+seealso:
+  - module: tpm_check
+"""
+
+EXAMPLES = r"""
+- name: Gather TPM facts without touching the TPM
+  tpm_facts:
+  become: true
+
+- name: Also read TPM properties over the kernel resource manager
+  tpm_facts:
+    tcti: device:/dev/tpmrm0
+  become: true
+
+- name: Show who holds /dev/tpm0
+  ansible.builtin.debug:
+    var: ansible_facts.tpm.holders['/dev/tpm0']
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts under the C(tpm) key.
+  returned: always
+  type: dict
+  contains:
+    tpm:
+      description: TPM facts.
+      type: dict
+      contains:
+        present:
+          description: Whether the kernel registered a TPM (C(/sys/class/tpm/tpm*)) or a node exists.
+          type: bool
+        devices:
+          description: Device nodes C(/dev/tpm*) and C(/dev/tpmrm*) (path, major, minor, owner, uid, group, gid, mode).
+          type: list
+          elements: dict
+        drivers:
+          description: Per C(/sys/class/tpm/tpmN) - driver, kind (tpm_tis/tpm_crb/other), module, builtin, loaded.
+          type: list
+          elements: dict
+        kernel:
+          description: Running kernel release.
+          type: str
+        holders:
+          description: Map of device node to the processes holding it open (pid, comm, cmdline, user, unit).
+          type: dict
+        holders_complete:
+          description: False when some C(/proc/PID/fd) could not be read (not root) or the timeout was hit.
+          type: bool
+        abrmd:
+          description: tpm2-abrmd state - running, pids, processes, systemd (active_state, unit_file_state...).
+          type: dict
+        tcti:
+          description: The TCTI used for TPM properties, or null.
+          type: str
+        properties:
+          description:
+            - When the TPM was opened - manufacturer (4-char code), manufacturer_name, vendor_strings,
+              firmware_version, spec_family, spec_level, spec_revision, software_tpm, software_kind,
+              pcr_banks, lockout (counter, max_tries, interval_s, recovery_s, in_lockout), transient_objects.
+          type: dict
+        errors:
+          description: What could not be gathered (step, reason, msg).
+          type: list
+          elements: dict
+        elapsed_ms:
+          description: Time spent gathering.
+          type: float
+"""
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
+    ABRMD_UNIT,
+    abrmd_state,
+    bounded_runner,
+    current_identity,
+    device_nodes,
+    driver_info,
+    find_holders,
+    kernel_release,
+    systemd_unit_state,
+)
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
+    HAS_PYTSS,
+    Deadline,
+    TpmAccessError,
+    parse_tcti,
+    pytss_missing_msg,
+    tpm_session,
+)
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import read_summary
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "tcti": {"type": "str"},
+            "timeout": {"type": "float", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    if module.params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds")
+    deadline = Deadline(module.params["timeout"])
+    tcti = module.params["tcti"]
+    errors = []
+    facts = {"kernel": kernel_release(), "tcti": tcti, "errors": errors}
+
+    facts["devices"] = device_nodes()
+    facts["drivers"] = driver_info()
+    facts["present"] = bool(facts["devices"] or glob.glob("/sys/class/tpm/tpm[0-9]*"))
+    if not facts["present"]:
+        errors.append(
+            {
+                "step": "devices",
+                "reason": "no_device",
+                "msg": "no TPM registered with the kernel and no /dev/tpm* node (enable the TPM in firmware and "
+                "load tpm_tis/tpm_crb; see the tpm_kernel role)",
+            }
+        )
+    elif not any(d.get("driver") for d in facts["drivers"]):
+        errors.append({"step": "drivers", "reason": "no_driver", "msg": "no driver link under /sys/class/tpm"})
+
+    paths = [d["path"] for d in facts["devices"]]
+    holders, complete = find_holders(paths, deadline=deadline.end) if paths else ([], True)
+    facts["holders"] = {p: [h for h in holders if p in h["paths"] or os.path.realpath(p) in h["paths"]] for p in paths}
+    facts["holders_complete"] = complete
+    if not complete:
+        errors.append(
+            {
+                "step": "holders",
+                "reason": "incomplete",
+                "msg": f"could not read every /proc/PID/fd as {current_identity()['user']} (use become) "
+                "or the timeout was reached",
+            }
+        )
+
+    abrmd = abrmd_state()
+    try:
+        abrmd["systemd"] = systemd_unit_state(module, ABRMD_UNIT, runner=bounded_runner(module, deadline))
+    except Exception as exc:
+        abrmd["systemd"] = None
+        errors.append({"step": "abrmd", "reason": "systemctl", "msg": f"systemctl show {ABRMD_UNIT} failed: {exc}"})
+    facts["abrmd"] = abrmd
+
+    facts["properties"] = None
+    if tcti:
+        try:
+            parse_tcti(tcti)
+        except TpmAccessError as err:
+            module.fail_json(msg=err.msg, reason=err.kind)
+        if not HAS_PYTSS:
+            errors.append(
+                {"step": "tpm", "reason": "missing_library", "msg": pytss_missing_msg("to read TPM properties")}
+            )
+        else:
+            try:
+                facts["properties"] = tpm_session(
+                    tcti, read_summary, deadline, f"reading TPM properties over {tcti}", module=module
+                )
+            except TpmAccessError as err:
+                errors.append({"step": "tpm", "reason": err.kind, "msg": err.msg})
+
+    facts["elapsed_ms"] = deadline.elapsed_ms()
+    module.exit_json(changed=False, ansible_facts={"tpm": facts})
+
+
+if __name__ == "__main__":
+    main()

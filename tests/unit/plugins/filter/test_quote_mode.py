@@ -1,0 +1,61 @@
+"""The quote mode filters: one profile per mode, refusals as filter errors, the shared TCTI grammar."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tpmfleet.tpm.plugins.filter.quote_mode import FilterModule
+
+FILTERS = FilterModule().filters()
+
+
+@pytest.mark.parametrize(
+    ("mode", "tcti", "abrmd_running", "raw_group"),
+    [
+        ("direct", "device:/dev/tpm0", False, "tss"),
+        ("kernel_rm", "device:/dev/tpmrm0", False, "root"),
+        ("abrmd", "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system", True, "root"),
+    ],
+)
+def test_each_mode_has_its_profile(mode, tcti, abrmd_running, raw_group):
+    profile = FILTERS["quote_mode"](mode)
+    assert profile["tcti"] == tcti
+    assert set(profile["tcti_variables"].values()) == {tcti}
+    assert profile["abrmd"]["running"] is abrmd_running
+    assert profile["nodes"]["/dev/tpm0"]["group"] == raw_group
+    assert FILTERS["tcti_error"](tcti) == ""
+
+
+def test_the_modes_are_listed_in_order():
+    assert FILTERS["quote_modes"](None) == ["direct", "kernel_rm", "abrmd"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"mode": "fast"}, "tpm_quote_mode must be one of direct, kernel_rm, abrmd"),
+        ({"mode": "direct", "abrmd_tcti": "tabrmd"}, "tpm_quote_mode_abrmd_tcti must be a device TCTI"),
+        ({"mode": "direct", "abrmd_tcti": "device:/dev/tpm0\n"}, "tpm_quote_mode_abrmd_tcti must be a device TCTI"),
+    ],
+)
+def test_bad_inputs_are_filter_errors(kwargs, fragment):
+    mode = kwargs.pop("mode")
+    with pytest.raises(AnsibleFilterError, match=fragment):
+        FILTERS["quote_mode"](mode, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "tcti",
+    [
+        "device:/dev/tpm0\n",
+        "device:/dev/tpm0 ",
+        "device:/dev/tpm0;rm",
+        "tabrmd:bus_type=system\n",
+        "tabrmd:bus_type=sessions",
+        "swtpm:port=99999",
+        "device:relative/path",
+        "",
+    ],
+)
+def test_the_tcti_grammar_is_a_full_match(tcti):
+    assert FILTERS["tcti_error"](tcti) != ""
