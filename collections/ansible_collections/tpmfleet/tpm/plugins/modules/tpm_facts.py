@@ -13,10 +13,15 @@ description:
     behind them (C(tpm_tis), C(tpm_crb) or other; built-in or module), the processes holding each node (pid,
     command, systemd unit), and the tpm2-abrmd state (process and systemd unit).
   - When O(tcti) is given, also opens the TPM and reports manufacturer, vendor strings, firmware version,
-    spec family/level/revision, allocated PCR banks, dictionary-attack lockout state, loaded transient objects
-    and whether it is a software TPM (swtpm/libtpms).
+    spec family/level/revision, allocated PCR banks, dictionary-attack lockout state, whether owner, endorsement
+    and lockout auth are set, loaded transient objects, whether it is a software TPM (swtpm/libtpms), the EK
+    certificates in NV (TCG EK Credential Profile indices C(0x01c00002) RSA and C(0x01c0000a) ECC, and the high
+    range when defined), the EK public key's fingerprint and the persistent handles labelled by the TCG ranges.
+  - Also reads the boot event log's presence and permissions, the TCTI environment file O(tcti_env_path) and the
+    IDs of the accounts in O(users) and O(groups).
   - Missing pieces are listed in C(tpm.errors); nothing is fatal except invalid options.
-  - Read-only and fast (no subprocess except one C(systemctl show)).
+  - Read-only and fast (no subprocess except one C(systemctl show)). NV indices are only read with an
+    authorization that cannot count as a dictionary-attack failure.
 version_added: "0.1.0"
 author: tpmfleet contributors
 options:
@@ -29,6 +34,28 @@ options:
     description: Upper bound in seconds for the whole module (process scan, systemctl, TPM access).
     type: float
     default: 10
+  ek_create:
+    description:
+      - When no EK is persisted at a TCG EK handle (C(0x81010001), C(0x81010002)), derive it with the TCG default
+        EK template (transient, flushed at once) to report its fingerprint. Needs an empty endorsement auth.
+      - Off by default because an RSA primary key can take seconds on a hardware TPM; without it the fingerprint
+        comes from a persisted EK or from the public key in an EK certificate.
+    type: bool
+    default: false
+  tcti_env_path:
+    description: The TCTI environment file whose variables are reported (the tpm_tcti_env role writes it).
+    type: path
+    default: /etc/tpm2/tcti.env
+  users:
+    description: Users whose UID and primary GID are reported under C(tpm.accounts.users).
+    type: list
+    elements: str
+    default: [tss]
+  groups:
+    description: Groups whose GID and members are reported under C(tpm.accounts.groups).
+    type: list
+    elements: str
+    default: [tss, docker]
 requirements:
   - tpm2-pytss >= 1.2 on the managed host, only when O(tcti) is set
 notes:
@@ -46,6 +73,12 @@ EXAMPLES = r"""
 - name: Also read TPM properties over the kernel resource manager
   tpm_facts:
     tcti: device:/dev/tpmrm0
+  become: true
+
+- name: Describe the TPM with its EK fingerprint, also when no EK is persisted
+  tpm_facts:
+    tcti: device:/dev/tpmrm0
+    ek_create: true
   become: true
 
 - name: Show who holds /dev/tpm0
@@ -93,7 +126,27 @@ ansible_facts:
           description:
             - When the TPM was opened - manufacturer (4-char code), manufacturer_name, vendor_strings,
               firmware_version, spec_family, spec_level, spec_revision, software_tpm, software_kind,
-              pcr_banks, lockout (counter, max_tries, interval_s, recovery_s, in_lockout), transient_objects.
+              pcr_banks, lockout (counter, max_tries, interval_s, recovery_s, in_lockout, owner_auth_set,
+              endorsement_auth_set, lockout_auth_set), transient_objects.
+            - C(ek_certificates) - per EK certificate NV index (index, algorithm, description, present, size,
+              attributes, readable, certificate with sha256, issuer, subject, not_before, not_after,
+              public_key_sha256).
+            - C(ek) - source (persistent, certificate, created or null), handle, key, public_key_sha256 (SHA-256 of
+              the DER SubjectPublicKeyInfo, as C(openssl pkey -pubin -outform DER | sha256sum)),
+              matches_certificate.
+            - C(persistent_handles) - handle, range (owner_srk, endorsement, owner, platform), range_description,
+              key, attributes, restricted, sign, decrypt, public_key_sha256.
+          type: dict
+        event_log:
+          description:
+            - The boot event log C(/sys/kernel/security/tpm0/binary_bios_measurements) - path, exists, owner, uid,
+              group, gid, mode, readable_by (owner, group, others), or the reason it is missing.
+          type: dict
+        tcti_env:
+          description: The TCTI environment file - path, exists, variables (name to value).
+          type: dict
+        accounts:
+          description: C(users) (name to uid/gid or null) and C(groups) (name to gid/members or null).
           type: dict
         errors:
           description: What could not be gathered (step, reason, msg).
@@ -127,7 +180,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
     pytss_missing_msg,
     tpm_session,
 )
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import read_summary
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm_info import accounts, event_log, read_details, tcti_env
 
 
 def main():
@@ -135,6 +188,10 @@ def main():
         argument_spec={
             "tcti": {"type": "str"},
             "timeout": {"type": "float", "default": 10},
+            "ek_create": {"type": "bool", "default": False},
+            "tcti_env_path": {"type": "path", "default": "/etc/tpm2/tcti.env"},
+            "users": {"type": "list", "elements": "str", "default": ["tss"]},
+            "groups": {"type": "list", "elements": "str", "default": ["tss", "docker"]},
         },
         supports_check_mode=True,
     )
@@ -182,6 +239,10 @@ def main():
         errors.append({"step": "abrmd", "reason": "systemctl", "msg": f"systemctl show {ABRMD_UNIT} failed: {exc}"})
     facts["abrmd"] = abrmd
 
+    facts["event_log"] = event_log()
+    facts["tcti_env"] = tcti_env(module.params["tcti_env_path"])
+    facts["accounts"] = accounts(module.params["users"], module.params["groups"])
+
     facts["properties"] = None
     if tcti:
         try:
@@ -195,7 +256,11 @@ def main():
         else:
             try:
                 facts["properties"] = tpm_session(
-                    tcti, read_summary, deadline, f"reading TPM properties over {tcti}", module=module
+                    tcti,
+                    lambda ectx: read_details(ectx, ek_create=module.params["ek_create"]),
+                    deadline,
+                    f"reading TPM properties over {tcti}",
+                    module=module,
                 )
             except TpmAccessError as err:
                 errors.append({"step": "tpm", "reason": err.kind, "msg": err.msg})
