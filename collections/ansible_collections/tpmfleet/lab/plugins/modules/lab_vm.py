@@ -14,6 +14,9 @@ description:
     interface) and forwards its SSH port to 127.0.0.1.
   - Idempotent. A VM whose QEMU process is alive is left alone; stale pid
     files and sockets from a crashed run are cleaned up before a new boot.
+  - A VM whose overlay disk was made from another base image than O(base_disk)
+    (another Debian suite, or a rebuilt image) is neither booted nor reported
+    as started: the module fails and keeps its disk and TPM state.
   - The guest reads the root SSH key from the kernel command line
     (C(tpmlab.ssh_key=), base64), so every VM shares one cached image yet has
     its own key; see C(roles/lab).
@@ -288,6 +291,36 @@ class LabVM:
         while not os.path.exists(self.tpm_sock) and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def _check_base_disk(self) -> None:
+        """Refuse to boot or report an existing overlay that sits on another base image.
+
+        The overlay (disk, packages, keys) belongs to the image it was made from;
+        the kernel and initrd come from the image asked for now. Another suite or a
+        rebuilt image would boot one system's kernel on another's root filesystem,
+        and the inventory would claim a suite the VM does not run. Nothing is
+        deleted here: the user decides (state=absent recreates the VM).
+        """
+        if not os.path.exists(self.disk):
+            return
+        rc, out, err = self.module.run_command(["qemu-img", "info", "-U", "--output=json", self.disk])
+        if rc != 0:
+            self._fail(f"Reading the overlay disk {self.disk} of lab VM {self.name} failed (rc={rc}): {err.strip()}")
+        try:
+            info = json.loads(out)
+        except ValueError:
+            self._fail(f"qemu-img info gave no JSON for {self.disk}: {out[:200]}")
+        backing = info.get("full-backing-filename") or info.get("backing-filename") or ""
+        if os.path.realpath(backing) != os.path.realpath(self.p["base_disk"]):
+            self._fail(
+                f"Lab VM {self.name} was made from the image {backing}, but this run asks for "
+                f"{self.p['base_disk']} (another Debian suite, or the image's inputs changed). Its disk "
+                "and TPM state are kept and it is left as it is. To recreate it from the new image, remove "
+                "it first (lab_state=absent, or lab_vm state=absent for this VM); to keep it, run with "
+                "the settings it was made with.",
+                base_disk_in_use=backing,
+                pid=self._alive(self.qemu_pid),
+            )
+
     def start(self) -> tuple[bool, str]:
         for opt in ("base_disk", "kernel", "initrd", "ssh_port", "ssh_public_key"):
             if self.p[opt] in (None, ""):
@@ -295,6 +328,7 @@ class LabVM:
         for opt in ("base_disk", "kernel", "initrd"):
             if not os.path.isfile(self.p[opt]):
                 self._fail(f"lab_vm: {opt} {self.p[opt]} does not exist; build the lab image first (roles/lab)")
+        self._check_base_disk()
         accel = self.resolve_accel()
         if self._alive(self.qemu_pid):
             return False, accel
