@@ -12,6 +12,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils swtpm swtpm-tools
   debootstrap e2fsprogs openssh-client
   tpm2-tools libtss2-dev
+  chromium chromium-driver
 )
 
 SUDO=()

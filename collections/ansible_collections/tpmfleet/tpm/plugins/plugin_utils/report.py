@@ -542,6 +542,14 @@ def evaluate_host(record, quote_test=False):
 # --------------------------------------------------------------------------
 
 
+def _names(names, limit=6):
+    """At most ``limit`` names, then how many more (the finding's ``hosts`` lists them all)."""
+    names = sorted(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
 def _id_finding(hosts, key, group_key, variable, label):
     values = collections.defaultdict(list)
     for h in hosts:
@@ -556,7 +564,7 @@ def _id_finding(hosts, key, group_key, variable, label):
         if len(gids) < 2:
             continue
         common = max(gids.items(), key=lambda kv: (len(kv[1]), -kv[0]))[0]
-        spread = "; ".join(f"{gid} on {', '.join(names)}" for gid, names in sorted(gids.items()))
+        spread = "; ".join(f"{gid} on {_names(names)}" for gid, names in sorted(gids.items()))
         affected = sorted(n for gid, names in gids.items() if gid != common for n in names)
         findings.append(
             {
@@ -585,7 +593,7 @@ def fleet_findings(hosts, ignore_groups=()):
     for group, modes in sorted(groups.items()):
         if len(modes) < 2:
             continue
-        spread = "; ".join(f"{m}: {', '.join(sorted(n))}" for m, n in sorted(modes.items()))
+        spread = "; ".join(f"{m}: {_names(n)}" for m, n in sorted(modes.items()))
         findings.append(
             {
                 "id": "mixed_modes",
@@ -829,9 +837,11 @@ tr:hover td{background:#f3f8ff}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;color:#fff;font-size:.75rem;white-space:nowrap}
 .s-failing.badge{background:#c62828}.s-unreachable.badge{background:#6a1b9a}.s-drifted.badge{background:#ef6c00}
 .s-healthy.badge{background:#2e7d32}.s-no_tpm.badge{background:#757575}
-.host-link{background:none;border:0;padding:0;color:#0b57d0;cursor:pointer;font:inherit;text-decoration:underline}
+.host-link{background:none;border:0;padding:0;color:#0b57d0;cursor:pointer;font:inherit;text-decoration:underline;
+text-align:left;overflow-wrap:anywhere}
+details summary{cursor:pointer;color:#0b57d0;margin:6px 0}
 .problem .ptitle{font-weight:600}.sev-error .ptitle{color:#c62828}.sev-warning .ptitle{color:#ef6c00}
-.cause{color:#3c4650}.fix{color:#1b5e20}.more{color:#5f6b76;font-size:.8rem}
+.cause{color:#3c4650;overflow-wrap:anywhere}.fix{color:#1b5e20;overflow-wrap:anywhere}.more{color:#5f6b76;font-size:.8rem}
 .controls{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0}
 .controls input{padding:5px 8px;min-width:260px}.controls select{padding:4px}
 .finding{border-left:4px solid #ef6c00;background:#fff;padding:6px 10px;margin:6px 0}
@@ -902,7 +912,10 @@ PAGE_JS = r"""
   }
   function fmt(v) {
     if (v === null || v === undefined || v === "") { return "-"; }
-    if (typeof v === "object") { return JSON.stringify(v); }
+    if (Array.isArray(v)) { return v.length ? v.map(fmt).join("; ") : "none"; }
+    if (typeof v === "object") {
+      return Object.keys(v).map(function (k) { return k + ": " + fmt(v[k]); }).join(", ");
+    }
     return String(v);
   }
   function dl(pairs) {
@@ -1016,14 +1029,21 @@ def render_html(model):
         for m, n in s["modes"].items()
     )
     mode_rows += f"<tr><td>unknown</td><td></td><td>{s['observed_modes'].get('unknown', 0)}</td></tr>"
-    findings = (
-        "".join(
+
+    def finding(f):
+        return (
             f'<div class="finding sev-{_e(f["severity"])}"><strong>{_e(f["title"])}</strong>'
             f'<div class="cause">Cause: {_e(f["cause"])}</div><div class="fix">Fix: {_e(f["fix"])}</div></div>'
-            for f in model["fleet_findings"]
         )
-        or "<p>None.</p>"
-    )
+
+    serious = [f for f in model["fleet_findings"] if f["severity"] != "info"]
+    notes = [f for f in model["fleet_findings"] if f["severity"] == "info"]
+    findings = "".join(finding(f) for f in serious) or "<p>No fleet-level problem.</p>"
+    if notes:
+        findings += (
+            f'<details id="fleet-notes"><summary>{len(notes)} note{"s" if len(notes) != 1 else ""} '
+            f"(mixed quote modes within groups)</summary>{''.join(finding(f) for f in notes)}</details>"
+        )
     status_options = "".join(f'<option value="{st}">{_e(STATUS_LABELS[st])}</option>' for st in STATUSES)
     modes = sorted({h["mode"] for h in model["hosts"] if h["mode"] is not None})
     mode_options = "".join(f'<option value="{_e(m)}">{_e(m)}</option>' for m in modes)

@@ -1,0 +1,75 @@
+#!/usr/bin/python
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# The work is done by the action plugin of the same name on the controller; this file documents it.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleet_report
+short_description: Write the fleet report (HTML, JSON, JUnit) on the controller
+description:
+  - Runs on the controller only (an action plugin). It reads, for every host in O(hosts), what the
+    C(tpmfleet.tpm.report) playbook left in hostvars (the registered C(tpm_facts) and optional C(tpm_quote) results,
+    the C(tpm_quote_mode_profile) fact of the tpm_quote_mode role or why the mode is invalid) and writes
+    C(index.html), C(fleet.json) and C(junit.xml) into O(dest).
+  - Drift is the host's observed state (tpm2-abrmd, the TCTI environment file, device node owners and modes, holders
+    of C(/dev/tpm0)) against what its quote mode implies (C(tpmfleet.tpm.quote_mode), the single source of truth).
+  - Unreachable hosts and hosts without a TPM are reported as such.
+  - C(fleet.json) follows the JSON Schema C(plugins/plugin_utils/fleet-report.schema.json) of the collection.
+version_added: "0.2.0"
+author: tpmfleet contributors
+options:
+  hosts:
+    description: Inventory names of the hosts to report, normally C({{ ansible_play_hosts_all }}).
+    type: list
+    elements: str
+    required: true
+  dest:
+    description: Directory on the controller for the three files; relative to the current directory.
+    type: path
+    default: report
+  quote_test:
+    description: Whether the playbook took a test quote per host (hosts without one fail the quote check).
+    type: bool
+    default: false
+  mixed_mode_ignore_groups:
+    description: Groups whose hosts may mix quote modes without a finding (C(all) and C(ungrouped) always may).
+    type: list
+    elements: str
+    default: []
+notes:
+  - Supports check mode; the report is written in check mode too (it changes no managed host).
+  - Use it with C(run_once) and C(delegate_to) C(localhost), as the C(tpmfleet.tpm.report) playbook does.
+seealso:
+  - module: tpm_facts
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet report on the controller
+  tpmfleet.tpm.fleet_report:
+    hosts: "{{ ansible_play_hosts_all }}"
+    dest: report
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+paths:
+  description: Paths of the written files, by name (C(index.html), C(fleet.json), C(junit.xml)).
+  returned: success
+  type: dict
+summary:
+  description: The C(summary) object of C(fleet.json) (hosts, status, modes, observed_modes, by_mode, problems).
+  returned: success
+  type: dict
+fleet_findings:
+  description: Number of fleet-level findings (GIDs differing between hosts, mixed modes within a group).
+  returned: success
+  type: int
+msg:
+  description: One line with the counts per status and where the report is.
+  returned: success
+  type: str
+"""
