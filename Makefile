@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 SCENARIOS ?= default access modes
 
-.PHONY: setup lab lab-up lab-down lab-stop converge lint unit molecule test clean
+.PHONY: setup lab lab-up lab-down lab-stop converge lint unit collection molecule test clean
 
 setup:
 	./scripts/setup.sh
@@ -36,13 +36,26 @@ lint: setup
 unit: setup
 	pytest tests/unit tests/roles
 
+# The built collection as users get it, from outside the repository: a fresh
+# venv, the tarball in an empty collections directory, ansible-doc, syntax,
+# ansible-test sanity, the execution environment's build context and the AWX
+# git requirement (the default scenario also converges a lab VM with it).
+collection: setup
+	tests/collection/check.sh
+
 molecule: setup
 	for s in $(SCENARIOS); do molecule test -s $$s || exit 1; done
 
-test: lint unit molecule
+test: lint unit collection molecule
 
 # The containers scenario (Docker in a TCG lab VM, real containers quoting) is
 # too slow for CI's budget next to the default SCENARIOS; run it on demand.
+# ansible-pull: a lab VM converges itself from a git repository served by the
+# controller (molecule/pull); on demand.
+.PHONY: test-pull
+test-pull: setup
+	molecule test -s pull
+
 .PHONY: test-containers
 test-containers: setup
 	molecule test -s containers

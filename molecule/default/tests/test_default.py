@@ -1,9 +1,10 @@
 """Verify the default scenario: kernel TPM drivers and device nodes on lab VMs."""
 
 import os
+import subprocess
 
 import pytest
-from tpmfleet_molecule import SITE, needs_inventory, recap, run_playbook
+from tpmfleet_molecule import PROJECT, SITE, needs_inventory, recap, run_playbook
 
 DRIVER = {"tis": "tpm_tis", "crb": "tpm_crb"}
 
@@ -72,3 +73,29 @@ def test_a_host_without_tpm_fails_with_a_clear_message_when_a_device_is_required
     assert run.returncode != 0
     assert f"No TPM character device (/dev/tpm0) exists on {name}" in run.stdout
     assert "tpm_kernel_drivers" in run.stdout
+
+
+@needs_inventory
+def test_the_built_collection_converges_a_host_from_outside_the_repository(host, tmp_path_factory):
+    """tests/collection/check.sh: tarball, fresh venv, empty collections dir, tpmfleet.tpm.site, no change."""
+    name = host.backend.get_hostname()
+    if _interface(host) != "tis":
+        pytest.skip("one lab VM is enough: mol-tis")
+    work = tmp_path_factory.mktemp("collection")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")},
+        "TPMFLEET_COLLECTION_WORK": str(work),
+        "TPMFLEET_OUTSIDE_INVENTORY": os.environ["MOLECULE_INVENTORY_FILE"],
+        "TPMFLEET_OUTSIDE_LIMIT": name,
+        # The offline checks run in `make collection`; here only the converge.
+        "TPMFLEET_COLLECTION_ONLY_CONVERGE": "1",
+    }
+    run = subprocess.run(
+        [os.path.join(PROJECT, "tests", "collection", "check.sh")],
+        cwd=str(work), env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    assert "tpmfleet.tpm.tpm_verify" in run.stdout, "the run did not go through the collection's roles"
+    counts = recap(run, name)
+    assert counts["failed"] == 0 and counts["unreachable"] == 0
+    assert counts["changed"] == 0, run.stdout[-3000:]

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The tpmfleet.tpm collection as users get it: build the tarball, install it
+# into an empty collections directory with a fresh virtual environment, and
+# check it from outside the repository:
+#   - the collection installs and is the only tpmfleet.tpm found;
+#   - ansible-doc documents every plugin; the playbooks pass --syntax-check;
+#   - ansible-test sanity on the installed collection;
+#   - the execution environment's build context (ansible-builder create) and
+#     the collection entry of its galaxy requirements install;
+#   - collections/requirements.yml's git entry (the AWX project recipe)
+#     installs the collection from this repository's committed HEAD.
+# With TPMFLEET_OUTSIDE_INVENTORY (and TPMFLEET_OUTSIDE_LIMIT) it also runs
+# tpmfleet.tpm.site from outside the repository against that inventory and
+# prints the PLAY RECAP (the default molecule scenario does this on a lab VM).
+# Galaxy is not reachable from CI: the collection's dependencies
+# (community.general, community.docker) are copied from the pinned `ansible`
+# package of the repository's .venv instead of downloaded.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=${TPMFLEET_COLLECTION_WORK:-$(mktemp -d -t tpmfleet-collection.XXXXXX)}
+mkdir -p "$work"
+venv_src="$repo/.venv"
+pin() { grep -E "^$1==" "$repo/requirements.txt"; }
+step() { printf '\n== %s\n' "$*"; }
+start=$(date +%s)
+
+step "build the collection"
+rm -rf "$work/dist"
+"$venv_src/bin/ansible-galaxy" collection build "$repo/collections/ansible_collections/tpmfleet/tpm" \
+  --output-path "$work/dist" --force
+tarball=$(ls "$work"/dist/tpmfleet-tpm-*.tar.gz)
+if tar tzf "$tarball" | grep -E '(^|/)(tests|molecule|benchmarks|\.lab)/|lab_vm|mitogen'; then
+  echo "check: the tarball holds lab or test files" >&2; exit 1
+fi
+
+step "a fresh virtual environment with ansible-core and the controller's Python needs"
+if [ ! -x "$work/venv/bin/ansible-playbook" ]; then
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q --disable-pip-version-check \
+    "$(pin ansible-core)" "$(pin cryptography)" "$(pin jsonschema)" "$(pin pyyaml)"
+fi
+export PATH="$work/venv/bin:$PATH"
+
+step "install the tarball into an empty collections directory"
+rm -rf "$work/collections"
+mkdir -p "$work/collections"
+cat > "$work/ansible.cfg" <<CFG
+[defaults]
+collections_path = $work/collections
+collections_scan_sys_path = false
+host_key_checking = false
+interpreter_python = auto_silent
+retry_files_enabled = false
+gathering = explicit
+[ssh_connection]
+pipelining = true
+CFG
+export ANSIBLE_CONFIG="$work/ansible.cfg"
+cd "$work"
+ansible-galaxy collection install "$tarball" -p "$work/collections" --no-deps
+deps_src=$("$venv_src/bin/python" -c 'import ansible_collections, os; print(list(ansible_collections.__path__)[0])')
+mkdir -p "$work/collections/ansible_collections/community"
+for dep in general docker; do
+  cp -r "$deps_src/community/$dep" "$work/collections/ansible_collections/community/$dep"
+done
+listed=$(ansible-galaxy collection list tpmfleet.tpm 2>/dev/null | grep -c '^tpmfleet.tpm ')
+[ "$listed" = 1 ] || { echo "check: expected exactly one tpmfleet.tpm, found $listed" >&2; exit 1; }
+
+if [ -z "${TPMFLEET_COLLECTION_ONLY_CONVERGE:-}" ]; then
+step "ansible-doc documents every plugin"
+coll="$work/collections/ansible_collections/tpmfleet/tpm"
+for kind in module lookup filter; do
+  dir=$kind; [ "$kind" = module ] && dir=modules
+  for f in "$coll/plugins/$dir"/*.py; do
+    name=$(basename "$f" .py)
+    if [ "$kind" = filter ]; then
+      # A filter file holds several filters, each documented in <filter>.yml beside it.
+      for doc in "$coll/plugins/filter"/*.yml; do
+        ansible-doc -t filter "tpmfleet.tpm.$(basename "$doc" .yml)" > /dev/null
+      done
+      break
+    fi
+    ansible-doc -t "$kind" "tpmfleet.tpm.$name" > /dev/null
+  done
+done
+ansible-doc -t role tpmfleet.tpm.tpm_quote_mode > /dev/null
+echo "ok"
+
+step "the playbooks parse from outside the repository"
+printf 'tpm_hosts:\n  hosts:\n    host1:\n' > "$work/syntax-inventory.yml"
+for playbook in site quote_mode; do
+  ansible-playbook -i "$work/syntax-inventory.yml" "tpmfleet.tpm.$playbook" --syntax-check
+done
+
+step "ansible-test sanity on the installed collection"
+# ansible-test bootstraps pip in its test environments with a script from
+# ci-files.testing.ansible.com; CI cannot reach it, so a stand-in that uses
+# ensurepip (tests/collection/get_pip_offline.py) is put in its cache.
+mkdir -p "$HOME/.ansible/test/cache"
+for v in 24_2 24_3 25_0 25_1; do
+  cp "$repo/tests/collection/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_$v.py"
+done
+(cd "$coll" && ansible-test sanity --python "$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
+   --requirements ${TPMFLEET_SANITY_ARGS:-})
+
+step "the execution environment's build context"
+rm -rf "$work/ee"
+"$venv_src/bin/ansible-builder" create -f "$repo/execution-environment.yml" -c "$work/ee" > /dev/null
+test -f "$work/ee/_build/tpmfleet.tpm/galaxy.yml"
+(cd "$work/ee/_build" && ansible-galaxy collection install ./tpmfleet.tpm -p "$work/ee-collections" --no-deps > /dev/null)
+test -f "$work/ee-collections/ansible_collections/tpmfleet/tpm/MANIFEST.json"
+echo "ok: $(ls "$work/ee")"
+
+step "collections/requirements.yml's git entry installs the collection (AWX project recipe)"
+ansible-galaxy collection install \
+  "git+file://$repo/.git#/collections/ansible_collections/tpmfleet/tpm,HEAD" -p "$work/git-collections" --no-deps > /dev/null
+test -f "$work/git-collections/ansible_collections/tpmfleet/tpm/MANIFEST.json"
+echo "ok"
+
+fi
+
+if [ -n "${TPMFLEET_OUTSIDE_INVENTORY:-}" ]; then
+  step "tpmfleet.tpm.site from outside the repository"
+  printf -- '---\n- name: Prepare the TPM hosts with the installed collection\n  ansible.builtin.import_playbook: tpmfleet.tpm.site\n' > "$work/site.yml"
+  ansible-playbook -i "$TPMFLEET_OUTSIDE_INVENTORY" --limit "${TPMFLEET_OUTSIDE_LIMIT:-all}" "$work/site.yml"
+fi
+echo "check: done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,52 @@
+"""The one role list: every entry point runs the roles of the tpmfleet.tpm.roles lookup and no other."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from ansible_collections.tpmfleet.tpm.plugins.lookup.roles import LookupModule
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import ROLES
+from conftest import COLLECTION
+
+# Roles that are not steps of the list: the preflight runs the list's validations,
+# tpm_quote_mode is the dependency every role takes the mode's profile from.
+FRAMEWORK_ROLES = {"tpm_preflight", "tpm_quote_mode"}
+LOOKUP = "lookup('tpmfleet.tpm.roles', wantlist=True)"
+ENTRY_POINTS = ("playbooks/site.yml", "playbooks/quote_mode.yml", "roles/tpm_preflight/tasks/main.yml")
+
+
+def _tasks(node):
+    """Every task in a playbook or task file, blocks and rescue/always included."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+    elif isinstance(node, dict):
+        if any(k in node for k in ("ansible.builtin.include_role", "ansible.builtin.import_role")):
+            yield node
+        for key in ("tasks", "pre_tasks", "post_tasks", "block", "rescue", "always", "roles"):
+            if key in node:
+                yield from _tasks(node[key])
+
+
+def test_the_lookup_returns_the_role_list():
+    assert LookupModule().run([]) == list(ROLES)
+
+
+def test_every_role_of_the_collection_is_in_the_list():
+    on_disk = {p.name for p in (COLLECTION / "roles").iterdir() if (p / "tasks" / "main.yml").exists()}
+    assert on_disk - FRAMEWORK_ROLES == set(ROLES), "add the new role to plugins/plugin_utils/roles.py"
+    assert len(set(ROLES)) == len(ROLES)
+
+
+@pytest.mark.parametrize("path", ENTRY_POINTS)
+def test_each_entry_point_derives_its_roles_from_the_list(path):
+    document = yaml.safe_load((COLLECTION / path).read_text())
+    includes = list(_tasks(document))
+    looped = [t for t in includes if LOOKUP in str(t.get("loop", ""))]
+    assert len(looped) == 1, f"{path} must run the roles of {LOOKUP} in exactly one loop"
+    for task in includes:
+        spec = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
+        if task in looped:
+            continue
+        name = spec["name"].removeprefix("tpmfleet.tpm.")
+        assert name in FRAMEWORK_ROLES, f"{path} includes role {name} outside the role list"
