@@ -9,6 +9,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify as verifier
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import ak_handle_error
 
 NONCE_BYTES = 20  # fits TPM2B_DATA even on SHA-1-only TPMs; keylime uses 20 too
 MAX_COUNT = 100
@@ -36,6 +37,14 @@ class ActionModule(ActionBase):
             verifier.parse_pcr_selection(selection_text)
         except ValueError as exc:
             raise AnsibleActionFail(str(exc)) from None
+
+        handle = args.get("persistent_handle")
+        if handle not in (None, ""):
+            # The same check as the module's, on the controller: a reserved handle never reaches the host.
+            error = ak_handle_error(handle)
+            if error:
+                result.update(failed=True, changed=False, reason="persistent_handle", msg=f"persistent_handle {error}")
+                return result
 
         nonces = [os.urandom(NONCE_BYTES) for _ in range(count)]
         args["count"] = count

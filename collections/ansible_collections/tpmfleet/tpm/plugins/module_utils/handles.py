@@ -29,6 +29,9 @@ RANGES = (
 
 # Where tpmfleet suggests an AK goes: the owner range, clear of the SRK and EK ranges.
 SUGGESTED_AK_HANDLE = "0x81020001"
+AK_FIRST = 0x81020000
+AK_LAST = 0x817FFFFF
+AK_RANGE = f"0x{AK_FIRST:08x}-0x{AK_LAST:08x}"
 
 _HANDLE_RE = re.compile(r"(?:0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10})")
 
@@ -67,6 +70,15 @@ def ak_handle_error(value):
         return (
             f"0x{handle:08x} is in the reserved {entry['name']} range {entry['first']}-{entry['last']} "
             f"({entry['what']}): tpmfleet never persists a key there. Use the owner range "
-            f"0x81020000-0x817fffff, e.g. {SUGGESTED_AK_HANDLE}"
+            f"{AK_RANGE}, e.g. {SUGGESTED_AK_HANDLE}"
         )
     return ""
+
+
+def free_ak_handle(taken):
+    """The first handle of the owner range from SUGGESTED_AK_HANDLE on that is not in ``taken`` (hex)."""
+    taken = set(taken)
+    handle = int(SUGGESTED_AK_HANDLE, 16)
+    while handle in taken and handle < AK_LAST:
+        handle += 1
+    return f"0x{handle:08x}"

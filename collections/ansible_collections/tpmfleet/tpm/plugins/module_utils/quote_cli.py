@@ -23,7 +23,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import (
     KEY_TEMPLATES,
     ak_result,
     build_quote,
-    check_ak_public,
+    check_persistent_ak,
     digest_matches,
 )
 
@@ -121,7 +121,7 @@ def cli_quote(run, tools, tcti, selection, nonces, key_algorithm, persistent_han
             q.call("tpm2_readpublic", "-c", f"0x{persistent_handle:08x}", "-o", ak_pub)
             with open(ak_pub, "rb") as fh:
                 pub_bytes = fh.read()
-            check_ak_public(pub_bytes, key_algorithm, persistent_handle)
+            check_persistent_ak(pub_bytes, key_algorithm, persistent_handle, lambda: q.handles("persistent"))
             ak_ref = f"0x{persistent_handle:08x}"
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:

@@ -13,12 +13,17 @@ import contextlib
 import struct
 import time
 
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import AK_RANGE, PERSISTENT_FIRST, free_ak_handle
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
+    ALG_ECC,
+    ALG_ECDSA,
+    ALG_RSA,
+    ALG_RSASSA,
     HASH_ALGS,
     TPMA_DECRYPT,
-    TPMA_FIXEDTPM,
     TPMA_RESTRICTED,
     TPMA_SIGN_ENCRYPT,
+    QuoteFormatError,
     compute_pcr_digest,
     describe_public,
     format_pcr_selection,
@@ -86,7 +91,6 @@ MANUFACTURERS = {
     "WEC": "Winbond",
 }
 TRANSIENT_FIRST = 0x80000000
-PERSISTENT_FIRST = 0x81000000
 
 _SRK_ATTRS = 0x00030472  # restricted|decrypt|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA
 _AK_ATTRS = 0x00050472  # restricted|sign|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA
@@ -244,19 +248,82 @@ def _template(text, attrs):
     return TPM2B_PUBLIC.parse(text, objectAttributes=TPMA_OBJECT(attrs))
 
 
-def check_ak_public(pub_bytes, key_algorithm, handle):
-    pub = parse_public(pub_bytes)
-    need = TPMA_RESTRICTED | TPMA_SIGN_ENCRYPT | TPMA_FIXEDTPM
-    algo = describe_public(pub)
+_OBJECT_TYPES = {0x0001: "rsa", 0x0008: "keyedhash", 0x0023: "ecc", 0x0025: "symcipher"}
+_AK_SCHEMES = {"ecc": ALG_ECDSA, "rsa": ALG_RSASSA}
+
+
+def describe_object(pub_bytes):
+    """What a persistent object is, in words: its type, use and attributes (and name when it is a key)."""
+    data = bytes(pub_bytes)
+    if len(data) >= 2 and struct.unpack(">H", data[:2])[0] == len(data) - 2:
+        data = data[2:]
+    if len(data) < 8:
+        return "an object whose public area cannot be read"
+    obj_type, _name_alg, attrs = struct.unpack(">HHI", data[:8])
+    if obj_type not in (ALG_RSA, ALG_ECC):
+        kind = {0x0008: "keyedhash object (sealed data or an HMAC key)", 0x0025: "symmetric key"}.get(
+            obj_type, f"object of type 0x{obj_type:04x}"
+        )
+        return f"a {kind} (attributes 0x{attrs:08x})"
+    pub = parse_public(data)
+    restricted, sign, decrypt = (bool(attrs & flag) for flag in (TPMA_RESTRICTED, TPMA_SIGN_ENCRYPT, TPMA_DECRYPT))
+    if restricted and decrypt:
+        use = "storage key", "restricted decrypt: a parent such as an SRK or an EK"
+    elif restricted and sign:
+        use = "restricted signing key", "an attestation key of some program"
+    elif sign and decrypt:
+        use = "general-purpose key", "sign and decrypt"
+    elif sign:
+        use = "signing key", "unrestricted sign"
+    else:
+        use = "decryption key", "unrestricted decrypt"
+    return f"a {use[0]} ({describe_public(pub)}, {use[1]}; attributes 0x{attrs:08x}, name {object_name(pub).hex()})"
+
+
+def ak_algorithm(pub_bytes):
+    """``ecc`` or ``rsa`` when the object is a tpmfleet AK (made from KEY_TEMPLATES with _AK_ATTRS), else None."""
+    try:
+        pub = parse_public(pub_bytes)
+    except QuoteFormatError:
+        return None
+    if pub["attributes"] != _AK_ATTRS or pub["name_alg"] != HASH_ALGS["sha256"]:
+        return None
+    for algorithm, key in (("ecc", "ecc_p256"), ("rsa", "rsa2048")):
+        if (
+            describe_public(pub) == key
+            and pub["scheme"] == _AK_SCHEMES[algorithm]
+            and pub["scheme_hash"] == HASH_ALGS["sha256"]
+        ):
+            return algorithm
+    return None
+
+
+def check_persistent_ak(pub_bytes, key_algorithm, handle, persistent_handles):
+    """Refuse to use an object at ``handle`` that is not a tpmfleet AK of ``key_algorithm``.
+
+    Shared by the pytss and cli methods. tpmfleet never evicts or replaces what it did not
+    create, and never advises doing so; ``persistent_handles()`` lists the TPM's persistent
+    handles (called only to suggest a free one)."""
+    found = ak_algorithm(pub_bytes)
+    if found == key_algorithm:
+        return parse_public(pub_bytes)
     want = "ecc_p256" if key_algorithm == "ecc" else "rsa2048"
-    if pub["attributes"] & need != need or pub["attributes"] & TPMA_DECRYPT or algo != want:
+    free = free_ak_handle(persistent_handles())
+    if found is None:
         raise TpmAccessError(
             "persistent_handle",
-            f"persistent handle 0x{handle:08x} holds a {algo} object with attributes 0x{pub['attributes']:08x}, "
-            f"not a {want} restricted signing key: evict it (tpm2_evictcontrol -C o -c 0x{handle:08x}) or choose "
-            "another persistent_handle",
+            f"persistent_handle 0x{handle:08x} already holds {describe_object(pub_bytes)}, which tpmfleet did not "
+            f"create (a tpmfleet AK is a {want} restricted signing key with attributes 0x{_AK_ATTRS:08x}). "
+            "tpmfleet never uses, replaces or evicts an object it did not create: choose a free handle in the "
+            f"owner range {AK_RANGE}, e.g. {free} (free on this TPM).",
         )
-    return pub
+    raise TpmAccessError(
+        "persistent_handle",
+        f"persistent_handle 0x{handle:08x} holds a tpmfleet AK of key_algorithm {found}, not {key_algorithm}: "
+        f"set key_algorithm: {found} to reuse it, or choose a free handle such as {free}. tpmfleet does not "
+        "replace it (a consumer may use it); if nothing uses it any more, remove it yourself with "
+        f"tpm2_evictcontrol -C o -c 0x{handle:08x}.",
+    )
 
 
 def _flush(ectx, handle):
@@ -350,7 +417,7 @@ def quote_session(ectx, selection, nonces, key_algorithm, persistent_handle, che
         if persistent_tr is not None:
             pub, _name, _qname = ectx.read_public(persistent_tr)
             pub_bytes = bytes(pub.marshal())
-            check_ak_public(pub_bytes, key_algorithm, persistent_handle)
+            check_persistent_ak(pub_bytes, key_algorithm, persistent_handle, lambda: handles(ectx, PERSISTENT_FIRST))
             ak = persistent_tr
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:

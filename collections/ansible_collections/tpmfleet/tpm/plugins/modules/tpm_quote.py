@@ -41,9 +41,13 @@ options:
     default: ecc
   persistent_handle:
     description:
-      - Persistent handle (0x81000000-0x81FFFFFF) at which to keep the AK, e.g. C(0x81010002). An AK already
-        there is reused (it must be a restricted signing key of O(key_algorithm)); otherwise one is created and
-        persisted (not in check mode). Needs an empty owner authorization.
+      - Persistent handle at which to keep the AK, in the owner range C(0x81020000-0x817FFFFF), e.g.
+        C(0x81020001). Refused before the TPM is touched - the storage root key range C(0x81000000-0x8100FFFF),
+        the endorsement key range C(0x81010000-0x8101FFFF) (the RSA EK is C(0x81010001), the ECC EK
+        C(0x81010002)) and the platform range C(0x81800000-0x81FFFFFF) (TCG registry of reserved handles).
+      - A tpmfleet AK of O(key_algorithm) already there is reused; an empty handle gets a new AK persisted (not
+        in check mode). Any other object at the handle fails the task, naming what it is and a free handle -
+        tpmfleet never uses, replaces or evicts an object it did not create. Needs an empty owner authorization.
       - When omitted a transient AK is created and flushed on every run.
     type: str
   method:
@@ -84,7 +88,7 @@ EXAMPLES = r"""
     tcti: device:/dev/tpm0
     method: cli
     key_algorithm: rsa
-    persistent_handle: "0x81010002"
+    persistent_handle: "0x81020001"
     pcrs: sha256:0-7+sha1:0,7
     count: 3
   become: true
@@ -150,7 +154,8 @@ verification:
   elements: dict
 reason:
   description:
-    - On failure, the failure class (see tpm_check), or C(persistent_handle), C(pcr_bank), C(cli), C(verification).
+    - On failure, the failure class (see tpm_check), or C(persistent_handle) (a reserved handle, or an object at
+      the handle that is not a tpmfleet AK), C(pcr_bank), C(cli), C(verification).
   returned: failure
   type: str
 """
@@ -158,6 +163,7 @@ reason:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import ak_handle_error, parse_handle
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import bounded_runner, current_identity
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_cli import TOOLS, cli_quote
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import format_pcr_selection, parse_pcr_selection
@@ -180,18 +186,6 @@ USE_ACTION_PLUGIN = (
     "the quotes; do not call the module directly or set 'nonces' yourself"
 )
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){1,64}$")
-
-
-def parse_handle(value):
-    if value in (None, ""):
-        return None
-    try:
-        handle = int(str(value), 0)
-    except ValueError:
-        raise ValueError(f"persistent_handle {value!r} is not a number; use e.g. 0x81010002") from None
-    if not 0x81000000 <= handle <= 0x81FFFFFF:
-        raise ValueError(f"persistent_handle 0x{handle:08x} is outside the persistent range 0x81000000-0x81FFFFFF")
-    return handle
 
 
 def main():
@@ -230,9 +224,15 @@ def main():
         module.fail_json(msg="timeout must be a positive number of seconds", **result)
     try:
         selection = parse_pcr_selection(p["pcrs"])
-        handle = parse_handle(p["persistent_handle"])
     except ValueError as exc:
         module.fail_json(msg=str(exc), **result)
+    handle = None
+    if p["persistent_handle"] not in (None, ""):
+        # Reserved ranges are refused before the TPM is touched.
+        error = ak_handle_error(p["persistent_handle"])
+        if error:
+            module.fail_json(msg=f"persistent_handle {error}", reason="persistent_handle", **result)
+        handle = parse_handle(p["persistent_handle"])
     try:
         name, conf = parse_tcti(tcti)
     except TpmAccessError as err:
