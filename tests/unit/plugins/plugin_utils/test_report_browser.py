@@ -192,3 +192,24 @@ def test_detail_view_and_screenshot(page):
     driver.find_element(By.ID, "detail-close").click()
     assert not detail.is_displayed()
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+
+
+def test_large_fleet_lays_out_one_page_of_rows(page, tmp_path):
+    """Beyond PAGE_SIZE matching rows only the first ones are shown until "Show all" is clicked."""
+    driver, _model = page
+    model = report.build(synthetic_fleet(report.PAGE_SIZE + 150))
+    driver.get(Path(report.write_report(model, str(tmp_path))["index.html"]).as_uri())
+    total = model["summary"]["hosts"]
+    show_all = driver.find_element(By.ID, "show-all")
+    shown = visible_hosts(driver)
+    assert shown == [h["name"] for h in model["hosts"][: report.PAGE_SIZE]]  # problems first
+    assert driver.find_element(By.ID, "shown-count").text == str(total) and show_all.is_displayed()
+    Select(driver.find_element(By.ID, "status-filter")).select_by_value("failing")
+    want = [h["name"] for h in model["hosts"] if h["status"] == "failing"]
+    assert visible_hosts(driver) == want and not show_all.is_displayed()
+    Select(driver.find_element(By.ID, "status-filter")).select_by_value("")
+    driver.find_element(By.CSS_SELECTOR, "#hosts thead th:nth-child(2)").click()  # sort by host
+    assert visible_hosts(driver) == sorted((h["name"] for h in model["hosts"]), key=str.lower)[: report.PAGE_SIZE]
+    show_all.click()
+    assert len(visible_hosts(driver)) == total and not show_all.is_displayed()
+    assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []

@@ -830,6 +830,8 @@ h1{font-size:1.5rem;margin:0 0 4px}h2{font-size:1.15rem;margin:24px 0 8px}
 .panel{background:#fff;border:1px solid #d9dee3;border-radius:8px;padding:12px}
 .chart-label,.chart-legend{font-size:12px;fill:#1d2327}.chart-count{font-size:12px;font-weight:700;fill:#1d2327}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.85rem}
+#hosts{table-layout:fixed}
+
 th,td{border-bottom:1px solid #e3e7eb;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f4;cursor:pointer;user-select:none;white-space:nowrap;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
@@ -867,6 +869,9 @@ PAGE_JS = r"""
   var statusSel = document.getElementById("status-filter");
   var modeSel = document.getElementById("mode-filter");
   var shown = document.getElementById("shown-count");
+  var showAll = document.getElementById("show-all");
+  // Only the first pageSize matching rows are laid out (problems come first); "Show all" lifts the limit.
+  var pageSize = Number(table.dataset.pageSize) || Infinity;
 
   function applyFilter() {
     var q = text.value.trim().toLowerCase();
@@ -878,10 +883,12 @@ PAGE_JS = r"""
         var s = r.dataset.search;
         for (var j = 0; j < terms.length && ok; j++) { ok = s.indexOf(terms[j]) !== -1; }
       }
-      r.hidden = !ok;
       if (ok) { n++; }
+      r.hidden = !ok || n > pageSize;
     }
     shown.textContent = String(n);
+    showAll.hidden = n <= pageSize;
+    showAll.textContent = "Show all " + n + " (first " + pageSize + " shown)";
   }
 
   function sortBy(th) {
@@ -898,10 +905,13 @@ PAGE_JS = r"""
       var c = a.v < b.v ? -1 : a.v > b.v ? 1 : a.i - b.i;
       return dir === "ascending" ? c : -c;
     });
-    var frag = document.createDocumentFragment();
-    keyed.forEach(function (k) { frag.appendChild(k.r); });
-    tbody.appendChild(frag);
+    // reorder detached from the document: one layout instead of one per moved row
+    var next = tbody.nextSibling;
+    table.removeChild(tbody);
+    keyed.forEach(function (k) { tbody.appendChild(k.r); });
+    table.insertBefore(tbody, next);
     rows = keyed.map(function (k) { return k.r; });
+    applyFilter();
   }
 
   function el(tag, cls, txt) {
@@ -984,6 +994,7 @@ PAGE_JS = r"""
   text.addEventListener("input", applyFilter);
   statusSel.addEventListener("change", applyFilter);
   modeSel.addEventListener("change", applyFilter);
+  showAll.addEventListener("click", function () { pageSize = Infinity; applyFilter(); });
   Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
     th.addEventListener("click", function () { sortBy(th); });
   });
@@ -1001,16 +1012,20 @@ PAGE_JS = r"""
 # Nothing is fetched: no other origin, only the page's own inline style and script.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
+# Rows laid out at once: more makes every filter and sort re-layout them all (see docs/report.md).
+PAGE_SIZE = 200
+
+# (header, sort type, width): fixed widths keep re-layout cheap when 1000 rows are sorted or filtered.
 COLUMNS = (
-    ("Status", "num"),
-    ("Host", "text"),
-    ("Mode", "text"),
-    ("Observed", "text"),
-    ("TPM", "text"),
-    ("DA lockout", "text"),
-    ("EK cert", "text"),
-    ("tss GID", "num"),
-    ("Problems", "num"),
+    ("Status", "num", "7.5em"),
+    ("Host", "text", "16%"),
+    ("Mode", "text", "6.5em"),
+    ("Observed", "text", "6.5em"),
+    ("TPM", "text", "9em"),
+    ("DA lockout", "text", "6.5em"),
+    ("EK cert", "text", "5em"),
+    ("tss GID", "num", "5em"),
+    ("Problems", "num", "auto"),
 )
 
 
@@ -1047,7 +1062,8 @@ def render_html(model):
     status_options = "".join(f'<option value="{st}">{_e(STATUS_LABELS[st])}</option>' for st in STATUSES)
     modes = sorted({h["mode"] for h in model["hosts"] if h["mode"] is not None})
     mode_options = "".join(f'<option value="{_e(m)}">{_e(m)}</option>' for m in modes)
-    head = "".join(f'<th scope="col" data-type="{t}">{_e(label)}</th>' for label, t in COLUMNS)
+    head = "".join(f'<th scope="col" data-type="{t}">{_e(label)}</th>' for label, t, _w in COLUMNS)
+    cols = "".join(f'<col style="width:{w}">' for _label, _t, w in COLUMNS)
     body = "\n".join(_row(h) for h in model["hosts"])
     problems = s["problems"]
     return f"""<!DOCTYPE html>
@@ -1080,9 +1096,10 @@ schema {_e(model["schema_version"])}
 <label>Filter <input id="filter" type="search" placeholder="host, mode, problem..." autocomplete="off"></label>
 <label>Status <select id="status-filter"><option value="">all</option>{status_options}</select></label>
 <label>Mode <select id="mode-filter"><option value="">all</option>{mode_options}</select></label>
-<span><span id="shown-count">{s["hosts"]}</span> of {s["hosts"]} hosts shown</span>
+<span><span id="shown-count">{s["hosts"]}</span> of {s["hosts"]} hosts match</span>
+<button type="button" id="show-all" hidden></button>
 </div>
-<table id="hosts"><thead><tr>{head}</tr></thead>
+<table id="hosts" data-page-size="{PAGE_SIZE}"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>
 <tbody>
 {body}
 </tbody></table>
