@@ -294,7 +294,7 @@ def systemd_unit_state(module, unit, runner=None):
         return None
     state = {}
     for line in out.splitlines():
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         if key:
             state[re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()] = value
     return state

@@ -212,7 +212,7 @@ def parse_attest(data):
         if count > 16:
             raise QuoteFormatError(f"TPMS_ATTEST has an implausible PCR selection count {count}")
         sel = []
-        for _ in range(count):
+        for _index in range(count):
             alg = r.u16()
             size = r.u8()
             sel.append((alg, r.take(size)))
@@ -447,7 +447,7 @@ def tpm2_tools_pcrs_file(selection, pcr_values):
     digests = []
     pos = 0
     for bank, indices in selection:
-        for _ in indices:
+        for _index in indices:
             size = HASH_SIZES[bank]
             digests.append(flat[pos : pos + size])
             pos += size

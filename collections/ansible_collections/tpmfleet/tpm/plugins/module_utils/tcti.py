@@ -167,7 +167,7 @@ def host_port(name, conf):
     host, port = "localhost", 2321
     if conf.startswith("tcp://"):
         hp = conf[len("tcp://") :]
-        host, _, p = hp.rpartition(":")
+        host, _sep, p = hp.rpartition(":")
         conf_items = {"host": host or "localhost", "port": p}
     else:
         conf_items = {}

@@ -24,7 +24,7 @@ description:
   - Used by the tpm_access role after it changed a group's GID
     (C(groupmod -g) re-owns no files).
 version_added: "0.1.0"
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 options:
   paths:
     description:
@@ -57,6 +57,8 @@ options:
     default: 20
 notes:
   - Running processes keep the group IDs they started with until restarted.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -70,7 +72,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Ensure files that had the tss group's old GID 106 carry its new GID 950
-  file_regroup:
+  tpmfleet.tpm.file_regroup:
     paths: [/var/lib/tpm, /var/lib/tpm2-tss]
     old_gid: 106
     new_gid: 950

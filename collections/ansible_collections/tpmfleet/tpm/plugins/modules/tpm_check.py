@@ -18,7 +18,7 @@ description:
   - Read-only. Never changes anything; runs normally in check mode.
   - Bounded in time by O(timeout); a hung TPM or endpoint never hangs the play.
 version_added: "0.1.0"
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 options:
   tcti:
     description:
@@ -36,32 +36,37 @@ options:
     description: Number of random bytes to request with TPM2_GetRandom (1-32).
     type: int
     default: 16
-requirements:
-  - tpm2-pytss >= 1.2 on the managed host (Debian/Ubuntu python3-tpm2-pytss)
-  - the libtss2-tcti-* library for the chosen TCTI
-notes:
-  - Supports check mode (the check is read-only).
-  - With O(tcti=device:/dev/tpm0) only one process can open the TPM; the module opens and closes it within the task.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - tpmfleet.tpm.tpm2
+attributes:
+  check_mode:
+    support: full
+    details: The check is read-only and runs the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 seealso:
-  - module: tpm_facts
-  - module: tpm_quote
+  - module: tpmfleet.tpm.tpm_facts
+  - module: tpmfleet.tpm.tpm_quote
 """
 
 EXAMPLES = r"""
 - name: The keylime agent user can use the kernel resource manager
-  tpm_check:
+  tpmfleet.tpm.tpm_check:
     tcti: device:/dev/tpmrm0
   become: true
   become_user: keylime
 
 - name: Direct access to /dev/tpm0 works (fails with the holder when tpm2-abrmd owns it)
-  tpm_check:
+  tpmfleet.tpm.tpm_check:
     tcti: device:/dev/tpm0
     timeout: 10
   become: true
 
 - name: Check the lab's emulated TPM
-  tpm_check:
+  tpmfleet.tpm.tpm_check:
     tcti: swtpm:host=127.0.0.1,port=2321
   register: tpm
 """
