@@ -1,0 +1,182 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role tpm_tcti_env run by Ansible on the controller: where it writes, and what it never touches.
+
+The environment file must be a file name under /etc. An existing file there is
+replaced only when tpmfleet wrote it (its marker line), and a directory that
+exists keeps its owner and mode. The good cases write below a directory of
+the controller's /etc made for the test (and removed after it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from roleplay import changed, failed_tasks, run_role, state
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc and compares owners")
+
+ROLE = "tpmfleet.tpm.tpm_tcti_env"
+NAMES = ("TCTI", "TSS2_TCTI", "TPM2TOOLS_TCTI", "TPM2_PKCS11_TCTI", "TPM2OPENSSL_TCTI")
+
+
+@pytest.fixture(scope="module")
+def etc_dir():
+    """A directory of the test's own under /etc, made by 'someone else': owner nobody, mode 0750."""
+    path = Path("/etc") / f"tpmfleet-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir(mode=0o750)
+    os.chown(path, 65534, 65534)
+    path.chmod(0o750)
+    yield path
+    shutil.rmtree(path)
+
+
+def run(tmp_path, extra, **kwargs):
+    return run_role(tmp_path, ROLE, {"tpm_quote_mode": "kernel_rm", "tpm_tcti_env_services": [], **extra}, **kwargs)
+
+
+def env_pairs(path):
+    lines = Path(path).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_file_is_written_into_an_existing_directory_that_keeps_its_owner_and_mode(tmp_path, etc_dir):
+    target = etc_dir / "tcti.env"
+    dir_before = state(etc_dir)[str(etc_dir)]
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)})
+    assert rc == 0, failed_tasks(out)
+    assert env_pairs(target) == dict.fromkeys(NAMES, "device:/dev/tpmrm0")
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o644)
+    # The directory was there: owner nobody and mode 0750, as it was.
+    assert state(etc_dir)[str(etc_dir)] == dir_before
+    assert (etc_dir.stat().st_uid, etc_dir.stat().st_mode & 0o777) == (65534, 0o750)
+    # Again, and spelled differently (normalised to the same file): nothing changes.
+    for spelling in (str(target), f"{etc_dir}//./tcti.env"):
+        rc, out = run(tmp_path, {"tpm_tcti_env_path": spelling})
+        assert rc == 0 and changed(out) == 0, (spelling, failed_tasks(out))
+    # A mode switch replaces tpmfleet's own file (marker line) and keeps a backup of it.
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), "tpm_quote_mode": "direct"})
+    assert rc == 0 and changed(out) == 1, failed_tasks(out)
+    assert env_pairs(target)["TCTI"] == "device:/dev/tpm0"
+    backups = list(etc_dir.glob("tcti.env.*~"))
+    assert len(backups) == 1 and env_pairs(backups[0])["TCTI"] == "device:/dev/tpmrm0"
+    assert state(etc_dir)[str(etc_dir)] == dir_before
+
+
+def test_missing_directories_are_created_root_0755_and_check_mode_creates_nothing(tmp_path, etc_dir):
+    target = etc_dir / "new" / "sub" / "tcti.env"
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)}, check_mode=True)
+    assert rc == 0 and changed(out) == 2, failed_tasks(out)  # the directory and the file, reported only
+    assert not (etc_dir / "new").exists()
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)})
+    assert rc == 0, failed_tasks(out)
+    for made in (etc_dir / "new", etc_dir / "new" / "sub"):
+        st = made.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o755), made
+    assert env_pairs(target)["TSS2_TCTI"] == "device:/dev/tpmrm0"
+
+
+def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_dir):
+    service = f"tpmfleet-test-{uuid.uuid4().hex[:8]}.service"
+    dropins = Path("/etc/systemd/system") / f"{service}.d"
+    dropins.mkdir(mode=0o700, parents=True)
+    dropins.chmod(0o700)
+    try:
+        before = state(dropins)
+        extra = {"tpm_tcti_env_path": str(etc_dir / "dropin.env"), "tpm_tcti_env_services": [service],
+                 "tpm_tcti_env_require_services": False}  # fmt: skip
+        rc, out = run(tmp_path, extra)
+        assert rc == 0, failed_tasks(out)
+        conf = (dropins / "10-tpmfleet-tcti.conf").read_text().splitlines()
+        assert f"EnvironmentFile={etc_dir}/dropin.env" in conf
+        assert state(dropins) == before
+    finally:
+        shutil.rmtree(dropins)
+
+
+# --- bad inputs: one message naming the variable; nothing on the host changes -----------------
+
+
+def bad_cases(etc_dir):
+    """host -> (its bad input, what its one message says, paths that must not change)."""
+    confined = "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"
+    foreign = "that tpmfleet did not write"
+    services = "tpm_tcti_env_services must list systemd services such as keylime_agent.service"
+    cases = {
+        "passwd": ("/etc/passwd", "tpm_tcti_env_path /etc/passwd is an existing file on passwd " + foreign,
+                   ["/etc/passwd", "/etc"]),
+        "dotdot": ("/etc/tpm2/../passwd", confined, ["/etc/passwd"]),
+        "slashes": ("/etc//passwd", "tpm_tcti_env_path /etc/passwd is an existing file on slashes " + foreign,
+                    ["/etc/passwd"]),
+        "tmp": ("/tmp/tcti.env", confined, ["/tmp", "/tmp/tcti.env"]),
+        "tmp-x": ("/tmp/x.env", confined, ["/tmp", "/tmp/x.env"]),
+        "newline": ("/etc/tpm2/tcti.env\n", ' (got "/etc/tpm2/tcti.env\\n")', []),
+        "space": ("/etc/tpm2/tcti env", confined, []),
+        "control": ("/etc/tpm2/tcti\x07.env", confined, []),
+        "trailing-slash": ("/etc/tpm2/", confined, []),
+        "etc": ("/etc", confined, ["/etc"]),
+        "root": ("/", confined, ["/etc"]),
+        "relative": ("etc/tpm2/tcti.env", confined, []),
+        "escape": ("/etc/../tmp/tcti.env", confined, ["/tmp"]),
+        "link": (f"{etc_dir}/link.env", f"tpm_tcti_env_path {etc_dir}/link.env exists on link and is a symbolic link;"
+                 " tpmfleet does not replace it", ["/etc/passwd"]),
+        "dir": (f"{etc_dir}/adir", "exists on dir and is a directory", []),
+        "linked-dir": (f"{etc_dir}/linkdir/tcti.env", f"The directory of tpm_tcti_env_path, {etc_dir}/linkdir, is a"
+                       " symbolic link on linked-dir", ["/tmp", "/tmp/tcti.env"]),
+        "foreign": (f"{etc_dir}/foreign.env", f"tpm_tcti_env_path {etc_dir}/foreign.env is an existing file on foreign "
+                    + foreign, []),
+    }  # fmt: skip
+    out = {host: ({"tpm_tcti_env_path": path}, expected, watched) for host, (path, expected, watched) in cases.items()}
+    for host, names, expected in (
+        ("service-newline", ["consumer.service\n"], services + ' (bad: "consumer.service\\n")'),
+        ("service-path", ["../../../etc/x.service"], services + ' (bad: "../../../etc/x.service")'),
+        ("service-string", "consumer.service", "tpm_tcti_env_services must be a list of systemd services"),
+    ):
+        extra = {"tpm_tcti_env_path": f"{etc_dir}/svc.env", "tpm_tcti_env_services": names,
+                 "tpm_tcti_env_require_services": False}  # fmt: skip
+        out[host] = (extra, expected, ["/etc/systemd/system"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory, etc_dir):
+    """Every bad input on its own host (each one the controller), in one run; the state before and after."""
+    (etc_dir / "link.env").symlink_to("/etc/passwd")
+    (etc_dir / "adir").mkdir(mode=0o700)
+    (etc_dir / "linkdir").symlink_to("/tmp")
+    (etc_dir / "foreign.env").write_text("# an admin's file, not tpmfleet's\nTCTI=device:/dev/tpm0\n")
+    cases = bad_cases(etc_dir)
+    watched = sorted({p for _, _, paths in cases.values() for p in paths})
+    before = state(*watched, below=[etc_dir])
+    hosts = {host: extra for host, (extra, _, _) in cases.items()}
+    rc, out = run_role(tmp_path_factory.mktemp("bad"), ROLE, {"tpm_quote_mode": "kernel_rm"}, hosts=hosts)
+    after = state(*watched, below=[etc_dir])
+    yield rc, out, before, after
+    for name in ("link.env", "linkdir", "foreign.env"):
+        (etc_dir / name).unlink()
+    (etc_dir / "adir").rmdir()
+
+
+@pytest.mark.parametrize("host", bad_cases(Path("/etc/tpmfleet-test")))
+def test_a_bad_input_fails_with_one_message(bad_run, etc_dir, host):
+    rc, out, _before, _after = bad_run
+    _extra, expected, _watched = bad_cases(etc_dir)[host]
+    assert rc != 0
+    failed = failed_tasks(out, host)
+    assert len(failed) == 1, failed
+    assert expected in failed[0][1], failed
+    if not host.startswith("service"):
+        assert failed[0][1].endswith("Nothing was changed."), failed
+    assert changed(out, host) == 0
+
+
+def test_the_bad_inputs_changed_nothing_on_the_host(bad_run):
+    _rc, _out, before, after = bad_run
+    assert after == before
+    assert oct(Path("/tmp").stat().st_mode & 0o7777) == "0o1777"
+    assert not Path("/tmp/tcti.env").exists() and not Path("/tmp/x.env").exists()
