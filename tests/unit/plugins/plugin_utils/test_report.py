@@ -138,6 +138,16 @@ def test_access_failure_names_its_fix():
     assert checks(host)["lockout"] == "skip"
 
 
+def test_busy_in_direct_mode_with_a_consumer_holding_the_tpm_is_a_warning():
+    busy = ("busy", "/dev/tpm0 is busy (Device or resource busy), held by pid 702 (keylime_agent)")
+    host = one(host_record("h1", "direct", extra_holders=[AGENT_PROC], access_error=busy))
+    assert host["status"] == "healthy" and checks(host)["tpm_access"] == "fail"
+    assert host["problems"][0]["title"] == "TPM busy: a consumer holds /dev/tpm0"
+    # tpm2-abrmd holding it in direct mode is drift and a failure
+    host = one(host_record("h1", "direct", abrmd_running=True, access_error=busy))
+    assert host["status"] == "failing" and host["problems"][0]["title"] == "Cannot open the TPM (busy)"
+
+
 def test_unreachable_host_is_kept_with_every_other_check_skipped():
     host = one(host_record("h1", "kernel_rm", unreachable=True))
     assert host["status"] == "unreachable" and host["reachable"] is False and host["tpm"] is None

@@ -338,12 +338,22 @@ def _observed(tpm, settings):
     }
 
 
-def _access_problems(tpm, name):
+def _access_problems(tpm, name, mode=None):
     problems = []
+    holders = (tpm.get("holders") or {}).get("/dev/tpm0") or []
     for err in tpm.get("errors") or []:
         if err.get("step") != "tpm":
             continue
         reason = err.get("reason") or "tpm_error"
+        if reason == "busy" and mode == "direct" and holders and all(h.get("comm") != "tpm2-abrmd" for h in holders):
+            # direct mode: one consumer at a time by design; the report's own read found it quoting
+            who = "; ".join(f"pid {h.get('pid')} ({h.get('comm')})" for h in holders)
+            problems.append(_problem("tpm_access", "warning", "TPM busy: a consumer holds /dev/tpm0",
+                                     f"held by {who} while the report read the TPM; in quote mode direct one "
+                                     "consumer opens /dev/tpm0 at a time", "Nothing if the holder is the "
+                                     "host's consumer; run the report again to read the TPM's state, or use "
+                                     "quote mode kernel_rm where consumers share the TPM."))  # fmt: skip
+            continue
         fix = ACCESS_FIXES.get(reason, f"Follow the message, then run {SITE}.").format(host=name)
         problems.append(_problem("tpm_access", "error", f"Cannot open the TPM ({reason})", _str(err.get("msg")), fix))
     return problems
@@ -468,7 +478,7 @@ def evaluate_host(record, quote_test=False):
                           "drift_holders", "quote"):  # fmt: skip
                 skipped[check] = "not checked: no TPM"
         else:
-            problems.extend(_access_problems(tpm, name))
+            problems.extend(_access_problems(tpm, name, profile["mode"] if profile else None))
             props = tpm.get("properties")
             if props:
                 problems.extend(_tpm_problems(props, name))
