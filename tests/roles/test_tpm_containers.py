@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from roleplay import changed, failed_tasks, run_role, state
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TSS_GID = 4242  # pinned (tpm_access_tss_gid): the role must use the number the run enforces
@@ -55,6 +56,7 @@ def run(tmp_path, extra, *args, check_mode=False):
         "tpm_access_tss_gid": TSS_GID,
         # The controller has no TPM: the access check can only warn here.
         "tpm_containers_access_check": "warn",
+        "tpm_containers_base_dir": str(tmp_path / "srv"),
         **extra,
     }
     (tmp_path / "vars.json").write_text(json.dumps(variables))
@@ -194,3 +196,164 @@ def test_no_projects_no_remote_task(tmp_path):
     assert all(("arg spec" in n) or n.endswith(("Validate the tpm_containers settings against the host",
                "Check the tpm_containers settings")) for n in ran), ran  # fmt: skip
     assert out["stats"]["localhost"]["changed"] == 0
+
+
+# --- Docker detection (tpm_containers_docker: auto, the default) -------------------------------
+
+
+def path_without_docker():
+    """The PATH with every directory that holds a docker executable left out."""
+    keep = [d for d in os.environ["PATH"].split(os.pathsep) if d and not os.access(os.path.join(d, "docker"), os.X_OK)]
+    return os.pathsep.join(keep)
+
+
+def test_auto_without_docker_writes_the_files_and_claims_no_missing_plugin(tmp_path):
+    """The host has no docker CLI at all: decided from the exit status of `command -v`, not a message."""
+    base = tmp_path / "srv"
+    extra = {"tpm_containers_projects": [project(base)], "tpm_containers_docker": "auto"}
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", {**common(tmp_path), **extra},
+                       env={"PATH": path_without_docker()})  # fmt: skip
+    assert rc == 0, failed_tasks(out)
+    assert "compose v2 CLI plugin" not in messages(out)
+    assert (base / "attest" / "compose.yaml").is_file()
+    looked = dict(tasks(out))["tpmfleet.tpm.tpm_containers : Look for the docker CLI on the host"]
+    assert looked["rc"] != 0 and looked["stdout"] == ""
+
+
+@pytest.fixture
+def fake_docker(tmp_path):
+    """A docker CLI without the compose plugin, first in the PATH (as a client without docker-compose-plugin)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    docker = bindir / "docker"
+    docker.write_text('#!/bin/sh\necho "docker: unknown command: docker $1" >&2\nexit 1\n')
+    docker.chmod(0o755)
+    return f"{bindir}{os.pathsep}{path_without_docker()}"
+
+
+@pytest.mark.parametrize("manage", ["auto", True])
+def test_docker_without_compose_v2_is_named_and_nothing_is_written(tmp_path, fake_docker, manage):
+    base = tmp_path / "srv"
+    extra = {"tpm_containers_projects": [project(base)], "tpm_containers_docker": manage}
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", {**common(tmp_path), **extra},
+                       env={"PATH": fake_docker})  # fmt: skip
+    assert rc != 0
+    assert (
+        "Docker is on this host but the compose v2 CLI plugin (docker compose, 2.18 or later) is not (found: none)"
+        in (messages(out))
+    )
+    assert not base.exists()
+
+
+def test_docker_true_without_docker_fails_and_writes_nothing(tmp_path):
+    base = tmp_path / "srv"
+    extra = {"tpm_containers_projects": [project(base)], "tpm_containers_docker": True}
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", {**common(tmp_path), **extra},
+                       env={"PATH": path_without_docker()})  # fmt: skip
+    assert rc != 0 and "tpm_containers_docker is true but Docker is not installed on this host" in messages(out)
+    assert not base.exists()
+
+
+# --- directories: confined below the base directory, never changed unless tpmfleet created them --
+
+
+def common(tmp_path):
+    return {
+        "tpm_quote_mode": "direct",
+        "tpm_containers_docker": False,
+        "tpm_access_tss_gid": TSS_GID,
+        "tpm_containers_access_check": "warn",
+        "tpm_containers_base_dir": str(tmp_path / "srv"),
+    }
+
+
+def test_an_existing_project_directory_keeps_its_owner_and_mode_and_gets_no_marker(tmp_path):
+    base = tmp_path / "srv"
+    pdir = base / "attest"
+    pdir.mkdir(parents=True)
+    os.chown(pdir, 65534, 65534)
+    pdir.chmod(0o755)
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers",
+                       {**common(tmp_path), "tpm_containers_projects": [project(base)]})  # fmt: skip
+    assert rc == 0, failed_tasks(out)
+    st = pdir.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o755)
+    assert not (pdir / ".tpmfleet-project").exists()
+    # What was missing below it was created as planned.
+    data = (pdir / "data" / "agent" / "persistence").stat()
+    assert (data.st_uid, data.st_gid, data.st_mode & 0o777) == (2000, 2000, 0o700)
+    assert (pdir / "compose.yaml").is_file()
+
+
+def test_a_project_directory_tpmfleet_created_carries_the_marker_and_keeps_the_planned_modes(tmp_path):
+    base = tmp_path / "srv"
+    variables = {**common(tmp_path), "tpm_containers_projects": [project(base)]}
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", variables, check_mode=True)
+    assert rc == 0 and not base.exists(), failed_tasks(out)  # check mode: nothing made
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", variables)
+    assert rc == 0, failed_tasks(out)
+    pdir = base / "attest"
+    assert "tpmfleet created" in (pdir / ".tpmfleet-project").read_text()
+    (pdir / "data" / "agent" / "persistence").chmod(0o777)
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers", variables)
+    assert rc == 0 and changed(out) == 1, failed_tasks(out)
+    assert (pdir / "data" / "agent" / "persistence").stat().st_mode & 0o777 == 0o700
+
+
+BAD_DIRS = {
+    # host -> (the project's extra keys or settings, a fragment of the one message)
+    "dir-root": ({"dir": "/."}, "dir must be a directory below tpm_containers_base_dir (/srv/tpmfleet), such as "
+                 "/srv/tpmfleet/attest, written without '..' (got '/.', which is /)"),
+    "dir-escape": ({"dir": "/srv/tpmfleet/../../etc"}, "dir must be a directory below tpm_containers_base_dir"),
+    "dir-base": ({"dir": "/srv/tpmfleet/"}, "(got '/srv/tpmfleet/', which is /srv/tpmfleet)"),
+    "volume-root": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/:/host"]}]},
+                    "volume '/:/host' mounts the host's /: / is a sensitive host path"),
+    "volume-etc": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/etc:/e:ro"]}]},
+                   "list the path in tpm_containers_allow_host_paths (e.g. [/etc])"),
+    "base-root": ({"settings": {"tpm_containers_base_dir": "/"}},
+                  "tpm_containers_base_dir must be a directory of tpmfleet's own such as /srv/tpmfleet"),
+    "base-etc": ({"settings": {"tpm_containers_base_dir": "/etc"}}, "tpm_containers_base_dir must be a directory"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_dirs_run(tmp_path_factory):
+    """Each bad directory or volume on its own host (each one the controller), in one run."""
+    tmp = tmp_path_factory.mktemp("bad-dirs")
+    watched = ["/", "/etc", "/srv", "/srv/tpmfleet", "/etc/passwd"]
+    before = state(*watched)
+    hosts = {}
+    for host, (extra, _) in BAD_DIRS.items():
+        settings = extra.get("settings", {})
+        proj = {"name": "attest", "services": [{"name": "agent", "image": "x", "user": "2000:2000"}]}
+        proj.update({k: v for k, v in extra.items() if k != "settings"})
+        hosts[host] = {"tpm_containers_projects": [proj], **settings}
+    variables = {k: v for k, v in common(tmp).items() if k != "tpm_containers_base_dir"}
+    rc, out = run_role(tmp, "tpmfleet.tpm.tpm_containers", variables, hosts=hosts)
+    return rc, out, before, state(*watched)
+
+
+@pytest.mark.parametrize("host", BAD_DIRS)
+def test_a_bad_directory_or_volume_fails_with_one_message(bad_dirs_run, host):
+    rc, out, _, _ = bad_dirs_run
+    failed = failed_tasks(out, host)
+    assert rc != 0 and len(failed) == 1, failed
+    assert BAD_DIRS[host][1] in failed[0][1], failed
+    assert changed(out, host) == 0
+
+
+def test_the_bad_directories_changed_nothing(bad_dirs_run):
+    _, _, before, after = bad_dirs_run
+    assert after == before
+
+
+def test_a_link_at_the_project_directory_is_refused_and_its_target_unchanged(tmp_path):
+    base = tmp_path / "srv"
+    base.mkdir()
+    (base / "attest").symlink_to("/etc")
+    before = state("/etc", base / "attest")
+    rc, out = run_role(tmp_path, "tpmfleet.tpm.tpm_containers",
+                       {**common(tmp_path), "tpm_containers_projects": [project(base)]})  # fmt: skip
+    assert rc != 0
+    assert f"{base}/attest exists on this host and is a symbolic link" in messages(out)
+    assert state("/etc", base / "attest") == before

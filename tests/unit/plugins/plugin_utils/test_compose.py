@@ -175,11 +175,16 @@ def test_data_directories_belong_to_the_container_user_with_tight_modes():
     assert mounts["/etc/agent"]["read_only"] is True and mounts["/var/lib/agent"]["read_only"] is False
 
 
-def test_a_project_dir_overrides_the_base_dir():
-    result = plan([project(service(environment={"A": "1"}), dir="/opt/attest/")], "direct", base_dir="/srv/x")
-    assert result["projects"][0]["compose_path"] == "/opt/attest/compose.yaml"
-    assert result["env_files"][0]["path"] == "/opt/attest/agent.env"
-    assert result["projects"][0]["document"]["services"]["agent"]["env_file"] == ["/opt/attest/agent.env"]
+def test_a_project_dir_below_the_base_dir_is_used_normalised():
+    result = plan(
+        [project(service(environment={"A": "1"}), dir="/srv/x//files/./attest/")], "direct", base_dir="/srv/x"
+    )
+    assert result["errors"] == []
+    assert result["projects"][0]["dir"] == "/srv/x/files/attest"
+    assert result["projects"][0]["compose_path"] == "/srv/x/files/attest/compose.yaml"
+    assert result["env_files"][0]["path"] == "/srv/x/files/attest/agent.env"
+    assert result["projects"][0]["document"]["services"]["agent"]["env_file"] == ["/srv/x/files/attest/agent.env"]
+    assert result["projects"][0]["stat_paths"][-1] == "/srv/x/files/attest/.tpmfleet-project"
 
 
 # --- environment, env files, literal values ----------------------------------------------------
@@ -254,8 +259,12 @@ def test_no_docker_gid_without_the_socket():
         ([project(service(limits={"memory": "lots"}))], {}, "limits.memory must be a size"),
         ([project(name="Attest")], {}, "name must be a compose project name"),
         ([{"name": "attest", "services": []}], {}, "services must be a non-empty list"),
-        ([project(dir="relative")], {}, "dir must be an absolute directory"),
-        ([project(), project(name="other", dir="/srv/tpmfleet/attest")], {}, "is also used by"),
+        ([project(dir="relative")], {}, "dir must be a directory below tpm_containers_base_dir (/srv/tpmfleet)"),
+        (
+            [project(), project(name="other", dir="/srv/tpmfleet/attest")],
+            {},
+            "directory /srv/tpmfleet/attest is also the directory of tpm_containers_projects[0]",
+        ),
         ([project()], {"data_modes": {"persistence": "0777", "logs": "0700", "config": "0700"}}, "give other users"),
         ([project()], {"allow_docker_socket": "maybe"}, "tpm_containers_allow_docker_socket must be true or false"),
         ([project()], {"manage": "sometimes"}, "tpm_containers_docker must be auto, true or false"),
@@ -269,6 +278,219 @@ def test_bad_inputs_are_refused_with_the_variable_and_the_fix(projects, settings
     if isinstance(projects, list):
         result = plan(projects, "direct", **settings)
         assert result["projects"] == [] and any(expected in e for e in result["errors"])
+
+
+BELOW = "dir must be a directory below tpm_containers_base_dir (/srv/tpmfleet), such as /srv/tpmfleet/attest"
+BASE = "tpm_containers_base_dir must be a directory of tpmfleet's own such as /srv/tpmfleet"
+SAME = "is also the directory of tpm_containers_projects[0] (after normalisation)"
+
+
+@pytest.mark.parametrize(
+    ("projects", "settings", "expected"),
+    [
+        # The project directory: normalised, below the base directory, one per project.
+        ([project(dir="/.")], {}, f"{BELOW}, written without '..' (got '/.', which is /)"),
+        ([project(dir="/")], {}, f"{BELOW}, written without '..' (got '/')"),
+        (
+            [project(dir="/srv/tpmfleet/../../etc")],
+            {},
+            f"{BELOW}, written without '..' (got '/srv/tpmfleet/../../etc')",
+        ),
+        ([project(dir="/srv/tpmfleet/attest/../attest")], {}, BELOW),
+        ([project(dir="/srv/tpmfleet")], {}, BELOW),
+        ([project(dir="/srv/tpmfleet/.")], {}, "(got '/srv/tpmfleet/.', which is /srv/tpmfleet)"),
+        ([project(dir="/srv/tpmfleet-other/attest")], {}, BELOW),
+        ([project(dir="/etc")], {}, BELOW),
+        ([project(dir="/srv/tpmfleet/attest\n")], {}, BELOW),
+        ([project(dir="/srv/tpmfleet/at test")], {}, BELOW),
+        ([project(dir=["/srv/tpmfleet/attest"])], {}, BELOW),
+        (
+            [project(dir="/srv/tpmfleet/a"), project(name="other", dir="/srv/tpmfleet//a/.")],
+            {},
+            f"directory /srv/tpmfleet/a {SAME}",
+        ),
+        (
+            [project(), project(name="other", dir="/srv/tpmfleet/./attest/")],
+            {},
+            f"directory /srv/tpmfleet/attest {SAME}",
+        ),
+        (
+            [project(dir="/srv/tpmfleet/a"), project(name="other", dir="/srv/tpmfleet/a/data/agent")],
+            {},
+            "nest (/srv/tpmfleet/a/data/agent is inside /srv/tpmfleet/a)",
+        ),
+        ([project(name="x\n")], {}, "name must be a compose project name"),
+        # The base directory.
+        ([project()], {"base_dir": "/"}, f"{BASE}: absolute, without '..', not / and not in /etc"),
+        ([project()], {"base_dir": "/etc"}, BASE),
+        ([project()], {"base_dir": "/etc/tpmfleet"}, BASE),
+        ([project()], {"base_dir": "/srv/../etc"}, BASE),
+        ([project()], {"base_dir": "/usr/local/tpmfleet"}, BASE),
+        ([project()], {"base_dir": "/run/tpmfleet"}, BASE),
+        ([project()], {"base_dir": "srv/tpmfleet"}, BASE),
+        ([project()], {"base_dir": "/srv/tpmfleet\n"}, BASE),
+        # Sensitive host paths through volumes.
+        (
+            [project(service(volumes=["/:/host"]))],
+            {},
+            "volume '/:/host' mounts the host's /: / is a sensitive host path",
+        ),
+        (
+            [project(service(volumes=["/etc:/host-etc:ro"]))],
+            {},
+            "mounts the host's /etc: /etc is a sensitive host path",
+        ),
+        (
+            [project(service(volumes=["/etc/shadow:/shadow:ro"]))],
+            {},
+            "mounts the host's /etc/shadow: /etc/shadow is in /etc",
+        ),
+        ([project(service(volumes=["//etc/./ssh/:/ssh"]))], {}, "mounts the host's /etc/ssh: /etc/ssh is in /etc"),
+        ([project(service(volumes=["/proc:/host/proc"]))], {}, "mounts the host's /proc"),
+        ([project(service(volumes=["/sys/fs/cgroup:/sys/fs/cgroup"]))], {}, "/sys/fs/cgroup is in /sys"),
+        ([project(service(volumes=["/dev:/dev"]))], {}, "mounts the host's /dev"),
+        ([project(service(volumes=["/boot:/boot:ro"]))], {}, "mounts the host's /boot"),
+        ([project(service(volumes=["/root/.ssh:/keys"]))], {}, "/root/.ssh is in /root"),
+        ([project(service(volumes=["~/.ssh:/keys"]))], {}, "mounts the host's /root/.ssh"),
+        ([project(service(volumes=["/run:/run"]))], {}, "mounts the host's /run: /run holds /run/docker.sock"),
+        ([project(service(volumes=["/var:/var"]))], {}, "/var holds /var/run/docker.sock"),
+        (
+            [project(service(volumes=["./../../../etc:/x"]))],
+            {},
+            "mounts the host's /etc: /etc is a sensitive host path",
+        ),
+        (
+            [project(service(volumes=[{"type": "bind", "source": "/etc", "target": "/x"}]))],
+            {},
+            "mounts the host's /etc",
+        ),
+        (
+            [project(service(volumes=["/run/docker.sock:/var/run/docker.sock"]))],
+            {"allow_host_paths": ["/run/docker.sock"]},
+            "the Docker socket is not mounted through volumes; set docker_socket: true",
+        ),
+        (
+            [project(service(volumes=["/etc/keylime:/k"]))],
+            {"allow_host_paths": ["/etc"]},
+            "list the path in tpm_containers_allow_host_paths (e.g. [/etc/keylime])",
+        ),
+        (
+            [project()],
+            {"allow_host_paths": ["/etc/../etc/keylime"]},
+            "tpm_containers_allow_host_paths must list normalised absolute host paths",
+        ),
+        ([project()], {"allow_host_paths": "/etc/keylime"}, "tpm_containers_allow_host_paths must list"),
+    ],
+)
+def test_bad_paths_are_refused_with_the_variable_and_the_fix(projects, settings, expected):
+    errors = tc.compose_input_errors(projects, settings)
+    assert any(expected in e for e in errors), errors
+    result = plan(projects, "direct", **settings)
+    assert result["projects"] == [] and any(expected in e for e in result["errors"])
+
+
+@pytest.mark.parametrize(
+    ("volumes", "allowed"),
+    [
+        (["/etc/keylime:/etc/keylime:ro"], ["/etc/keylime"]),
+        (["/:/host:ro"], ["/"]),
+        (["agent-data:/var/lib/agent"], []),  # a named volume
+        (["/var/lib/agent"], []),  # an anonymous volume: a path in the container only
+        (["/srv/shared/certs:/certs:ro"], []),
+        (["./extra:/extra"], []),  # in the project directory
+        ([{"type": "volume", "source": "agent-data", "target": "/data"}], []),
+        ([{"type": "tmpfs", "target": "/cache"}], []),
+    ],
+)
+def test_volumes_that_are_not_sensitive_or_are_allowed_pass(volumes, allowed):
+    result = plan([project(service(volumes=volumes))], "direct", allow_host_paths=allowed)
+    assert result["errors"] == []
+    assert all(v in result["projects"][0]["document"]["services"]["agent"]["volumes"] for v in volumes)
+
+
+# --- which directories tpmfleet may create or change --------------------------------------------
+
+
+def dir_stats(result, **present):
+    """stat results for every stat path; ``present``: path -> stat fields of what exists there."""
+    paths = result["projects"][0]["stat_paths"]
+    return [{"item": p, "stat": present.get(p, {"exists": False})} for p in paths]
+
+
+DIR = {"exists": True, "isdir": True, "islnk": False, "isreg": False, "uid": 0, "gid": 0, "mode": "0755"}
+
+
+def data_plan():
+    result = plan([project(service(data={"persistence": "/var/lib/agent"}))], "direct")
+    assert result["errors"] == []
+    return result
+
+
+def test_a_new_project_gets_every_directory_and_its_marker():
+    result = data_plan()
+    dirs = tc.compose_dirs(result, dir_stats(result))
+    assert dirs["errors"] == [] and dirs["notes"] == []
+    assert [d["path"] for d in dirs["manage"]] == [
+        "/srv/tpmfleet/attest", "/srv/tpmfleet/attest/data", "/srv/tpmfleet/attest/data/agent",
+        "/srv/tpmfleet/attest/data/agent/persistence",
+    ]  # fmt: skip
+    assert dirs["markers"] == [
+        {"path": "/srv/tpmfleet/attest/.tpmfleet-project", "dir": "/srv/tpmfleet/attest", "exists": False}
+    ]
+
+
+def test_an_existing_directory_tpmfleet_did_not_create_keeps_its_owner_and_mode():
+    result = data_plan()
+    stats = dir_stats(
+        result,
+        **{
+            "/srv/tpmfleet/attest": {**DIR, "uid": 1000, "mode": "0755"},
+            "/srv/tpmfleet/attest/data": DIR,
+            "/srv/tpmfleet/attest/data/agent": DIR,
+            "/srv/tpmfleet/attest/data/agent/persistence": {**DIR, "uid": 1000, "gid": 1000},
+        },
+    )
+    dirs = tc.compose_dirs(result, stats)
+    assert dirs["errors"] == [] and dirs["manage"] == [] and dirs["markers"] == []
+    (note,) = dirs["notes"]
+    assert "/srv/tpmfleet/attest/data/agent/persistence was not created by tpmfleet" in note
+    assert "the service runs as 2000:2000" in note
+
+
+def test_only_the_missing_directories_of_a_foreign_project_directory_are_created():
+    result = data_plan()
+    dirs = tc.compose_dirs(result, dir_stats(result, **{"/srv/tpmfleet/attest": DIR}))
+    assert next(d["path"] for d in dirs["manage"]) == "/srv/tpmfleet/attest/data"
+    assert "/srv/tpmfleet/attest" not in [d["path"] for d in dirs["manage"]] and dirs["markers"] == []
+
+
+def test_a_project_directory_tpmfleet_created_keeps_the_planned_owners_and_modes():
+    result = data_plan()
+    marker = {"exists": True, "isreg": True, "isdir": False, "islnk": False}
+    present = {d["path"]: {**DIR, "uid": 1000} for d in result["projects"][0]["dirs"]}
+    stats = dir_stats(result, **present, **{"/srv/tpmfleet/attest/.tpmfleet-project": marker})
+    dirs = tc.compose_dirs(result, stats)
+    assert len(dirs["manage"]) == 4 and dirs["notes"] == []
+    assert dirs["markers"][0]["exists"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "stat", "what"),
+    [
+        ("/srv/tpmfleet/attest", {"exists": True, "islnk": True, "isdir": False}, "a symbolic link"),
+        (
+            "/srv/tpmfleet/attest/data/agent/persistence",
+            {"exists": True, "islnk": True, "isdir": False},
+            "a symbolic link",
+        ),
+        ("/srv/tpmfleet/attest/data", {"exists": True, "isreg": True, "isdir": False}, "a file"),
+    ],
+)
+def test_a_link_or_a_file_at_a_directory_path_is_refused(path, stat, what):
+    result = data_plan()
+    dirs = tc.compose_dirs(result, dir_stats(result, **{path: stat}))
+    (error,) = dirs["errors"]
+    assert f"{path} exists on this host and is {what}" in error and "never writes through a link" in error
 
 
 def test_an_unknown_quote_mode_is_refused():
@@ -444,7 +666,7 @@ def test_docker_compose_config_accepts_every_rendered_mode(tmp_path, mode):
         data={"persistence": "/var/lib/agent", "config": "/etc/agent"},
         healthcheck={"test": ["CMD", "/bin/true"], "interval": "30s"},
     )
-    result = plan([project(rich, dir=str(tmp_path))], mode)
+    result = plan([project(rich, dir=str(tmp_path))], mode, base_dir=str(tmp_path.parent))
     for env in result["env_files"]:
         Path(env["path"]).write_text(env["content"])
     compose = tmp_path / "compose.yaml"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import (
     compose_access,
+    compose_dirs,
     compose_input_errors,
     compose_plan,
     compose_schema_errors,
@@ -24,6 +25,7 @@ class FilterModule:
             "compose_input_errors": compose_input_errors,
             "compose_plan": compose_plan,
             "compose_access": compose_access,
+            "compose_dirs": compose_dirs,
             "compose_schema_errors": compose_schema_errors,
             "env_file": env_file,
         }

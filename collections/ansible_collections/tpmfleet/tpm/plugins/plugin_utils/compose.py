@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import posixpath
 import re
 
 import yaml
@@ -66,16 +67,28 @@ SERVICE_KEYS = (
 DATA_KINDS = ("persistence", "logs", "config")
 LIMIT_KEYS = ("memory", "cpus", "pids")
 LOGGING_KEYS = ("max_size", "max_file")
-RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
-PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-SERVICE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-USER_RE = re.compile(r"^([0-9]+):([0-9]+)$")
-CAP_RE = re.compile(r"^(CAP_)?[A-Z_]+$")
-SIZE_RE = re.compile(r"^[0-9]+[kmg]?$")
-MEMORY_RE = re.compile(r"^[0-9]+(b|k|m|g)?$")
-ABS_PATH_RE = re.compile(r"^/[^\s:]*$")
+RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)\Z")
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
+SERVICE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+USER_RE = re.compile(r"^([0-9]+):([0-9]+)\Z")
+CAP_RE = re.compile(r"^(CAP_)?[A-Z_]+\Z")
+SIZE_RE = re.compile(r"^[0-9]+[kmg]?\Z")
+MEMORY_RE = re.compile(r"^[0-9]+(b|k|m|g)?\Z")
+ABS_PATH_RE = re.compile(r"^/[^\s:\x00-\x1f\x7f]*\Z")
 DOCKER_SOCKET_RE = re.compile(r"docker\.sock")
+# Host paths a volume may mount only when tpm_containers_allow_host_paths lists them: the path
+# itself, anything under the trees, and any directory that holds one of them (/run holds
+# /run/docker.sock). The Docker socket is refused through volumes in any case (docker_socket).
+SENSITIVE_HOST_PATHS = ("/", "/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/var/run/docker.sock",
+                        "/run/docker.sock")  # fmt: skip
+SENSITIVE_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot", "/root")
+# tpm_containers_base_dir must not be in these (nor be /): the projects' files and directories go there.
+SYSTEM_TREES = (*SENSITIVE_TREES, "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/run", "/var/run",
+                "/var/lib/docker")  # fmt: skip
+# Written by tpm_containers into a project directory it created: the directories below it are the
+# project's own (their owners and modes are kept as planned). A directory without it is left as it is.
+PROJECT_MARKER = ".tpmfleet-project"
 COMPOSE_MIN_VERSION = (2, 18, 0)  # what community.docker.docker_compose_v2 needs
 
 
@@ -152,10 +165,97 @@ def _where(pi, project, si=None, service=None):
     return where
 
 
+# --- host paths ------------------------------------------------------------------------
+
+
+def _under(path, tree):
+    """Whether normalised ``path`` is ``tree`` or below it."""
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _normpath(path):
+    """posixpath.normpath, and // at the start (kept by POSIX rules, the root on Linux) made /."""
+    path = posixpath.normpath(path)
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def _clean_dir(value):
+    """The normalised absolute directory ``value`` names, or None when it is not one tpmfleet accepts:
+    a string, absolute, without control characters, whitespace, ':' or '..' components."""
+    if not (isinstance(value, str) and ABS_PATH_RE.match(value)) or ".." in value.split("/"):
+        return None
+    return _normpath(value)
+
+
+def base_dir_error(base_dir):
+    """Why ``tpm_containers_base_dir`` is refused ('' when it is fine)."""
+    clean = _clean_dir(base_dir)
+    if clean is None or clean == "/" or any(_under(clean, tree) for tree in SYSTEM_TREES):
+        return (
+            "tpm_containers_base_dir must be a directory of tpmfleet's own such as /srv/tpmfleet: absolute, "
+            f"without '..', not / and not in {', '.join(SYSTEM_TREES)} (got {base_dir!r})."
+        )
+    return ""
+
+
+def project_dir(project, base_dir):
+    """(the project's normalised directory, or None; why it is refused, or '')."""
+    name = project.get("name")
+    base = _clean_dir(base_dir) or DEFAULT_SETTINGS["base_dir"]
+    value = project.get("dir")
+    if value is None:
+        return (f"{base}/{name}", "") if isinstance(name, str) and PROJECT_NAME_RE.match(name) else (None, "")
+    clean = _clean_dir(value)
+    if clean is None or clean == base or not _under(clean, base):
+        shown = f"{value!r}" + (f", which is {clean}" if clean not in (None, value) else "")
+        example = f"{base}/{name}" if isinstance(name, str) and PROJECT_NAME_RE.match(name) else f"{base}/NAME"
+        return None, (
+            f"dir must be a directory below tpm_containers_base_dir ({base}), such as {example}, written without "
+            f"'..' (got {shown}); or leave dir unset. tpmfleet creates the project's directories and changes no "
+            "directory outside the base directory."
+        )
+    return clean, ""
+
+
+def volume_source(volume, pdir):
+    """The normalised host path a volume mounts, or None (a named or anonymous volume, tmpfs).
+
+    Short syntax ``SOURCE:TARGET[:MODE]`` and long syntax ``{type, source, target}``: a source that
+    starts with '/', '.' or '~' is a host path ('.' relative to the project directory, '~' the home of
+    root, who runs compose); any other source names a volume."""
+    if isinstance(volume, str):
+        parts = volume.split(":")
+        source = parts[0] if len(parts) > 1 else None
+    elif isinstance(volume, dict):
+        source = volume.get("source")
+    else:
+        source = None
+    if not isinstance(source, str) or not source.startswith(("/", ".", "~")):
+        return None
+    if source.startswith("~"):
+        source = "/root" + source[1:]
+    elif source.startswith("."):
+        source = posixpath.join(pdir or "/", source)
+    return _normpath(source)
+
+
+def host_path_problem(path):
+    """Why mounting host path ``path`` (normalised) into a container is dangerous ('' when it is not)."""
+    if path in SENSITIVE_HOST_PATHS:
+        return f"{path} is a sensitive host path"
+    for tree in SENSITIVE_TREES:
+        if _under(path, tree):
+            return f"{path} is in {tree}"
+    held = [p for p in SENSITIVE_HOST_PATHS if p != "/" and _under(p, path)]
+    if held:
+        return f"{path} holds {', '.join(held)}"
+    return ""
+
+
 # --- inputs ------------------------------------------------------------------------------
 
 
-def _service_errors(where, service, allow_docker_socket):
+def _service_errors(where, service, allow_docker_socket, pdir=None, allow_host_paths=()):
     errors = []
     if not isinstance(service, dict):
         return [f"{where} must be a mapping with at least name, image and user (got {_kind(service)})."]
@@ -215,6 +315,16 @@ def _service_errors(where, service, allow_docker_socket):
             errors.append(
                 f"{where}: the Docker socket is not mounted through volumes; set docker_socket: true on the "
                 "service (with tpm_containers_allow_docker_socket: true), which also adds the docker GID."
+            )
+            continue
+        source = volume_source(volume, pdir)
+        problem = host_path_problem(source) if source else ""
+        if problem and source not in allow_host_paths:
+            errors.append(
+                f"{where}: volume {text!r} mounts the host's {source}: {problem}, and a container that "
+                "mounts it can read or change the host itself. Mount a directory of the service's own instead "
+                "(data: persistence, logs, config), or, if the service really needs it, list the path in "
+                f"tpm_containers_allow_host_paths (e.g. [{source}])."
             )
     tmpfs = service.get("tmpfs")
     if isinstance(tmpfs, list) and not all(isinstance(t, str) and t.startswith("/") for t in tmpfs):
@@ -319,9 +429,10 @@ DEFAULT_SETTINGS = {
     "tmpfs": ["/tmp", "/run"],  # noqa: S108 -- paths inside the container, tmpfs mounts
     "data_modes": {"persistence": "0700", "logs": "0700", "config": "0700"},
     "allow_docker_socket": False,
+    "allow_host_paths": [],
     "manage": "auto",
 }
-MODE_RE = re.compile(r"^0?[0-7]{3}$")
+MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
 
 
 def _settings(settings):
@@ -336,10 +447,14 @@ def _settings_errors(settings):
         )
     errors.extend(_limits_errors("tpm_containers_limits", settings["limits"]))
     errors.extend(_logging_errors("tpm_containers_logging", settings["logging"]))
-    base_dir = settings["base_dir"]
-    if not (isinstance(base_dir, str) and ABS_PATH_RE.match(base_dir) and base_dir.rstrip("/")):
+    error = base_dir_error(settings["base_dir"])
+    if error:
+        errors.append(error)
+    allowed = settings["allow_host_paths"]
+    if not (isinstance(allowed, list) and all(_clean_dir(p) == p for p in allowed)):
         errors.append(
-            f"tpm_containers_base_dir must be an absolute directory such as /srv/tpmfleet (got {base_dir!r})."
+            "tpm_containers_allow_host_paths must list normalised absolute host paths that services may mount, "
+            f"e.g. [/etc/keylime] (got {allowed!r})."
         )
     restart = settings["restart"]
     if not (isinstance(restart, str) and RESTART_RE.match(restart)):
@@ -365,7 +480,7 @@ def _settings_errors(settings):
     if not (isinstance(socket, str) and ABS_PATH_RE.match(socket)):
         errors.append(f"tpm_containers_docker_socket must be an absolute path (got {socket!r}).")
     group = settings["docker_group"]
-    if not (isinstance(group, str) and re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", group)):
+    if not (isinstance(group, str) and re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z", group)):
         errors.append(f"tpm_containers_docker_group must be a group name such as docker (got {group!r}).")
     if str(settings["manage"]).lower() not in ("auto", "true", "false", "yes", "no"):
         errors.append(f"tpm_containers_docker must be auto, true or false (got {settings['manage']!r}).")
@@ -378,7 +493,8 @@ def compose_input_errors(projects, settings=None):
     settings = _settings(settings)
     errors = _settings_errors(settings)
     allow_docker_socket = settings["allow_docker_socket"] is True
-    base_dir = settings["base_dir"] if isinstance(settings["base_dir"], str) else "/srv/tpmfleet"
+    base_dir = settings["base_dir"]
+    allowed = settings["allow_host_paths"] if isinstance(settings["allow_host_paths"], list) else []
     if not isinstance(projects, list):
         return [
             *errors,
@@ -406,14 +522,24 @@ def compose_input_errors(projects, settings=None):
             )
         else:
             seen_projects[name] = pi
-        pdir = project.get("dir")
-        if pdir is not None and not (isinstance(pdir, str) and ABS_PATH_RE.match(pdir) and pdir.rstrip("/")):
-            errors.append(f"{where}: dir must be an absolute directory (got {pdir!r}).")
-        elif isinstance(name, str):
-            key = (pdir or f"{base_dir}/{name}").rstrip("/")
-            if key in seen_dirs:
-                errors.append(f"{where}: directory {key} is also used by tpm_containers_projects[{seen_dirs[key]}].")
-            seen_dirs[key] = pi
+        pdir, error = project_dir(project, base_dir)
+        if error:
+            errors.append(f"{where}: {error}")
+        elif pdir is not None:
+            # Two spellings of one directory, or one project inside another's directory.
+            for other, oi in seen_dirs.items():
+                if other == pdir:
+                    errors.append(
+                        f"{where}: directory {pdir} is also the directory of tpm_containers_projects[{oi}] "
+                        "(after normalisation); give each project a directory of its own."
+                    )
+                elif _under(pdir, other) or _under(other, pdir):
+                    inner, outer = (pdir, other) if _under(pdir, other) else (other, pdir)
+                    errors.append(
+                        f"{where}: directory {pdir} and the directory of tpm_containers_projects[{oi}] ({other}) "
+                        f"nest ({inner} is inside {outer}); give each project a directory of its own."
+                    )
+            seen_dirs.setdefault(pdir, pi)
         services = project.get("services")
         if not (isinstance(services, list) and services):
             errors.append(f"{where}: services must be a non-empty list of services (got {_kind(services)}).")
@@ -421,7 +547,7 @@ def compose_input_errors(projects, settings=None):
         seen = {}
         for si, service in enumerate(services):
             swhere = _where(pi, project, si, service)
-            errors.extend(_service_errors(swhere, service, allow_docker_socket))
+            errors.extend(_service_errors(swhere, service, allow_docker_socket, pdir, allowed))
             sname = service.get("name") if isinstance(service, dict) else None
             if isinstance(sname, str) and sname:
                 if sname in seen:
@@ -689,7 +815,7 @@ def compose_plan(projects, profile, groups=None, docker=None, settings=None, str
 
     planned, env_files = [], []
     for project in projects:
-        pdir = (project.get("dir") or f"{settings['base_dir']}/{project['name']}").rstrip("/")
+        pdir, _error = project_dir(project, settings["base_dir"])
         ctx = {
             "profile": profile,
             "settings": settings,
@@ -724,6 +850,9 @@ def compose_plan(projects, profile, groups=None, docker=None, settings=None, str
                 "notes": _notes(project, identities),
                 "services": identities,
                 "dirs": parents + dirs,
+                "marker": f"{pdir}/{PROJECT_MARKER}",
+                # What main.yml reads on the host before any directory is made (compose_dirs).
+                "stat_paths": [d["path"] for d in parents + dirs] + [f"{pdir}/{PROJECT_MARKER}"],
                 "env_files": [e["path"] for e in env_files if e["project"] == project["name"]],
             }
         )
@@ -736,6 +865,68 @@ def compose_plan(projects, profile, groups=None, docker=None, settings=None, str
         "tss_gid": tss_gid,
         "docker_gid": docker_gid,
     }
+
+
+# --- directories -------------------------------------------------------------------------
+
+
+def _what(stat):
+    return "a symbolic link" if stat.get("islnk") else "a file" if stat.get("isreg") else "not a directory"
+
+
+def compose_dirs(plan, stats):
+    """Which planned directories tpm_containers may create or keep as planned, from what is on the host.
+
+    ``stats``: the stat module's results (``{item: path, stat: {...}}``, links not followed) for
+    every path in each project's ``stat_paths``. A missing directory is created with the planned
+    owner and mode. An existing one keeps its owner and mode unless tpmfleet created the project's
+    directory (the marker file is in it): tpmfleet never changes a directory it did not create.
+    Something other than a directory at a planned path (a file, a symbolic link) is an error.
+
+    Returns ``{errors, manage: [planned dirs to create or keep as planned], markers: [{path, exists}],
+    notes}``.
+    """
+    plan = _plain(plan)
+    found = {}
+    for result in _plain(stats) or []:
+        if isinstance(result, dict) and "item" in result:
+            found[result["item"]] = result.get("stat") or {}
+    errors, manage, markers, notes = [], [], [], []
+    for project in plan.get("projects", []):
+        pdir, name = project["dir"], project["name"]
+        top = found.get(pdir, {})
+        marker = found.get(project["marker"], {})
+        owned = not top.get("exists") or (marker.get("exists") and marker.get("isreg"))
+        if top.get("exists") and marker.get("exists") and not marker.get("isreg"):
+            errors.append(
+                f"tpm_containers: project {name}: {project['marker']} is {_what(marker)}; tpmfleet writes that "
+                "marker file itself. Remove it."
+            )
+        for planned in project["dirs"]:
+            stat = found.get(planned["path"], {})
+            if not stat.get("exists"):
+                manage.append(planned)
+            elif stat.get("islnk") or not stat.get("isdir"):
+                errors.append(
+                    f"tpm_containers: project {name}: {planned['path']} exists on this host and is {_what(stat)}; "
+                    "tpmfleet makes the project's directories itself and never writes through a link or replaces "
+                    "a file: remove it, or give the project another dir. Nothing was changed by tpm_containers."
+                )
+            elif owned:
+                manage.append(planned)
+            elif planned["kind"] in DATA_KINDS and (
+                (stat.get("uid"), stat.get("gid")) != (planned["owner"], planned["group"])
+                or int(str(stat.get("mode", "0")), 8) != int(planned["mode"], 8)
+            ):
+                notes.append(
+                    f"project {name}: {planned['path']} was not created by tpmfleet (no {PROJECT_MARKER} in {pdir}) "
+                    f"and is left as it is (owner {stat.get('uid')}:{stat.get('gid')}, mode {stat.get('mode')}); "
+                    f"the service runs as {planned['owner']}:{planned['group']} and tpmfleet would make it mode "
+                    f"{planned['mode']}: chown/chmod it yourself, or remove it so that tpmfleet creates it."
+                )
+        if owned:
+            markers.append({"path": project["marker"], "dir": pdir, "exists": bool(top.get("exists"))})
+    return {"errors": errors, "manage": manage, "markers": markers, "notes": notes}
 
 
 # --- access ------------------------------------------------------------------------------
