@@ -1,0 +1,197 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Role tpm_preflight run by Ansible on the controller: a bad input stops the host in the preflight.
+
+Every host of the inventory below is the controller itself (local connection)
+with one bad input; one ansible-playbook run plays them all in parallel. The
+play is the preflight followed by a sentinel task that writes a file: a host
+that passed the preflight would change something. Each bad input must fail
+its host in the preflight with ONE message that names the variable, and the
+host must have changed nothing (no changed task, no sentinel, the controller's
+users, groups and udev rules as they were). The message matrix itself is
+unit-tested in tests/unit/plugins/plugin_utils/test_validate.py and test_access.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MISSING_USER = "tpmfleet-no-such-user"
+
+# host -> (its bad input, the task that must fail, a fragment of its one message)
+BAD = {
+    "udev-mode-newline": (
+        {"tpm_udev_mode": "0660\n"},
+        "Check the tpm_udev settings",
+        'tpm_udev_mode must be an octal mode that gives nothing to other users, such as "0660" or "0600" '
+        '(got "0660\\n").',
+    ),
+    "udev-mode-unquoted": ({"tpm_udev_mode": 432}, "Check the tpm_udev settings", "tpm_udev_mode must be"),
+    "tss-user-root": (
+        {"tpm_quote_mode_tss_user": "root"},
+        "Check the tpm_quote_mode settings",
+        "tpm_quote_mode_tss_user must not be root",
+    ),
+    "tss-group-newline": (
+        {"tpm_quote_mode_tss_group": "tss\n"},
+        "Check the tpm_quote_mode settings",
+        'tpm_quote_mode_tss_group must be a group name such as tss (got "tss\\n")',
+    ),
+    "kernel-drivers-string": (
+        {"tpm_kernel_drivers": "tpm_tis,tpm_crb"},
+        "Check the tpm_kernel settings",
+        "tpm_kernel_drivers must be a YAML list",
+    ),
+    "verify-user-missing": (
+        {"tpm_verify_user": MISSING_USER},
+        "Check that the user the checks run as exists on the host",
+        f"tpm_verify_user: user {MISSING_USER} does not exist on verify-user-missing.",
+    ),
+    "consumer-missing": (
+        {"tpm_access_consumer_users": [MISSING_USER]},
+        "Check the tpm_access settings against the host's users and groups",
+        f"tpm_access_consumer_users: user(s) {MISSING_USER} do not exist on consumer-missing.",
+    ),
+    "dbus-user-missing": (
+        {"tpm_quote_mode": "abrmd", "tpm_abrmd_dbus_allowed_users": ["root", MISSING_USER]},
+        "Check that the users and groups allowed to call tpm2-abrmd exist on the host",
+        f"tpm_abrmd_dbus_allowed_users: user(s) {MISSING_USER} do not exist on dbus-user-missing;",
+    ),
+    "abrmd-option-tcti": (
+        {"tpm_abrmd_options": ["--flush-all", "--tcti=device:/dev/tpmrm0"]},
+        "Check the tpm_abrmd settings",
+        "tpm_abrmd_options must not set --tcti",
+    ),
+    # The type layer: the validate entry point of the role's argument spec runs in the preflight.
+    "verify-count-type": (
+        {"tpm_verify_quote_count": "two"},
+        "Validating arguments against arg spec 'validate'",
+        "argument 'tpm_verify_quote_count' is of type str and we were unable to convert to int",
+    ),
+}
+GOOD = "all-valid"
+
+
+def controller_state():
+    """What a run that got past the preflight could change on the controller."""
+    paths = [Path("/etc/passwd"), Path("/etc/group"), *sorted(Path("/etc/udev/rules.d").glob("*"))]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def preflight(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("preflight")
+    hosts = {name: extra for name, (extra, _, _) in BAD.items()} | {GOOD: {}}
+    inventory = {
+        "tpm_hosts": {
+            "hosts": hosts,
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "sentinel_dir": str(tmp / "sentinel"),
+            },
+        }
+    }
+    (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (tmp / "sentinel").mkdir()
+    play = [
+        {
+            "name": "Preflight, then a change",
+            "hosts": "tpm_hosts",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "Validate everything", "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"}},
+                {
+                    "name": "Write the sentinel",
+                    "ansible.builtin.copy": {
+                        "content": "passed\n",
+                        "dest": "{{ sentinel_dir }}/{{ inventory_hostname }}",
+                        "mode": "0644",
+                    },
+                },
+            ],
+        }
+    ]
+    (tmp / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+        ANSIBLE_FORKS=str(len(hosts)),
+        ANSIBLE_STRATEGY="linear",
+    )
+    before = controller_state()
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp / "inventory.yml"),
+            str(tmp / "play.yml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    after = controller_state()
+    try:
+        out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    except ValueError:
+        raise AssertionError(f"unparseable output (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
+    return {"rc": proc.returncode, "out": out, "sentinels": tmp / "sentinel", "before": before, "after": after}
+
+
+def results(out, host):
+    """(task name, result) of every task that ran for ``host``."""
+    return [(t["task"]["name"], t["hosts"][host]) for play in out["plays"] for t in play["tasks"] if host in t["hosts"]]
+
+
+def test_valid_inputs_pass_the_preflight(preflight):
+    stats = preflight["out"]["stats"][GOOD]
+    assert stats["failures"] == 0, [(n, r.get("msg")) for n, r in results(preflight["out"], GOOD) if r.get("failed")]
+    assert (preflight["sentinels"] / GOOD).read_text() == "passed\n"
+    assert stats["changed"] == 1, "only the sentinel changes"
+    # The host's users and groups were read once, by the preflight, and reused by every role's checks.
+    reads = [
+        n
+        for n, r in results(preflight["out"], GOOD)
+        if n.endswith(("Read the host's groups", "Read the host's users")) and not r.get("skipped")
+    ]
+    assert len(reads) == 2, reads
+
+
+@pytest.mark.parametrize("host", BAD)
+def test_a_bad_input_fails_in_the_preflight_with_one_message_naming_it(preflight, host):
+    extra, task, fragment = BAD[host]
+    failed = [(name, r) for name, r in results(preflight["out"], host) if r.get("failed")]
+    assert len(failed) == 1, failed
+    name, result = failed[0]
+    assert task in name, name
+    message = result["msg"]
+    assert fragment in message, message
+    variable = next(v for v in extra if v != "tpm_quote_mode") if len(extra) > 1 else next(iter(extra))
+    assert message.startswith((variable, f"Validation of arguments failed:\nargument '{variable}'")), message
+
+
+@pytest.mark.parametrize("host", BAD)
+def test_a_host_stopped_by_the_preflight_changed_nothing(preflight, host):
+    stats = preflight["out"]["stats"][host]
+    assert stats["changed"] == 0
+    assert not (preflight["sentinels"] / host).exists(), "the play went on after the preflight"
+
+
+def test_the_controller_is_as_it_was(preflight):
+    assert preflight["rc"] != 0
+    assert preflight["after"] == preflight["before"]

@@ -1,0 +1,316 @@
+"""The roles' input checks that the argument specs cannot express: one bad input, one message naming it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import validate
+
+ROLES = Path(__file__).resolve().parents[4] / "collections" / "ansible_collections" / "tpmfleet" / "tpm" / "roles"
+
+
+def defaults(role):
+    return yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()) or {}
+
+
+TSS = defaults("tpm_quote_mode")
+GOOD = {
+    "tpm_quote_mode": {k: v for k, v in TSS.items() if k != "tpm_quote_mode_mask_abrmd_in_kernel_rm"},
+    "tpm_kernel": defaults("tpm_kernel"),
+    "tpm_access": {**defaults("tpm_access"), **TSS},
+    "tpm_udev": defaults("tpm_udev"),
+    "tpm_abrmd": {**defaults("tpm_abrmd"), **TSS},
+    "tpm_verify": {**defaults("tpm_verify"), **TSS},
+}
+
+
+@pytest.mark.parametrize("role", GOOD)
+def test_the_defaults_are_valid(role):
+    assert validate.input_errors(GOOD[role], role) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "extra"),
+    [
+        ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "tss$", "tpm_quote_mode_abrmd_tcti": "device"}),
+        ("tpm_quote_mode", {"tpm_quote_mode_tss_group": "TSS_2.x", "tpm_quote_mode_abrmd_tcti": "device:/dev/tpmrm0"}),
+        (
+            "tpm_kernel",
+            {"tpm_kernel_drivers": ["tpm_tis", "tpm-crb", "tpm_ftpm_tee"], "tpm_kernel_device_timeout": "0"},
+        ),
+        ("tpm_access", {"tpm_access_tss_gid": 950, "tpm_access_docker_gid": "951", "tpm_access_tss_uid": 65533}),
+        (
+            "tpm_access",
+            {"tpm_access_consumer_users": ["keylime", {"name": "ci-runner", "docker": True}, {"name": "b"}]},
+        ),
+        ("tpm_access", {"tpm_access_tss_gid": "", "tpm_access_regroup_paths": [], "tpm_access_regroup_max_report": 0}),
+        ("tpm_access", {"tpm_access_regroup_paths": ["/", "/srv/device", "/var/lib/keylime"]}),
+        ("tpm_udev", {"tpm_udev_mode": "600", "tpm_udev_rules_path": "/etc/udev/rules.d/99-local.rules"}),
+        ("tpm_udev", {"tpm_udev_mode": "0640", "tpm_udev_rules_path": "/etc/udev/rules.d/tpm.rules"}),
+        ("tpm_abrmd", {"tpm_abrmd_options": ["--flush-all", "--max-connections=64", "--prng-seed-file=/dev/urandom"]}),
+        ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent.service", "session-3.scope", "a@b.service"]}),
+        ("tpm_verify", {"tpm_verify_user": "keylime", "tpm_verify_quote_count": "20", "tpm_verify_busy_retries": 0}),
+    ],
+)
+def test_good_inputs_pass(role, extra):
+    assert validate.input_errors({**GOOD[role], **extra}, role) == []
+
+
+# (role, the one bad input, a fragment of the one message). Each message names the variable.
+BAD = [
+    # --- tpm_quote_mode: names that go into udev rules and D-Bus policies, tpm2-abrmd's TCTI
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "tss\n"}, 'must be a user name such as tss (got "tss\\n")'),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": ""}, 'must be a user name such as tss (got "")'),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "t ss"}, "must be a user name"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": 'tss"/><allow'}, "must be a user name"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "-tss"}, "must be a user name"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "1000"}, "must be a user name"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "a" * 33}, "at most 32 characters"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": 106}, "must be a user name such as tss (got 106)"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": None}, "must be a user name such as tss (got null)"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_user": "root"}, "tpm_quote_mode_tss_user must not be root"),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_group": "tss\t"}, 'must be a group name such as tss (got "tss\\t")'),
+    ("tpm_quote_mode", {"tpm_quote_mode_tss_group": "nogroup"}, "tpm_quote_mode_tss_group must not be nogroup"),
+    ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": "device:/dev/sda"}, "must be a device TCTI of a TPM node"),
+    ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": "device:/dev/tpm0\n"}, "must be a device TCTI"),
+    ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": "tabrmd"}, "use one of the TCTIs device"),
+    ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": ""}, "tcti is empty"),
+    ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": ["device"]}, "not a string"),
+    # --- tpm_kernel
+    ("tpm_kernel", {"tpm_kernel_drivers": "tpm_tis,tpm_crb"}, 'not a string ("tpm_tis,tpm_crb")'),
+    ("tpm_kernel", {"tpm_kernel_drivers": []}, "tpm_kernel_drivers must name at least one kernel driver"),
+    ("tpm_kernel", {"tpm_kernel_drivers": {"tpm_tis": True}}, 'not a mapping ({"tpm_tis": true})'),
+    ("tpm_kernel", {"tpm_kernel_drivers": None}, "must be a YAML list such as [tpm_tis, tpm_crb], not null"),
+    ("tpm_kernel", {"tpm_kernel_drivers": ["tpm_tis\n"]}, 'these are not: "tpm_tis\\n"'),
+    ("tpm_kernel", {"tpm_kernel_drivers": ["tpm_tis", "TPM CRB", 5]}, 'these are not: "TPM CRB", 5'),
+    ("tpm_kernel", {"tpm_kernel_drivers": [""]}, 'these are not: ""'),
+    ("tpm_kernel", {"tpm_kernel_device_timeout": -1}, "tpm_kernel_device_timeout must be a number of seconds from 0"),
+    ("tpm_kernel", {"tpm_kernel_device_timeout": 601}, "from 0 to 600 (got 601)"),
+    ("tpm_kernel", {"tpm_kernel_device_timeout": True}, "from 0 to 600 (got true)"),
+    ("tpm_kernel", {"tpm_kernel_device_timeout": "10\n"}, 'from 0 to 600 (got "10\\n")'),
+    # --- tpm_access: IDs
+    ("tpm_access", {"tpm_access_tss_gid": 0}, "tpm_access_tss_gid must be null (keep what the host has) or a number"),
+    ("tpm_access", {"tpm_access_tss_gid": 65534}, "from 1 to 65533 (got 65534)"),
+    ("tpm_access", {"tpm_access_tss_uid": True}, "tpm_access_tss_uid must be null"),
+    ("tpm_access", {"tpm_access_docker_gid": "951\n"}, "tpm_access_docker_gid must be null (keep what the host has)"),
+    ("tpm_access", {"tpm_access_docker_gid": -5}, "(got -5)"),
+    (
+        "tpm_access",
+        {"tpm_access_tss_gid": 950, "tpm_access_docker_gid": "950"},
+        "tpm_access_tss_gid and tpm_access_docker_gid are both 950: give the two groups different GIDs",
+    ),
+    # --- tpm_access: names
+    ("tpm_access", {"tpm_access_docker_group": "docker\n"}, "tpm_access_docker_group must be a group name"),
+    ("tpm_access", {"tpm_access_docker_group": ""}, "tpm_access_docker_group must be a group name"),
+    ("tpm_access", {"tpm_access_docker_group": "root"}, "tpm_access_docker_group must not be root"),
+    ("tpm_access", {"tpm_access_docker_group": "tss"}, "must differ from the tss group tpm_quote_mode_tss_group"),
+    ("tpm_access", {"tpm_access_consumer_users": "keylime"}, "tpm_access_consumer_users must be a YAML list"),
+    ("tpm_access", {"tpm_access_consumer_users": ["keylime\n"]}, 'these are not: "keylime\\n"'),
+    (
+        "tpm_access",
+        {"tpm_access_consumer_users": [{"name": "a", "docker": "yes"}]},
+        'not: {"name": "a", "docker": "yes"}',
+    ),
+    ("tpm_access", {"tpm_access_consumer_users": [{"name": "a", "groups": ["x"]}]}, 'not: {"name": "a", "groups"'),
+    ("tpm_access", {"tpm_access_consumer_users": [{"docker": True}]}, 'these are not: {"docker": true}'),
+    ("tpm_access", {"tpm_access_consumer_users": [1000, ["a"]]}, 'these are not: 1000, ["a"]'),
+    # --- tpm_access: paths
+    ("tpm_access", {"tpm_access_tss_home": "var/lib/tpm"}, "tpm_access_tss_home must be an absolute path"),
+    ("tpm_access", {"tpm_access_tss_home": "/var/lib/tpm\n"}, "without ':' or control characters"),
+    ("tpm_access", {"tpm_access_tss_home": "/var/lib:tpm"}, "it goes into /etc/passwd"),
+    ("tpm_access", {"tpm_access_tss_home": ""}, "tpm_access_tss_home must be an absolute path"),
+    ("tpm_access", {"tpm_access_regroup_paths": "/var/lib/tpm"}, "tpm_access_regroup_paths must be a YAML list"),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/var/lib/tpm", "lib"]}, "outside /proc, /sys and /dev"),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/dev"]}, 'fix: "/dev"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/sys/class/tpm"]}, 'fix: "/sys/class/tpm"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/var/../proc/1"]}, 'fix: "/var/../proc/1"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["//dev/"]}, 'fix: "//dev/"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/srv/x\n"]}, 'fix: "/srv/x\\n"'),
+    ("tpm_access", {"tpm_access_regroup_max_report": -1}, "tpm_access_regroup_max_report must be a number of paths"),
+    ("tpm_access", {"tpm_access_regroup_max_report": "many"}, '(got "many")'),
+    # --- tpm_udev
+    ("tpm_udev", {"tpm_udev_mode": "0660\n"}, 'gives nothing to other users, such as "0660" or "0600" (got "0660\\n")'),
+    ("tpm_udev", {"tpm_udev_mode": "0666"}, "tpm_udev_mode must be an octal mode that gives nothing to other users"),
+    ("tpm_udev", {"tpm_udev_mode": "0680"}, '(got "0680")'),
+    ("tpm_udev", {"tpm_udev_mode": "u=rw,g=rw"}, "tpm_udev_mode must be an octal mode"),
+    ("tpm_udev", {"tpm_udev_mode": ""}, '(got "")'),
+    ("tpm_udev", {"tpm_udev_mode": 432}, "got the number 432: YAML reads an unquoted 0660 as 432"),
+    ("tpm_udev", {"tpm_udev_mode": 660}, "got the number 660"),
+    ("tpm_udev", {"tpm_udev_rules_path": "/etc/udev/rules.d/70-tpm.rules\n"}, "must be a .rules file in /etc/udev"),
+    ("tpm_udev", {"tpm_udev_rules_path": "/etc/udev/rules.d/../70-tpm.rules"}, "tpm_udev_rules_path must be"),
+    ("tpm_udev", {"tpm_udev_rules_path": "/lib/udev/rules.d/70-tpm.rules"}, "tpm_udev_rules_path must be"),
+    ("tpm_udev", {"tpm_udev_rules_path": "/etc/udev/rules.d/70-tpm.conf"}, "tpm_udev_rules_path must be"),
+    (
+        "tpm_udev",
+        {"tpm_udev_rules_path": "/etc/udev/rules.d/50-tpm.rules"},
+        "tpm_udev_rules_path must sort after the distribution's 60-tpm-udev.rules",
+    ),
+    # --- tpm_abrmd
+    ("tpm_abrmd", {"tpm_abrmd_options": "--flush-all"}, "tpm_abrmd_options must be a YAML list"),
+    ("tpm_abrmd", {"tpm_abrmd_options": 5}, "not a number (5)"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--flush-all\n"]}, 'these are not: "--flush-all\\n"'),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["-f"]}, "tpm_abrmd_options must be long options"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--logger=syslog --allow-root"]}, "these are not"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--prng-seed-file=$HOME/x"]}, "these are not"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--max-connections=64;rm"]}, "these are not"),
+    ("tpm_abrmd", {"tpm_abrmd_options": [""]}, 'these are not: ""'),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--tcti=device:/dev/tpm0"]}, "must not set --tcti (the TCTI comes from"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--session"]}, "must not set --session (consumers and the D-Bus policy"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--dbus-name=x.y"]}, "must not set --dbus-name"),
+    (
+        "tpm_abrmd",
+        {"tpm_abrmd_dbus_allowed_users": ["root", "keylime\n"]},
+        "tpm_abrmd_dbus_allowed_users must list user",
+    ),
+    ("tpm_abrmd", {"tpm_abrmd_dbus_allowed_users": "root"}, "tpm_abrmd_dbus_allowed_users must be a YAML list"),
+    ("tpm_abrmd", {"tpm_abrmd_dbus_extra_groups": ["a<b"]}, "tpm_abrmd_dbus_extra_groups must list group names"),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent"]}, 'these are not: "keylime_agent"'),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["a.service\n"]}, "tpm_abrmd_stop_holder_units must list systemd"),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["my agent.service"]}, "tpm_abrmd_stop_holder_units must list"),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": "a.service"}, "tpm_abrmd_stop_holder_units must be a YAML list"),
+    # --- tpm_verify
+    ("tpm_verify", {"tpm_verify_user": "keylime\n"}, "tpm_verify_user must be the name of the consumer's user"),
+    ("tpm_verify", {"tpm_verify_user": "key lime"}, '(got "key lime")'),
+    ("tpm_verify", {"tpm_verify_user": None}, "(got null)"),
+    ("tpm_verify", {"tpm_verify_quote_count": 0}, "tpm_verify_quote_count must be a number of quotes from 1 to 20"),
+    ("tpm_verify", {"tpm_verify_quote_count": "21"}, '(got "21")'),
+    ("tpm_verify", {"tpm_verify_quote_count": True}, "(got true)"),
+    (
+        "tpm_verify",
+        {"tpm_verify_busy_retries": 61},
+        "tpm_verify_busy_retries must be a number of attempts from 0 to 60",
+    ),
+    ("tpm_verify", {"tpm_verify_busy_retries": "5\n"}, "tpm_verify_busy_retries must be"),
+]
+
+
+def _var(extra):
+    return next(iter(extra))
+
+
+@pytest.mark.parametrize(
+    ("role", "extra", "fragment"), BAD, ids=[f"{r}-{_var(e)}-{i}" for i, (r, e, _) in enumerate(BAD)]
+)
+def test_one_bad_input_gives_one_message_naming_it(role, extra, fragment):
+    errors = validate.input_errors({**GOOD[role], **extra}, role)
+    assert len(errors) == 1, errors
+    assert fragment in errors[0], errors[0]
+    # The message names the variable (the first one of the pair for cross-field rules).
+    assert _var(extra) in errors[0]
+    # Control characters in the value are shown escaped, never raw.
+    assert not re.search(r"[\x00-\x1f]", errors[0])
+
+
+def test_several_bad_inputs_give_a_message_each():
+    values = {**GOOD["tpm_access"], "tpm_access_tss_gid": 0, "tpm_access_tss_home": "x", "tpm_access_docker_group": ""}
+    errors = validate.input_errors(values, "tpm_access")
+    assert [e.split(" ")[0] for e in errors] == ["tpm_access_tss_gid", "tpm_access_docker_group", "tpm_access_tss_home"]
+
+
+def test_an_unknown_role_is_a_programming_error():
+    with pytest.raises(ValueError, match="no input checks for role 'tpm_nope'"):
+        validate.input_errors({}, "tpm_nope")
+    with pytest.raises(ValueError, match="must be a dict"):
+        validate.input_errors(["tpm_udev_mode"], "tpm_udev")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("tss", True),
+        ("_tss", True),
+        ("Keylime.Agent-2", True),
+        ("host$", True),
+        ("9user", True),
+        ("a" * 32, True),
+        ("a" * 33, False),
+        ("", False),
+        ("1000", False),
+        (".tss", False),
+        ("-tss", False),
+        ("tss\n", False),
+        ("t\x00ss", False),
+        ("tss$$", False),
+        ("t$s", False),
+        ("tss ", False),
+        ("tss/../x", False),
+        ("tss:x", False),
+        ("tšs", False),
+        (None, False),
+        (7, False),
+    ],
+)
+def test_the_one_account_name_grammar_is_a_full_match(name, ok):
+    assert validate.account_name_ok(name) is ok
+
+
+# --- names that must exist on the host ----------------------------------------
+
+USERS = {"root": ["x", "0", "0", "root", "/root", "/bin/bash"], "keylime": ["x", "990", "990", "", "/", "/bin/false"]}
+GROUPS = {"root": ["x", "0", ""], "keylime": ["x", "990", ""], "tss": ["x", "106", "keylime"]}
+
+
+def verify(user, **extra):
+    return {**GOOD["tpm_verify"], "tpm_verify_user": user, **extra}
+
+
+def abrmd(users=("root",), groups=(), **extra):
+    return {
+        **GOOD["tpm_abrmd"],
+        "tpm_abrmd_dbus_allowed_users": list(users),
+        "tpm_abrmd_dbus_extra_groups": list(groups),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        verify(""),
+        verify("keylime"),
+        # The tss user is ensured by tpm_access before tpm_verify runs.
+        verify("tss"),
+        verify("tpm2", tpm_quote_mode_tss_user="tpm2"),
+    ],
+)
+def test_the_verify_user_exists_or_is_made(values):
+    assert validate.account_errors(values, "tpm_verify", USERS, GROUPS, host="h1") == []
+
+
+def test_a_verify_user_missing_on_the_host_is_named_with_the_fix():
+    errors = validate.account_errors(verify("keylime-agent"), "tpm_verify", USERS, GROUPS, host="h1")
+    assert errors == [
+        "tpm_verify_user: user keylime-agent does not exist on h1. Set it to the user the TPM consumer runs as "
+        '(it must exist before the run), or to "" to run the checks as the connection user.'
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        abrmd(),
+        abrmd(users=["root", "keylime", "tss"], groups=["keylime"]),
+        # tpm_access creates the tss group, and the docker group when it is managed.
+        abrmd(groups=["tss", "docker"], tpm_access_docker_group="docker", tpm_access_docker_gid=951),
+        abrmd(groups=["podman"], tpm_access_docker_group="podman", tpm_access_docker_group_manage="yes"),
+    ],
+)
+def test_the_dbus_names_exist_or_are_made(values):
+    assert validate.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1") == []
+
+
+def test_dbus_names_missing_on_the_host_are_named_with_the_fix():
+    values = abrmd(users=["root", "ghost", "spook"], groups=["docker"], tpm_access_docker_group="docker")
+    errors = validate.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1")
+    assert len(errors) == 2
+    assert errors[0].startswith("tpm_abrmd_dbus_allowed_users: user(s) ghost, spook do not exist on h1;")
+    assert "remove them from tpm_abrmd_dbus_allowed_users" in errors[0]
+    assert errors[1].startswith("tpm_abrmd_dbus_extra_groups: group(s) docker do not exist on h1;")
+
+
+def test_account_checks_of_an_unknown_role_are_a_programming_error():
+    with pytest.raises(ValueError, match="no account checks for role 'tpm_udev'"):
+        validate.account_errors({}, "tpm_udev", USERS, GROUPS)
