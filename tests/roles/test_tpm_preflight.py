@@ -79,6 +79,8 @@ BAD = {
     ),
 }
 GOOD = "all-valid"
+# A role used without the preflight reads the host's accounts itself and checks them the same way.
+STANDALONE = "verify-standalone"
 
 
 def controller_state():
@@ -91,15 +93,17 @@ def controller_state():
 def preflight(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("preflight")
     hosts = {name: extra for name, (extra, _, _) in BAD.items()} | {GOOD: {}}
+    local = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "sentinel_dir": str(tmp / "sentinel"),
+    }
     inventory = {
-        "tpm_hosts": {
-            "hosts": hosts,
-            "vars": {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": sys.executable,
-                "sentinel_dir": str(tmp / "sentinel"),
-            },
-        }
+        "tpm_hosts": {"hosts": hosts, "vars": local},
+        "standalone": {
+            "hosts": {STANDALONE: {"tpm_verify_user": MISSING_USER, "tpm_verify_install_packages": False}},
+            "vars": local,
+        },
     }
     (tmp / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (tmp / "sentinel").mkdir()
@@ -119,7 +123,13 @@ def preflight(tmp_path_factory):
                     },
                 },
             ],
-        }
+        },
+        {
+            "name": "A role alone",
+            "hosts": "standalone",
+            "gather_facts": False,
+            "roles": [{"role": "tpmfleet.tpm.tpm_verify"}],
+        },
     ]
     (tmp / "play.yml").write_text(yaml.safe_dump(play))
     env = dict(
@@ -127,7 +137,7 @@ def preflight(tmp_path_factory):
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
-        ANSIBLE_FORKS=str(len(hosts)),
+        ANSIBLE_FORKS=str(len(hosts) + 1),
         ANSIBLE_STRATEGY="linear",
     )
     before = controller_state()
@@ -158,18 +168,35 @@ def results(out, host):
     return [(t["task"]["name"], t["hosts"][host]) for play in out["plays"] for t in play["tasks"] if host in t["hosts"]]
 
 
+def account_reads(out, host):
+    return [
+        n
+        for n, r in results(out, host)
+        if n.endswith(("Read the host's groups", "Read the host's users")) and not r.get("skipped")
+    ]
+
+
 def test_valid_inputs_pass_the_preflight(preflight):
     stats = preflight["out"]["stats"][GOOD]
     assert stats["failures"] == 0, [(n, r.get("msg")) for n, r in results(preflight["out"], GOOD) if r.get("failed")]
     assert (preflight["sentinels"] / GOOD).read_text() == "passed\n"
     assert stats["changed"] == 1, "only the sentinel changes"
     # The host's users and groups were read once, by the preflight, and reused by every role's checks.
-    reads = [
-        n
-        for n, r in results(preflight["out"], GOOD)
-        if n.endswith(("Read the host's groups", "Read the host's users")) and not r.get("skipped")
+    assert account_reads(preflight["out"], GOOD) == [
+        "tpmfleet.tpm.tpm_preflight : Read the host's groups",
+        "tpmfleet.tpm.tpm_preflight : Read the host's users",
     ]
-    assert len(reads) == 2, reads
+
+
+def test_a_role_without_the_preflight_reads_the_accounts_and_stops_before_its_work(preflight):
+    out = preflight["out"]
+    failed = [(name, r) for name, r in results(out, STANDALONE) if r.get("failed")]
+    assert [name for name, _ in failed] == [
+        "tpmfleet.tpm.tpm_verify : Check that the user the checks run as exists on the host"
+    ]
+    assert failed[0][1]["msg"].startswith(f"tpm_verify_user: user {MISSING_USER} does not exist on {STANDALONE}.")
+    assert len(account_reads(out, STANDALONE)) == 2
+    assert out["stats"][STANDALONE]["changed"] == 0
 
 
 @pytest.mark.parametrize("host", BAD)
