@@ -112,7 +112,13 @@ def test_abrmd_packages_and_paths_follow_the_family(rendered, platform):
         assert chosen["abrmd_packages"] == ABRMD_PACKAGES[family]
         assert chosen["abrmd_service"] == "tpm2-abrmd.service"
         assert chosen["abrmd_binary"] == "/usr/sbin/tpm2-abrmd"
-        assert chosen["abrmd_dbus_policy"] == "/etc/dbus-1/system.d/tpm2-abrmd.conf"
+        # tpmfleet's own file, never the distribution's tpm2-abrmd.conf ...
+        assert chosen["abrmd_dbus_policy"] == "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"
+        # ... which is diverted where it sits beside ours (Debian's conffile) and is read in undefined
+        # order with it; Fedora and RHEL keep theirs in /usr/share, read before /etc.
+        assert chosen["abrmd_distro_dbus_policy"] == (
+            "/etc/dbus-1/system.d/tpm2-abrmd.conf" if family == "Debian" else ""
+        )
         assert chosen["verify_packages"] == ["tpm2-tools", "python3-tpm2-pytss"]
 
 
@@ -164,7 +170,7 @@ def test_abrmd_dropin_starts_the_platforms_binary_with_its_tcti(rendered, platfo
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_dbus_policy_lets_only_root_and_tss_call_the_broker(rendered, platform):
-    policy = files(rendered, platform, "abrmd") / "etc/dbus-1/system.d/tpm2-abrmd.conf"
+    policy = files(rendered, platform, "abrmd") / "etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"
     # Well-formed XML, or this raises. The file was rendered by this test.
     tree = ET.parse(policy)  # noqa: S314
     contexts = {}
