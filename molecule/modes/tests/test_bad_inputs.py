@@ -1,0 +1,179 @@
+"""Verify the modes scenario: bad inputs that need a real host fail clearly and change nothing,
+and leaving abrmd mode takes away what abrmd mode added.
+
+Runs in `molecule verify` before test_modes.py (file order); every test leaves the
+hosts as the converge made them. Playbooks run with the project's Mitogen strategy,
+as in test_modes.py.
+"""
+
+import json
+import os
+
+import pytest
+from tpmfleet_molecule import PROJECT, SITE, needs_inventory, run_module, run_playbook
+
+QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
+ABRMD_TCTI = "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system"
+DROPIN = "/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf"
+POLICY = "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"
+DISTRO_POLICY = "/etc/dbus-1/system.d/tpm2-abrmd.conf"  # Debian's conffile, never edited by tpmfleet
+
+
+def mode(host):
+    return host.ansible.get_variables()["tpm_quote_mode"]
+
+
+def only(*modes):
+    def fixture(host):
+        if mode(host) not in modes:
+            pytest.skip(f"for quote mode {', '.join(modes)}")
+        return host
+
+    return fixture
+
+
+direct_host = pytest.fixture(only("direct"), name="direct_host")
+rm_host = pytest.fixture(only("kernel_rm"), name="rm_host")
+abrmd_host = pytest.fixture(only("abrmd"), name="abrmd_host")
+
+
+def playbook(*args, limit, entry=SITE):
+    return run_playbook(entry, *args, limit=limit, mitogen=True, timeout=1800)
+
+
+def flat(text):
+    """Output with every run of whitespace made one space (long messages may be wrapped)."""
+    return " ".join(text.split())
+
+
+# --- tpm_tcti_env_path: only a file of tpmfleet's own under /etc --------------------------------
+
+
+def watched(host):
+    """What a run with a bad tpm_tcti_env_path must leave untouched: the file it names, /tmp,
+    tpmfleet's own environment file and its directory, and the rest of the host's TPM setup."""
+    paths = "/etc/passwd /etc/shadow /tmp /tmp/x.env /etc/tpm2 /etc/tpm2/tcti.env"
+    files = "/etc/passwd /etc/shadow /etc/group /etc/tpm2/tcti.env /etc/udev/rules.d/70-tpmfleet-tpm.rules"
+    return {
+        "stat": host.check_output(f"stat -c '%n %U %G %a %s %Y' {paths} 2>&1; true"),
+        "content": host.check_output(f"sha256sum {files} 2>&1; true"),
+        "services": host.run("systemctl is-active tpm-consumer tpm2-abrmd; systemctl is-enabled tpm2-abrmd").stdout,
+        "nodes": host.check_output("stat -c '%n %U %G %a' /dev/tpm0 /dev/tpmrm0"),
+    }
+
+
+@needs_inventory
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        # The lab found the run replacing /etc/passwd with the env file.
+        ("/etc/passwd", "tpm_tcti_env_path /etc/passwd is an existing file on {name} that tpmfleet did not write"),
+        # ... and /tmp set to root 0755 (from 1777) for /tmp/tcti.env.
+        ("/tmp/x.env", "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"),
+        ("/etc/tpm2/../shadow", "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"),
+    ],
+)
+def test_a_tcti_env_path_that_is_not_tpmfleets_file_is_refused_and_nothing_changes(direct_host, path, expected):
+    host = direct_host
+    name = host.backend.get_hostname()
+    before = watched(host)
+    assert host.check_output("stat -c '%U %G %a' /tmp") == "root root 1777"
+    run = playbook("-e", json.dumps({"tpm_tcti_env_path": path}), limit=name)
+    assert run.returncode != 0
+    out = flat(run.stdout)
+    assert flat(expected.format(name=name)) in out and "Nothing was changed." in out, run.stdout[-4000:]
+    assert watched(host) == before
+    assert host.check_output("stat -c '%U %G %a' /tmp") == "root root 1777"
+    assert not host.file("/tmp/x.env").exists
+
+
+# --- tpm_quote: never an EK's or the platform's handle, never an object tpmfleet did not make ---
+
+
+def persistent(host):
+    return host.check_output("tpm2_getcap -T device:/dev/tpmrm0 handles-persistent")
+
+
+@needs_inventory
+@pytest.mark.parametrize(
+    ("handle", "expected"),
+    [
+        ("0x81010001", "0x81010001 is in the reserved endorsement range 0x81010000-0x8101ffff"),  # the lab's RSA EK
+        ("0x81010002", "0x81010002 is in the reserved endorsement range 0x81010000-0x8101ffff"),
+        ("0x81800000", "0x81800000 is in the reserved platform range 0x81800000-0x81ffffff"),
+    ],
+)
+@pytest.mark.parametrize("method", ["pytss", "cli"])
+def test_tpm_quote_refuses_a_reserved_handle_before_touching_the_tpm(rm_host, handle, expected, method):
+    host = rm_host
+    name = host.backend.get_hostname()
+    before = persistent(host)
+    assert "0x81010001" in before  # the lab's EK, which the old error told users to evict
+    args = f"tcti=device:/dev/tpmrm0 persistent_handle={handle} method={method} count=1"
+    run = run_module(name, "tpmfleet.tpm.tpm_quote", args)
+    assert run.returncode != 0
+    out = flat(run.stdout)
+    assert f"persistent_handle {expected}" in out and "e.g. 0x81020001" in out, run.stdout[-3000:]
+    assert "tpm2_evictcontrol" not in out and "rc 0x1cd" not in out
+    assert persistent(host) == before
+
+
+@needs_inventory
+@pytest.mark.parametrize("method", ["pytss", "cli"])
+def test_tpm_quote_neither_uses_nor_replaces_another_programs_object(rm_host, method):
+    host = rm_host
+    name = host.backend.get_hostname()
+    handle = "0x81020077"
+    t = "-T device:/dev/tpmrm0"
+    host.run_test(f"tpm2_createprimary {t} -C o -G rsa2048:aes128cfb -c /tmp/foreign.ctx")
+    host.run_test(f"tpm2_evictcontrol {t} -C o -c /tmp/foreign.ctx {handle}")
+    try:
+        before = host.check_output(f"tpm2_readpublic {t} -c {handle} | grep ^name:")
+        run = run_module(name, "tpmfleet.tpm.tpm_quote", f"tcti=device:/dev/tpmrm0 persistent_handle={handle} "
+                         f"method={method} count=1")  # fmt: skip
+        assert run.returncode != 0
+        out = flat(run.stdout)
+        assert f"persistent_handle {handle} already holds a storage key (rsa2048" in out, run.stdout[-3000:]
+        assert "tpmfleet never uses, replaces or evicts an object it did not create" in out
+        assert "tpm2_evictcontrol" not in out
+        assert host.check_output(f"tpm2_readpublic {t} -c {handle} | grep ^name:") == before
+    finally:
+        host.run(f"tpm2_evictcontrol {t} -C o -c {handle}; rm -f /tmp/foreign.ctx")
+
+
+# --- leaving abrmd mode --------------------------------------------------------------------------
+
+
+def diverted(host):
+    return "local diversion" in host.run(f"dpkg-divert --list {DISTRO_POLICY}").stdout
+
+
+@needs_inventory
+def test_leaving_abrmd_removes_what_abrmd_added_and_coming_back_restores_it(abrmd_host):
+    host = abrmd_host
+    name = host.backend.get_hostname()
+    # Converged in abrmd mode: tpmfleet's own files; Debian's policy (it lets every user call the
+    # broker) moved aside by dpkg, its content unchanged.
+    assert host.file(DROPIN).exists and host.file(POLICY).exists
+    assert diverted(host) and not host.file(DISTRO_POLICY).exists and host.file(DISTRO_POLICY + ".distrib").exists
+    assert "tpm2-abrmd.conf" not in host.run("dpkg --verify tpm2-abrmd").stdout
+    stranger = host.run(f"runuser -u nobody -- tpm2_getrandom -T {ABRMD_TCTI} 8 --hex")
+    assert stranger.rc != 0, "a user outside the tss group reached tpm2-abrmd"
+    try:
+        left = playbook("-e", "tpm_quote_mode=kernel_rm", limit=name, entry=QUOTE_MODE)
+        assert left.returncode == 0, left.stdout[-4000:]
+        assert not host.file(DROPIN).exists and not host.file(POLICY).exists
+        # Debian's policy is back where the package put it, unchanged, and no longer diverted.
+        assert not diverted(host) and host.file(DISTRO_POLICY).exists
+        assert not host.file(DISTRO_POLICY + ".distrib").exists
+        assert "tpm2-abrmd.conf" not in host.run("dpkg --verify tpm2-abrmd").stdout
+        assert host.run("systemctl is-active tpm2-abrmd").stdout.strip() != "active"
+        # systemd no longer sees tpmfleet's drop-in.
+        assert "tpmfleet.conf" not in host.run("systemctl show -p DropInPaths tpm2-abrmd.service").stdout
+    finally:
+        back = playbook("-e", "tpm_quote_mode=abrmd", limit=name, entry=QUOTE_MODE)
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert host.file(DROPIN).exists and host.file(POLICY).exists and diverted(host)
+    assert host.run("systemctl is-active tpm2-abrmd").stdout.strip() == "active"
+    assert host.run(f"runuser -u tpmagent -- tpm2_getrandom -T {ABRMD_TCTI} 8 --hex").rc == 0
+    assert host.run(f"runuser -u nobody -- tpm2_getrandom -T {ABRMD_TCTI} 8 --hex").rc != 0
