@@ -19,7 +19,7 @@ description:
   - Unreachable hosts and hosts without a TPM are reported as such.
   - C(fleet.json) follows the JSON Schema C(plugins/plugin_utils/fleet-report.schema.json) of the collection.
 version_added: "0.2.0"
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 options:
   hosts:
     description: Inventory names of the hosts to report, normally C({{ ansible_play_hosts_all }}).
@@ -39,11 +39,20 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The report is written in check mode too; it changes no managed host.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 notes:
-  - Supports check mode; the report is written in check mode too (it changes no managed host).
   - Use it with C(run_once) and C(delegate_to) C(localhost), as the C(tpmfleet.tpm.report) playbook does.
 seealso:
-  - module: tpm_facts
+  - module: tpmfleet.tpm.tpm_facts
 """
 
 EXAMPLES = r"""

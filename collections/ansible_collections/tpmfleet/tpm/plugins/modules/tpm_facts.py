@@ -23,7 +23,7 @@ description:
   - Read-only and fast (no subprocess except one C(systemctl show)). NV indices are only read with an
     authorization that cannot count as a dictionary-attack failure.
 version_added: "0.1.0"
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 options:
   tcti:
     description:
@@ -56,27 +56,37 @@ options:
     type: list
     elements: str
     default: [tss, docker]
-requirements:
-  - tpm2-pytss >= 1.2 on the managed host, only when O(tcti) is set
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - tpmfleet.tpm.tpm2
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; gathers the same facts in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
 notes:
-  - Supports check mode.
+  - tpm2-pytss is only needed when O(tcti) is set.
   - Holders of other users' file descriptors are only visible when run as root (C(tpm.holders_complete)).
 seealso:
-  - module: tpm_check
+  - module: tpmfleet.tpm.tpm_check
+  - module: tpmfleet.tpm.fleet_report
 """
 
 EXAMPLES = r"""
 - name: Gather TPM facts without touching the TPM
-  tpm_facts:
+  tpmfleet.tpm.tpm_facts:
   become: true
 
 - name: Also read TPM properties over the kernel resource manager
-  tpm_facts:
+  tpmfleet.tpm.tpm_facts:
     tcti: device:/dev/tpmrm0
   become: true
 
 - name: Describe the TPM with its EK fingerprint, also when no EK is persisted
-  tpm_facts:
+  tpmfleet.tpm.tpm_facts:
     tcti: device:/dev/tpmrm0
     ek_create: true
   become: true
