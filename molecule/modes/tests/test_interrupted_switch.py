@@ -1,0 +1,81 @@
+"""A quote mode switch that fails or is killed after the consumers were stopped leaves a clear state.
+
+quote_mode.yml records the consumers it is about to stop in /var/lib/tpmfleet/quote-mode-switch.json
+before it stops them; a failed switch says which consumers stay stopped, and the next run starts them.
+Run on the kernel_rm VM, which each test leaves in kernel_rm with its consumer running.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tpmfleet_molecule import INVENTORY, PROJECT, _env, needs_inventory, recap, run_playbook
+
+QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
+STATE = "/var/lib/tpmfleet/quote-mode-switch.json"
+CONSUMER = "tpm-consumer.service"
+
+
+@pytest.fixture(name="rm_host")
+def _rm_host(host):
+    if host.ansible.get_variables()["tpm_quote_mode"] != "kernel_rm":
+        pytest.skip("on the kernel_rm VM only")
+    assert host.service(CONSUMER).is_running
+    return host
+
+
+def _recorded(host):
+    state = host.file(STATE)
+    return json.loads(state.content_string) if state.exists else None
+
+
+@needs_inventory
+def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host):
+    host = rm_host
+    name = host.backend.get_hostname()
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", name,
+           QUOTE_MODE, "-e", "tpm_quote_mode=abrmd"]  # fmt: skip
+    switch = subprocess.Popen(
+        cmd, cwd=PROJECT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and switch.poll() is None:
+            if _recorded(host) and not host.service(CONSUMER).is_running:
+                break
+            time.sleep(2)
+        assert switch.poll() is None, "the switch ended before its consumers were stopped"
+    finally:
+        os.killpg(switch.pid, signal.SIGKILL)
+        switch.wait()
+    # Killed: the consumer is stopped and the host says so.
+    assert not host.service(CONSUMER).is_running
+    assert _recorded(host)["services"] == [CONSUMER]
+    # The next run (the host's own mode again) starts it and clears the record.
+    run = run_playbook(QUOTE_MODE, limit=name, mitogen=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert recap(run, name)["failed"] == 0
+    assert host.service(CONSUMER).is_running
+    assert not host.file(STATE).exists
+    assert "device:/dev/tpmrm0" in host.file("/etc/tpm2/tcti.env").content_string
+
+
+@needs_inventory
+def test_zz_a_failed_switch_names_the_consumers_it_left_stopped(rm_host):
+    host = rm_host
+    name = host.backend.get_hostname()
+    # A driver name of the right shape that no kernel has: tpm_kernel fails after the consumers were stopped.
+    run = run_playbook(QUOTE_MODE, "-e", '{"tpm_kernel_drivers": ["tpm_tis", "tpmfleet_missing_drv"]}', limit=name)
+    assert run.returncode != 0
+    assert f"The quote mode switch of {name}" in run.stdout
+    assert f"Its consumers stay stopped and are listed in {STATE}" in run.stdout
+    assert CONSUMER in run.stdout
+    assert not host.service(CONSUMER).is_running
+    assert _recorded(host)["services"] == [CONSUMER]
+    again = run_playbook(QUOTE_MODE, limit=name, mitogen=True)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert host.service(CONSUMER).is_running and not host.file(STATE).exists
