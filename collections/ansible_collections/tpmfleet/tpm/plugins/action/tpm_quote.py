@@ -46,7 +46,7 @@ class ActionModule(ActionBase):
                 result.update(failed=True, changed=False, reason="persistent_handle", msg=f"persistent_handle {error}")
                 return result
 
-        nonces = [os.urandom(NONCE_BYTES) for _ in range(count)]
+        nonces = [os.urandom(NONCE_BYTES) for _index in range(count)]
         args["count"] = count
         args["nonces"] = [n.hex() for n in nonces]
         module_result = self._execute_module(

@@ -17,5 +17,5 @@ notes:
     would hide which path a consumer really uses. TCTI strings are checked with the collection's one grammar (full
     match, no spaces or control characters).
   - Over C(device:/dev/tpm0) only one process can open the TPM; the module opens and closes it within the task.
-  - Failures are classified (RV(reason)) and explained with what to do, see M(tpmfleet.tpm.tpm_check).
+  - Failures are classified and explained with what to do, see M(tpmfleet.tpm.tpm_check).
 """

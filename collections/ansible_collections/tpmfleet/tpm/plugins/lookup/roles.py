@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: roles
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 short_description: The roles that prepare a TPM host, in the order they run
 description:
   - Returns the names (without the collection prefix) of the roles that C(tpmfleet.tpm.site),

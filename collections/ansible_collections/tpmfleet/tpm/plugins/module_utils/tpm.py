@@ -350,10 +350,10 @@ def create_ak(ectx, key_algorithm, timings):
     t0 = time.perf_counter()
     primary = None
     try:
-        primary, *_ = ectx.create_primary(None, _template(primary_tmpl, _SRK_ATTRS), ESYS_TR.OWNER)
+        primary, *_rest = ectx.create_primary(None, _template(primary_tmpl, _SRK_ATTRS), ESYS_TR.OWNER)
         timings["create_primary"] = _ms(t0)
         t1 = time.perf_counter()
-        priv, pub, *_ = ectx.create(primary, None, _template(ak_tmpl, _AK_ATTRS))
+        priv, pub, *_rest = ectx.create(primary, None, _template(ak_tmpl, _AK_ATTRS))
         timings["create_ak"] = _ms(t1)
         t2 = time.perf_counter()
         ak = ectx.load(primary, priv, pub)

@@ -298,7 +298,7 @@ def create_ek(ectx, algorithm):
     """Derive the EK with the default template (transient, flushed); its public summary."""
     primary = None
     try:
-        primary, pub, *_ = ectx.create_primary(None, ek_template(algorithm), ESYS_TR.ENDORSEMENT)
+        primary, pub, *_rest = ectx.create_primary(None, ek_template(algorithm), ESYS_TR.ENDORSEMENT)
         return _public_summary(bytes(pub.marshal()))
     finally:
         if primary is not None:
@@ -396,7 +396,7 @@ def tcti_env(path):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, _sep, value = line.partition("=")
         key = key.removeprefix("export ").strip()
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":

@@ -20,7 +20,7 @@ description:
   - O(method=cli) does the same with the tpm2-tools CLI (tpm2_createprimary, tpm2_create, tpm2_load,
     tpm2_quote), like an agent in direct quote mode; results have the same format.
 version_added: "0.1.0"
-author: tpmfleet contributors
+author: tpmfleet contributors (@tpmfleet)
 options:
   tcti:
     description: TCTI to use, e.g. C(device:/dev/tpmrm0), C(tabrmd), C(swtpm:host=127.0.0.1,port=2321).
@@ -66,25 +66,42 @@ options:
     type: list
     elements: str
 requirements:
-  - tpm2-pytss >= 1.2 and cryptography on the managed host (python3-tpm2-pytss pulls both in on Debian/Ubuntu)
+  - cryptography on the managed host (python3-tpm2-pytss pulls it in on Debian/Ubuntu)
   - tpm2-tools for O(method=cli)
   - cryptography on the controller (verification)
-notes:
-  - Supports check mode - quotes are made and verified but no AK is persisted (reported as changed).
-  - Supports diff mode for the AK persistence.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+  - tpmfleet.tpm.tpm2
+attributes:
+  check_mode:
+    support: full
+    details: Quotes are made and verified, but no AK is persisted (reported as changed when one would be).
+  diff_mode:
+    support: full
+    details: Shows the AK that would be persisted.
+  platform:
+    platforms: posix
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 seealso:
-  - module: tpm_check
+  - module: tpmfleet.tpm.tpm_check
+  - module: tpmfleet.tpm.tpm_facts
 """
 
 EXAMPLES = r"""
 - name: Two quotes with a transient ECC AK, verified on the controller
-  tpm_quote:
+  tpmfleet.tpm.tpm_quote:
     tcti: device:/dev/tpmrm0
   become: true
   register: quote
 
 - name: Persisted RSA AK, quotes via the tpm2-tools CLI like a direct-mode agent
-  tpm_quote:
+  tpmfleet.tpm.tpm_quote:
     tcti: device:/dev/tpm0
     method: cli
     key_algorithm: rsa
@@ -118,7 +135,7 @@ ak:
   type: dict
   contains:
     algorithm: {description: C(ecc) or C(rsa), type: str}
-    key: {description: Key type and size (C(ecc_p256), C(rsa2048)), type: str}
+    key: {description: 'Key type and size, C(ecc_p256) or C(rsa2048).', type: str}
     public_pem: {description: SubjectPublicKeyInfo PEM of the AK, type: str}
     public: {description: Base64 of the marshalled TPM2B_PUBLIC, type: str}
     name: {description: TPM name of the AK (hex), type: str}
@@ -133,8 +150,8 @@ quotes:
   contains:
     nonce: {description: The nonce (hex) - the quote's extraData, type: str}
     message: {description: Base64 of the TPMS_ATTEST (what tpm2_quote -m writes), type: str}
-    signature: {description: Base64 signature in a standard encoding (DER ECDSA-Sig-Value, raw RSA), type: str}
-    signature_format: {description: C(ecdsa-der), C(rsassa-pkcs1v15) or C(rsapss), type: str}
+    signature: {description: 'Base64 signature in a standard encoding - DER ECDSA-Sig-Value, or raw RSA.', type: str}
+    signature_format: {description: 'One of C(ecdsa-der), C(rsassa-pkcs1v15) or C(rsapss).', type: str}
     signature_tpmt: {description: Base64 of the marshalled TPMT_SIGNATURE (tpm2_checkquote -s), type: str}
     pcrs: {description: "PCR values, C({bank: {index: hex}})", type: dict}
     quote_ms: {description: Time for this quote including its PCR read, type: float}

@@ -512,7 +512,7 @@ def evaluate_host(record, quote_test=False):
     else:
         quote_info = {"verified": True, "reason": None}
 
-    problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), [c for c, _ in CHECKS].index(p["check"])))
+    problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), [name for name, _label in CHECKS].index(p["check"])))
     if state == "unreachable":
         status = "unreachable"
     elif tpm is not None and not tpm.get("present") and not record.get("mode_error"):
