@@ -107,13 +107,13 @@ step "the execution environment's build context"
 rm -rf "$work/ee"
 "$venv_src/bin/ansible-builder" create -f "$repo/execution-environment.yml" -c "$work/ee" > /dev/null
 test -f "$work/ee/_build/tpmfleet.tpm/galaxy.yml"
-(cd "$work/ee/_build" && ansible-galaxy collection install ./tpmfleet.tpm -p "$work/ee-collections" --no-deps > /dev/null)
+(cd "$work/ee/_build" && ansible-galaxy collection install ./tpmfleet.tpm -p "$work/ee-collections" --no-deps --force > /dev/null)
 test -f "$work/ee-collections/ansible_collections/tpmfleet/tpm/MANIFEST.json"
 echo "ok: $(ls "$work/ee")"
 
 step "collections/requirements.yml's git entry installs the collection (AWX project recipe)"
 ansible-galaxy collection install \
-  "git+file://$repo/.git#/collections/ansible_collections/tpmfleet/tpm,HEAD" -p "$work/git-collections" --no-deps > /dev/null
+  "git+file://$repo/.git#/collections/ansible_collections/tpmfleet/tpm,HEAD" -p "$work/git-collections" --no-deps --force > /dev/null
 test -f "$work/git-collections/ansible_collections/tpmfleet/tpm/MANIFEST.json"
 echo "ok"
 
