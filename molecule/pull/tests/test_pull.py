@@ -1,9 +1,8 @@
 """Verify the pull scenario: a lab VM converged itself with ansible-pull from the controller's repository."""
 
+import os
 import re
 import subprocess
-
-from tpmfleet_molecule import PROJECT
 
 
 def _runs(host):
@@ -30,7 +29,9 @@ def test_the_pull_ran_the_collections_roles_from_the_clone(host):
     first = _runs(host)[0]
     assert "tpmfleet.tpm.tpm_preflight" in first and "tpmfleet.tpm.tpm_verify" in first
     clone = host.check_output("git -C /var/lib/tpmfleet-pull/checkout rev-parse HEAD")
-    main = subprocess.run(["git", "-C", PROJECT, "rev-parse", "main"], capture_output=True, text=True, check=True)
+    # The commit the controller served (prepare's bare clone of main), not the checkout's main of now.
+    served = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pull-kit", "tpmfleet.git")
+    main = subprocess.run(["git", "-C", served, "rev-parse", "main"], capture_output=True, text=True, check=True)
     assert clone == main.stdout.strip()
 
 
