@@ -22,24 +22,6 @@ POLICY = "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"
 DISTRO_POLICY = "/etc/dbus-1/system.d/tpm2-abrmd.conf"  # Debian's conffile, never edited by tpmfleet
 
 
-def mode(host):
-    return host.ansible.get_variables()["tpm_quote_mode"]
-
-
-def only(*modes):
-    def fixture(host):
-        if mode(host) not in modes:
-            pytest.skip(f"for quote mode {', '.join(modes)}")
-        return host
-
-    return fixture
-
-
-direct_host = pytest.fixture(only("direct"), name="direct_host")
-rm_host = pytest.fixture(only("kernel_rm"), name="rm_host")
-abrmd_host = pytest.fixture(only("abrmd"), name="abrmd_host")
-
-
 def playbook(*args, limit, entry=SITE):
     return run_playbook(entry, *args, limit=limit, mitogen=True, timeout=1800)
 

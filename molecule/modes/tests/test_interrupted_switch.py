@@ -23,14 +23,6 @@ STATE = "/var/lib/tpmfleet/quote-mode-switch.json"
 CONSUMER = "tpm-consumer.service"
 
 
-@pytest.fixture(name="rm_host")
-def _rm_host(host):
-    if host.ansible.get_variables()["tpm_quote_mode"] != "kernel_rm":
-        pytest.skip("on the kernel_rm VM only")
-    assert host.service(CONSUMER).is_running
-    return host
-
-
 def _recorded(host):
     state = host.file(STATE)
     return json.loads(state.content_string) if state.exists else None
@@ -39,6 +31,7 @@ def _recorded(host):
 @needs_inventory
 def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host):
     host = rm_host
+    assert host.service(CONSUMER).is_running
     name = host.backend.get_hostname()
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", name,
            QUOTE_MODE, "-e", "tpm_quote_mode=abrmd"]  # fmt: skip
@@ -70,6 +63,7 @@ def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host):
 @needs_inventory
 def test_zz_a_failed_switch_names_the_consumers_it_left_stopped(rm_host):
     host = rm_host
+    assert host.service(CONSUMER).is_running
     name = host.backend.get_hostname()
     # A driver name of the right shape that no kernel has: tpm_kernel fails after the consumers were stopped.
     run = run_playbook(QUOTE_MODE, "-e", '{"tpm_kernel_drivers": ["tpm_tis", "tpmfleet_missing_drv"]}', limit=name)

@@ -5,6 +5,7 @@ import os
 import time
 
 import pytest
+from conftest import mode
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, recap, run_module, run_playbook
 
 QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
@@ -14,24 +15,6 @@ TCTI = {
     "kernel_rm": "device:/dev/tpmrm0",
     "abrmd": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system",
 }
-
-
-def mode(host):
-    return host.ansible.get_variables()["tpm_quote_mode"]
-
-
-def only(*modes):
-    def fixture(host):
-        if mode(host) not in modes:
-            pytest.skip(f"for quote mode {', '.join(modes)}")
-        return host
-
-    return fixture
-
-
-direct_host = pytest.fixture(only("direct"), name="direct_host")
-rm_host = pytest.fixture(only("kernel_rm"), name="rm_host")
-abrmd_host = pytest.fixture(only("abrmd"), name="abrmd_host")
 
 
 def as_agent(host, cmd):
