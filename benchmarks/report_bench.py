@@ -29,21 +29,9 @@ sys.path.insert(0, str(REPO / "tests" / "unit" / "plugins" / "plugin_utils"))
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from fleet_fixtures import synthetic_fleet
+from headless_chromium import installed, start_browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 BUDGET_S = 5.0
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1400,1000",
-)
-
 # Runs in the page: time one filter change or header click, including the layout it forces.
 FILTER_JS = """
 const box = document.getElementById('filter');
@@ -78,16 +66,8 @@ def stats(values, scale=1.0, digits=3):
 
 
 def browser(index_html, repeat, names):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
     with tempfile.TemporaryDirectory(prefix="tpmfleet-bench-") as profile:
-        options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        driver = start_browser(profile)
         try:
             loads = []
             for _ in range(repeat):
@@ -166,7 +146,7 @@ def main():
         out["render_budget_s"] = BUDGET_S
         out["within_budget"] = out["render_page_from_fleet_json_s"]["max"] <= BUDGET_S
         out["sizes_bytes"] = {name: os.path.getsize(p) for name, p in paths.items()}
-        if not args.no_browser and os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK):
+        if not args.no_browser and installed():
             out["browser"] = browser(paths["index.html"], args.repeat, [h["name"] for h in model["m"]["hosts"]])
         else:
             out["browser"] = None

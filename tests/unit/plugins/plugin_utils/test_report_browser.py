@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from fleet_fixtures import host_record, synthetic_fleet
+from headless_chromium import CHROMEDRIVER, CHROMIUM, installed, start_browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[4]
 ARTIFACTS = REPO / "tests" / "artifacts"
 XSS_NAME = "<img src=x onerror=\"window.__xss='name'\">evil.example.net"
 
-if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+if not installed():
     pytest.skip(
         f"Chromium is not installed ({CHROMIUM} and {CHROMEDRIVER} are missing): apt-get install chromium "
         "chromium-driver, or run scripts/setup.sh",
@@ -32,32 +31,8 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
     )
 
 # Imported after the skip: only needed where Chromium is installed.
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
-
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1400,1000",
-)
-
-
-def start_browser(profile_dir):
-    """Headless Chromium driven through the system chromedriver (an explicit path: no driver download)."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile_dir}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +47,7 @@ def page():
     model = report.build(records, generated_at="2026-01-01T00:00:00Z")
     with tempfile.TemporaryDirectory(prefix="tpmfleet-report-") as tmp:
         paths = report.write_report(model, os.path.join(tmp, "report"))
-        driver = start_browser(os.path.join(tmp, "profile"))
+        driver = start_browser(os.path.join(tmp, "profile"), console_log=True)
         try:
             driver.get(Path(paths["index.html"]).as_uri())
             yield driver, json.loads(Path(paths["fleet.json"]).read_text())
