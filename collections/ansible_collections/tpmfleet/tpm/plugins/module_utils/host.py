@@ -270,6 +270,13 @@ def find_holders(paths, deadline=None):
     return holders, complete
 
 
+def holders_by_path(paths, deadline=None):
+    """``(holders, complete)``: path -> the processes holding it open (find_holders), for every path given."""
+    found, complete = find_holders(paths, deadline=deadline) if paths else ([], True)
+    by_path = {p: [h for h in found if p in h["paths"] or os.path.realpath(p) in h["paths"]] for p in paths}
+    return by_path, complete
+
+
 def find_processes_by_comm(names):
     found = []
     for entry in os.listdir("/proc"):

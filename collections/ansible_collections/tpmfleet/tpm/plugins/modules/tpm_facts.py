@@ -168,7 +168,6 @@ ansible_facts:
 """
 
 import glob
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
@@ -178,7 +177,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
     current_identity,
     device_nodes,
     driver_info,
-    find_holders,
+    holders_by_path,
     kernel_release,
     systemd_unit_state,
 )
@@ -228,8 +227,7 @@ def main():
         errors.append({"step": "drivers", "reason": "no_driver", "msg": "no driver link under /sys/class/tpm"})
 
     paths = [d["path"] for d in facts["devices"]]
-    holders, complete = find_holders(paths, deadline=deadline.end) if paths else ([], True)
-    facts["holders"] = {p: [h for h in holders if p in h["paths"] or os.path.realpath(p) in h["paths"]] for p in paths}
+    facts["holders"], complete = holders_by_path(paths, deadline=deadline.end)
     facts["holders_complete"] = complete
     if not complete:
         errors.append(

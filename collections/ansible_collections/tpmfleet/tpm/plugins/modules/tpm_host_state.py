@@ -1,0 +1,217 @@
+#!/usr/bin/python
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tpm_host_state
+short_description: Read in one call what the tpmfleet roles need to plan a host
+description:
+  - Reads, in one remote module execution, the host's state that the tpmfleet roles plan from, so that a run
+    reads each host once instead of once per role and check.
+  - The states of the systemd units in O(units) (one C(systemctl show)), returned as C(ansible_facts.services)
+    entries in the shape of M(ansible.builtin.service_facts) (C(name), C(state), C(status), C(source)). Only the
+    listed units that systemd knows, and C(tpm2-abrmd.service), are returned.
+  - Every user and group, returned as C(ansible_facts.getent_passwd) and C(ansible_facts.getent_group) in the shape
+    of M(ansible.builtin.getent).
+  - What is at each path in O(paths) (links not followed), what matches each pattern in O(globs), the drivers built
+    into the running kernel and the loaded modules (O(kernel)), and the processes holding the device nodes in
+    O(holders); all under C(ansible_facts.tpmfleet_host_state).
+  - Read-only; nothing that cannot be read is fatal, it is listed in C(tpmfleet_host_state.errors).
+version_added: "0.2.0"
+author: tpmfleet contributors (@tpmfleet)
+options:
+  units:
+    description: systemd units whose state is returned (C(tpm2-abrmd.service) is always added).
+    type: list
+    elements: str
+    default: []
+  accounts:
+    description: Whether the users and groups are returned (C(getent_passwd), C(getent_group)).
+    type: bool
+    default: true
+  paths:
+    description:
+      - Paths to stat, links not followed. Each is returned with the keys of M(ansible.builtin.stat) (C(exists),
+        C(isreg), C(isdir), C(islnk), C(ischr), C(mode), C(uid), C(gid), C(pw_name), C(gr_name), C(checksum)) and
+        C(type), C(owner), C(group); a missing path also names its nearest existing parent (C(parent)).
+    type: list
+    elements: path
+    default: []
+  checksum:
+    description: Whether the SHA-1 checksum of each regular file in O(paths) is returned.
+    type: bool
+    default: true
+  markers:
+    description:
+      - Path to a regular expression; the path's result tells in C(has_marker) whether a line of the file starts
+        with a match (the file must be a regular file; at most its first MiB is read). The path is stat-ed too.
+    type: dict
+    default: {}
+  globs:
+    description: Shell patterns (such as C(/dev/tpm[0-9]*)); every match is stat-ed like the paths, without checksum.
+    type: list
+    elements: str
+    default: []
+  kernel:
+    description: Whether the running kernel's built-in drivers (C(modules.builtin)) and loaded modules are returned.
+    type: bool
+    default: false
+  holders:
+    description: Device nodes (such as C(/dev/tpm0)) whose holders (processes with the node open) are returned.
+    type: list
+    elements: path
+    default: []
+  timeout:
+    description: Upper bound in seconds for C(systemctl) and the scan of C(/proc) for holders.
+    type: float
+    default: 10
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; gathers the same state in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - Holders of other users' file descriptors are only visible when run as root (C(holders_complete)).
+  - A user or group listed twice by the name service is returned once, with its first entry.
+seealso:
+  - module: tpmfleet.tpm.tpm_facts
+  - module: ansible.builtin.service_facts
+  - module: ansible.builtin.getent
+"""
+
+EXAMPLES = r"""
+- name: Read the host's state once for every role
+  tpmfleet.tpm.tpm_host_state:
+    units: [keylime_agent.service]
+    paths: [/etc/tpm2/tcti.env, /etc/tpm2]
+    markers:
+      /etc/tpm2/tcti.env: "# tpmfleet: "
+    globs: ["/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*"]
+    kernel: true
+    holders: [/dev/tpm0]
+  check_mode: false
+  become: true
+
+- name: Tell whether the environment file exists
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.tpmfleet_host_state.paths['/etc/tpm2/tcti.env'].exists }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The state read.
+  returned: always
+  type: dict
+  contains:
+    services:
+      description:
+        - The units of O(units) that systemd knows, and C(tpm2-abrmd.service) when it does, as
+          M(ansible.builtin.service_facts) lists them (name, state, status, source). Empty without systemd.
+      type: dict
+    getent_passwd:
+      description: Every user, name to [password, uid, gid, gecos, home, shell] (strings), as M(ansible.builtin.getent).
+      returned: when O(accounts) is true
+      type: dict
+    getent_group:
+      description: Every group, name to [password, gid, members joined by a comma], as M(ansible.builtin.getent).
+      returned: when O(accounts) is true
+      type: dict
+    tpmfleet_host_state:
+      description: The rest of the state read.
+      type: dict
+      contains:
+        paths:
+          description: Path (as given) to what is there (see O(paths)).
+          type: dict
+        globs:
+          description: Pattern (as given) to the list of what matches it, sorted by path.
+          type: dict
+        kernel:
+          description: C(release), C(builtin) (driver names, C(-) as C(_)), C(loaded), C(errors); null unless O(kernel).
+          type: dict
+        holders:
+          description: Device node to the processes holding it open (pid, comm, cmdline, user, unit, paths).
+          type: dict
+        holders_complete:
+          description: False when some C(/proc/PID/fd) could not be read (not root) or the timeout was hit.
+          type: bool
+        systemd:
+          description: Whether the unit states could be read (systemd runs and C(systemctl show) succeeded).
+          type: bool
+        errors:
+          description: What could not be read.
+          type: list
+          elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import ABRMD_UNIT, bounded_runner, holders_by_path
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
+    getent_group,
+    getent_passwd,
+    glob_stats,
+    kernel_modules,
+    path_stat,
+    unit_states,
+)
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import Deadline
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "units": {"type": "list", "elements": "str", "default": []},
+            "accounts": {"type": "bool", "default": True},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "checksum": {"type": "bool", "default": True},
+            "markers": {"type": "dict", "default": {}},
+            "globs": {"type": "list", "elements": "str", "default": []},
+            "kernel": {"type": "bool", "default": False},
+            "holders": {"type": "list", "elements": "path", "default": []},
+            "timeout": {"type": "float", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds")
+    deadline = Deadline(p["timeout"])
+    errors = []
+    facts = {}
+
+    services, error = unit_states(module, [*p["units"], ABRMD_UNIT], runner=bounded_runner(module, deadline))
+    if error:
+        errors.append(f"units: {error}")
+    facts["services"] = services or {}
+
+    if p["accounts"]:
+        facts["getent_passwd"] = getent_passwd()
+        facts["getent_group"] = getent_group()
+
+    markers = {str(k): str(v) for k, v in p["markers"].items()}
+    state = {"systemd": services is not None, "errors": errors, "paths": {}, "globs": {}, "kernel": None}
+    for path in dict.fromkeys([*p["paths"], *markers]):
+        state["paths"][path] = path_stat(path, checksum=p["checksum"], marker=markers.get(path))
+    for pattern in p["globs"]:
+        state["globs"][pattern] = glob_stats(pattern)
+    if p["kernel"]:
+        state["kernel"] = kernel_modules()
+        errors.extend(f"kernel: {e}" for e in state["kernel"]["errors"])
+    existing = [d for d in p["holders"] if path_stat(d, checksum=False)["exists"]]
+    state["holders"], state["holders_complete"] = holders_by_path(existing, deadline=deadline.end)
+    if not state["holders_complete"]:
+        errors.append("holders: some /proc/PID/fd could not be read (not root) or the timeout was reached")
+    facts["tpmfleet_host_state"] = state
+    module.exit_json(changed=False, ansible_facts=facts)
+
+
+if __name__ == "__main__":
+    main()
