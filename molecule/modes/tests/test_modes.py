@@ -133,12 +133,12 @@ def test_abrmd_serves_tss_members_only(abrmd_host):
 @needs_inventory
 def test_abrmd_direct_access_is_busy_and_names_abrmd(abrmd_host):
     name = abrmd_host.backend.get_hostname()
-    run = run_module(name, "tpm_check", "tcti=device:/dev/tpm0", "--become", "--become-user", "tpmagent")
+    run = run_module(name, "tpmfleet.tpm.tpm_check", "tcti=device:/dev/tpm0", "--become", "--become-user", "tpmagent")
     assert run.returncode != 0
     # In abrmd mode /dev/tpm0 is reserved for the broker: a consumer is refused,
     # and told to use the broker, not to join root's group.
     assert "permission denied" in run.stdout.lower() and "usermod" not in run.stdout, run.stdout
-    run = run_module(name, "tpm_check", "tcti=device:/dev/tpm0")
+    run = run_module(name, "tpmfleet.tpm.tpm_check", "tcti=device:/dev/tpm0")
     assert run.returncode != 0
     assert "busy" in run.stdout and "tpm2-abrmd" in run.stdout, run.stdout
 

@@ -23,7 +23,7 @@ def _env(mitogen=False):
         "ANSIBLE_FORCE_COLOR": "0",
     }
     if mitogen:
-        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        env["ANSIBLE_STRATEGY"] = "tpmfleet.lab.mitogen_linear"
         env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
     return env
 

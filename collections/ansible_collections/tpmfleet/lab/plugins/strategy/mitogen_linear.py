@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Mitogen's linear strategy, found through ansible.cfg's strategy_plugins.
 
-Opt-in (ANSIBLE_STRATEGY=mitogen_linear): on the emulated lab it runs the same
+Opt-in (ANSIBLE_STRATEGY=tpmfleet.lab.mitogen_linear): on the emulated lab it runs the same
 plays about 4-5 times faster than the default strategy, which stays the
 default and is what users get. Needs the `mitogen` package (requirements.txt).
 """
