@@ -176,16 +176,26 @@ def account_reads(out, host):
     ]
 
 
+def host_reads(out, host):
+    """The tasks of the roles that read the host (by their names: Read..., Find..., Look for...) and ran."""
+    return [
+        n
+        for n, r in results(out, host)
+        if " : " in n and n.split(" : ", 1)[1].startswith(("Read", "Find", "Look for")) and not r.get("skipped")
+    ]
+
+
 def test_valid_inputs_pass_the_preflight(preflight):
     stats = preflight["out"]["stats"][GOOD]
     assert stats["failures"] == 0, [(n, r.get("msg")) for n, r in results(preflight["out"], GOOD) if r.get("failed")]
     assert (preflight["sentinels"] / GOOD).read_text() == "passed\n"
     assert stats["changed"] == 1, "only the sentinel changes"
-    # The host's users and groups were read once, by the preflight, and reused by every role's checks.
-    assert account_reads(preflight["out"], GOOD) == [
-        "tpmfleet.tpm.tpm_preflight : Read the host's groups",
-        "tpmfleet.tpm.tpm_preflight : Read the host's users",
+    # The host was read once, by the preflight (services, users and groups, paths, device nodes, drivers in
+    # one call), and every role's checks reused what it read: no other read ran.
+    assert host_reads(preflight["out"], GOOD) == [
+        "tpmfleet.tpm.tpm_preflight : Read the host's state for every role's checks and plans"
     ]
+    assert account_reads(preflight["out"], GOOD) == []
 
 
 def test_a_role_without_the_preflight_reads_the_accounts_and_stops_before_its_work(preflight):

@@ -98,6 +98,12 @@ def test_paths_globs_and_markers_match_the_stat_module(tree, ansible_run):
             assert mine.get(key) == want.get(key), (path, key)
 
 
+def test_without_facts_the_state_is_returned_under_state(tree, ansible_run):
+    r, _wall = ansible_run("tpm_host_state", {"as_facts": False, "accounts": False, "paths": [str(tree)]})
+    assert "ansible_facts" not in r or not r["ansible_facts"]
+    assert r["state"]["tpmfleet_host_state"]["paths"][str(tree)]["isdir"] is True
+
+
 def test_accounts_match_the_getent_module(ansible_run):
     r, _wall = ansible_run("tpm_host_state", {})
     facts = r["ansible_facts"]
@@ -114,10 +120,9 @@ def test_accounts_can_be_left_out_and_kernel_and_holders_read(ansible_run):
     state = facts["tpmfleet_host_state"]
     assert state["kernel"]["release"] == os.uname().release
     assert isinstance(state["kernel"]["loaded"], list)
-    if os.path.exists("/dev/tpm0"):
-        assert "/dev/tpm0" in state["holders"]
-    else:
-        assert state["holders"] == {}
+    assert list(state["holders"]) == ["/dev/tpm0"]  # every node asked for, held or not, present or not
+    if not os.path.exists("/dev/tpm0"):
+        assert state["holders"]["/dev/tpm0"] == []
     assert state["holders_complete"] is True  # root reads every /proc/PID/fd
 
 

@@ -64,6 +64,12 @@ options:
     type: list
     elements: path
     default: []
+  as_facts:
+    description:
+      - When true the state is returned as facts (C(ansible_facts)); when false it is returned under C(state)
+        with the same keys, and the host's facts are left as they are (a role reading only its own part).
+    type: bool
+    default: true
   timeout:
     description: Upper bound in seconds for C(systemctl) and the scan of C(/proc) for holders.
     type: float
@@ -106,9 +112,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+state:
+  description: The same keys as RV(ansible_facts), when O(as_facts) is false.
+  returned: when O(as_facts) is false
+  type: dict
 ansible_facts:
   description: The state read.
-  returned: always
+  returned: when O(as_facts) is true
   type: dict
   contains:
     services:
@@ -138,7 +148,9 @@ ansible_facts:
           description: C(release), C(builtin) (driver names, C(-) as C(_)), C(loaded), C(errors); null unless O(kernel).
           type: dict
         holders:
-          description: Device node to the processes holding it open (pid, comm, cmdline, user, unit, paths).
+          description:
+            - Each device node of O(holders) to the processes holding it open (pid, comm, cmdline, user, unit, paths);
+              an empty list for a node that does not exist.
           type: dict
         holders_complete:
           description: False when some C(/proc/PID/fd) could not be read (not root) or the timeout was hit.
@@ -176,6 +188,7 @@ def main():
             "globs": {"type": "list", "elements": "str", "default": []},
             "kernel": {"type": "bool", "default": False},
             "holders": {"type": "list", "elements": "path", "default": []},
+            "as_facts": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 10},
         },
         supports_check_mode=True,
@@ -206,11 +219,14 @@ def main():
         state["kernel"] = kernel_modules()
         errors.extend(f"kernel: {e}" for e in state["kernel"]["errors"])
     existing = [d for d in p["holders"] if path_stat(d, checksum=False)["exists"]]
-    state["holders"], state["holders_complete"] = holders_by_path(existing, deadline=deadline.end)
+    found, state["holders_complete"] = holders_by_path(existing, deadline=deadline.end)
+    state["holders"] = {d: found.get(d, []) for d in p["holders"]}
     if not state["holders_complete"]:
         errors.append("holders: some /proc/PID/fd could not be read (not root) or the timeout was reached")
     facts["tpmfleet_host_state"] = state
-    module.exit_json(changed=False, ansible_facts=facts)
+    if p["as_facts"]:
+        module.exit_json(changed=False, ansible_facts=facts)
+    module.exit_json(changed=False, state=facts)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What each role reads on the host, in one place (the tpmfleet.tpm.host_reads lookup).
+
+tpm_preflight asks tpmfleet.tpm.tpm_host_state once for what every role of
+the role list reads; a role used without the preflight asks it for its own
+part only. Each entry below names the variables the role's reads depend on
+and turns their values into the module's options (units, paths, markers,
+globs, kernel, holders, accounts).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
+TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
+ABRMD_UNIT = "tpm2-abrmd.service"
+
+
+def _strings(value):
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def _kernel(_v):
+    return {"kernel": True, "globs": list(TPM_NODE_GLOBS)}
+
+
+def _udev(_v):
+    return {"globs": list(TPM_NODE_GLOBS)}
+
+
+def _accounts(_v):
+    return {"accounts": True}
+
+
+def _abrmd(v):
+    profile = v.get("tpm_quote_mode_profile") or {}
+    device = profile.get("exclusive_device") if isinstance(profile, dict) else None
+    return {
+        "accounts": True,
+        "units": [ABRMD_UNIT, *_strings(v.get("tpm_abrmd_stop_holder_units"))],
+        "holders": [device] if device else [],
+    }
+
+
+def _tcti_env(v):
+    services = _strings(v.get("tpm_tcti_env_services"))
+    reads = {"units": services, "paths": [f"/etc/systemd/system/{s}.d" for s in services]}
+    path = v.get("tpm_tcti_env_path")
+    if isinstance(path, str) and path.startswith("/"):
+        env_file = os.path.normpath(path)
+        reads["paths"] = [env_file, os.path.dirname(env_file), *reads["paths"]]
+        reads["markers"] = {env_file: str(v.get("__tpm_tcti_env_marker"))}
+    return reads
+
+
+def _containers(v):
+    profile = v.get("tpm_quote_mode_profile") or {}
+    devices = (profile.get("container") or {}).get("devices") if isinstance(profile, dict) else None
+    if not v.get("tpm_containers_projects"):
+        return {}
+    return {"accounts": True, "paths": _strings(devices)}
+
+
+# role -> (the variables its reads depend on, how they become tpm_host_state's options)
+ROLE_READS = {
+    "tpm_kernel": ((), _kernel),
+    "tpm_access": ((), _accounts),
+    "tpm_udev": ((), _udev),
+    "tpm_abrmd": (("tpm_quote_mode_profile", "tpm_abrmd_stop_holder_units"), _abrmd),
+    "tpm_tcti_env": (("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_marker"), _tcti_env),
+    "tpm_containers": (("tpm_quote_mode_profile", "tpm_containers_projects"), _containers),
+    "tpm_verify": ((), _accounts),
+}
+
+
+def role_value(role, name):
+    """A role's own value of ``name``: vars/main.yml over defaults/main.yml (plain values only), or None."""
+    for where in ("vars", "defaults"):
+        path = ROLES_DIR / role / where / "main.yml"
+        if path.is_file():
+            data = yaml.safe_load(path.read_text()) or {}
+            if name in data:
+                return data[name]
+    return None
+
+
+def needed(role):
+    return ROLE_READS.get(role, ((), None))[0]
+
+
+def empty():
+    return {"units": [], "paths": [], "markers": {}, "globs": [], "kernel": False, "holders": [], "accounts": False}
+
+
+def reads(roles, values):
+    """tpm_host_state's options for ``roles`` given the values of the variables they need (``values``:
+    name -> value; a name missing from it takes the role's own default)."""
+    out = empty()
+    for role in roles:
+        names, fn = ROLE_READS.get(role, ((), None))
+        if fn is None:
+            continue
+        own = {n: values[n] if n in values else role_value(role, n) for n in names}
+        part = fn(own)
+        for key in ("units", "paths", "globs", "holders"):
+            out[key] += [x for x in part.get(key, []) if x not in out[key]]
+        out["markers"].update(part.get("markers", {}))
+        out["kernel"] = out["kernel"] or bool(part.get("kernel"))
+        out["accounts"] = out["accounts"] or bool(part.get("accounts"))
+    return out
