@@ -34,12 +34,15 @@ if tar tzf "$tarball" | grep -E '(^|/)(tests|molecule|benchmarks|\.lab)/|lab_vm|
 fi
 
 step "a fresh virtual environment with ansible-core and the controller's Python needs"
-if [ ! -x "$work/venv/bin/ansible-playbook" ]; then
-  python3 -m venv "$work/venv"
-  "$work/venv/bin/pip" install -q --disable-pip-version-check \
+# TPMFLEET_COLLECTION_VENV: where it is kept, so that `make collection` and the
+# default scenario's converge from outside share one (never the repository's .venv).
+venv=${TPMFLEET_COLLECTION_VENV:-$work/venv}
+if [ ! -x "$venv/bin/ansible-playbook" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
     "$(pin ansible-core)" "$(pin cryptography)" "$(pin jsonschema)" "$(pin pyyaml)"
 fi
-export PATH="$work/venv/bin:$PATH"
+export PATH="$venv/bin:$PATH"
 
 step "install the tarball into an empty collections directory"
 rm -rf "$work/collections"

@@ -5,7 +5,7 @@
 The controller has no systemd: a stand-in `systemctl` first in the PATH records
 what the role asks of systemd (the handlers' daemon-reload and D-Bus reload),
 and the drop-in and policy paths point into the test's directory. The real
-proof on a lab VM is molecule/modes/tests/test_bad_inputs.py.
+proof on a lab VM is molecule/default/tests/test_bad_inputs.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verify the modes scenario: bad inputs that need a real host fail clearly and change nothing,
+"""The default scenario: bad inputs that need a real host fail clearly and change nothing,
 and leaving abrmd mode takes away what abrmd mode added.
 
 Runs in `molecule verify` before test_modes.py (file order); every test leaves the
@@ -12,7 +12,7 @@ import os
 import pytest
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, run_module, run_playbook
 
-# Not yet part of CI's modes run: `make test-lab-matrix` runs them (TPMFLEET_LAB_MATRIX=1).
+# Not yet part of CI's default run: `make test-lab-matrix` runs them (TPMFLEET_LAB_MATRIX=1).
 pytestmark = pytest.mark.skipif(not os.environ.get("TPMFLEET_LAB_MATRIX"), reason="on demand: make test-lab-matrix")
 
 QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
