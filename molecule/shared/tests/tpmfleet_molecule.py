@@ -25,6 +25,9 @@ def _env(mitogen=False):
     if mitogen:
         env["ANSIBLE_STRATEGY"] = "tpmfleet.lab.mitogen_linear"
         env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+        # Mitogen's connection (SSH and its Python bootstrap) must finish within
+        # the connect timeout; a busy TCG VM takes longer than the default 10 s.
+        env["ANSIBLE_TIMEOUT"] = "60"
     return env
 
 
