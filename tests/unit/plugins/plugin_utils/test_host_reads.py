@@ -18,8 +18,19 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
     got = host_reads.reads(ROLES, {"tpm_quote_mode_profile": KERNEL_RM})
     assert got == {
         "units": ["tpm2-abrmd.service"],
-        "paths": ["/etc/tpm2/tcti.env", "/etc/tpm2"],
-        "markers": {"/etc/tpm2/tcti.env": "# tpmfleet: TCTI for quote mode "},
+        "paths": [
+            "/etc/modules-load.d/tpm_tis.conf",
+            "/etc/modules-load.d/tpm_crb.conf",
+            "/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
+            "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf",
+            "/etc/tpm2/tcti.env",
+            "/etc/tpm2",
+        ],
+        "markers": {
+            "/etc/modules-load.d/tpm_tis.conf": r" *tpm_tis *(?:[#;].*)?$",
+            "/etc/modules-load.d/tpm_crb.conf": r" *tpm_crb *(?:[#;].*)?$",
+            "/etc/tpm2/tcti.env": "# tpmfleet: TCTI for quote mode ",
+        },
         "globs": ["/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*"],
         "kernel": True,
         "holders": [],
@@ -34,10 +45,13 @@ def test_the_host_values_decide_the_units_paths_and_holders():
         "tpm_tcti_env_services": ["keylime_agent.service", "tpm2-abrmd.service"],
         "tpm_abrmd_stop_holder_units": ["old-agent.service"],
         "tpm_containers_projects": [{"name": "agent"}],
+        "tpm_kernel_persistent": False,
     }
     got = host_reads.reads(ROLES, values)
     assert got["units"] == ["tpm2-abrmd.service", "old-agent.service", "keylime_agent.service"]
-    assert got["paths"] == [
+    assert got["paths"][:2] == ["/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
+                                "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"]  # fmt: skip
+    assert got["paths"][2:] == [
         "/etc/tpm2/other.env",
         "/etc/tpm2",
         "/etc/systemd/system/keylime_agent.service.d",
@@ -46,6 +60,17 @@ def test_the_host_values_decide_the_units_paths_and_holders():
     ]
     assert got["holders"] == ["/dev/tpm0"]
     assert list(got["markers"]) == ["/etc/tpm2/other.env"]
+
+
+def test_a_driver_is_in_its_modules_load_file_as_modprobe_reads_it(tmp_path):
+    marker = host_reads.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis"], "tpm_kernel_persistent": "yes"})[
+        "markers"
+    ]["/etc/modules-load.d/tpm_tis.conf"]
+    import re
+
+    for text, found in (("tpm_tis\n", True), ("  tpm_tis  # TPM\n", True), ("tpm_tis_core\n", False),
+                        ("# tpm_tis\n", False), ("other\ntpm_tis", True)):  # fmt: skip
+        assert (re.search("^(?:" + marker + ")", text, re.MULTILINE) is not None) is found, text
 
 
 def test_one_role_reads_only_its_part_and_bad_values_read_nothing():

@@ -12,6 +12,7 @@ globs, kernel, holders, accounts).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -19,14 +20,26 @@ import yaml
 ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
 ABRMD_UNIT = "tpm2-abrmd.service"
+MODULES_LOAD_DIR = "/etc/modules-load.d"
 
 
 def _strings(value):
     return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
-def _kernel(_v):
-    return {"kernel": True, "globs": list(TPM_NODE_GLOBS)}
+def _truthy(value):
+    return str(value).strip().lower() in ("true", "yes", "on", "1")
+
+
+def _kernel(v):
+    """The drivers and nodes; with tpm_kernel_persistent, each driver's modules-load.d file and whether a line
+    of it names the driver (as community.general.modprobe looks for it)."""
+    reads = {"kernel": True, "globs": list(TPM_NODE_GLOBS)}
+    if _truthy(v.get("tpm_kernel_persistent")):
+        drivers = [d for d in _strings(v.get("tpm_kernel_drivers")) if re.fullmatch(r"[a-z0-9_-]+", d)]
+        reads["markers"] = {f"{MODULES_LOAD_DIR}/{d}.conf": rf" *{d} *(?:[#;].*)?$" for d in drivers}
+        reads["paths"] = list(reads["markers"])
+    return reads
 
 
 def _udev(_v):
@@ -40,10 +53,12 @@ def _accounts(_v):
 def _abrmd(v):
     profile = v.get("tpm_quote_mode_profile") or {}
     device = profile.get("exclusive_device") if isinstance(profile, dict) else None
+    files = [v.get("__tpm_abrmd_dropin"), v.get("__tpm_abrmd_dbus_policy")]
     return {
         "accounts": True,
         "units": [ABRMD_UNIT, *_strings(v.get("tpm_abrmd_stop_holder_units"))],
         "holders": [device] if device else [],
+        "paths": [f for f in files if isinstance(f, str) and f.startswith("/")],
     }
 
 
@@ -68,10 +83,13 @@ def _containers(v):
 
 # role -> (the variables its reads depend on, how they become tpm_host_state's options)
 ROLE_READS = {
-    "tpm_kernel": ((), _kernel),
+    "tpm_kernel": (("tpm_kernel_drivers", "tpm_kernel_persistent"), _kernel),
     "tpm_access": ((), _accounts),
     "tpm_udev": ((), _udev),
-    "tpm_abrmd": (("tpm_quote_mode_profile", "tpm_abrmd_stop_holder_units"), _abrmd),
+    "tpm_abrmd": (
+        ("tpm_quote_mode_profile", "tpm_abrmd_stop_holder_units", "__tpm_abrmd_dropin", "__tpm_abrmd_dbus_policy"),
+        _abrmd,
+    ),
     "tpm_tcti_env": (("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_marker"), _tcti_env),
     "tpm_containers": (("tpm_quote_mode_profile", "tpm_containers_projects"), _containers),
     "tpm_verify": ((), _accounts),
