@@ -50,13 +50,6 @@ test: lint unit collection molecule
 
 # The containers scenario (Docker in a TCG lab VM, real containers quoting) is
 # too slow for CI's budget next to the default SCENARIOS; run it on demand.
-# The lab part of the bad-input matrix and the interrupted mode switch (in the
-# default scenario's verifier, skipped there unless TPMFLEET_LAB_MATRIX is set):
-# on demand until their first recorded run fits CI's budget.
-.PHONY: test-lab-matrix
-test-lab-matrix: setup
-	TPMFLEET_LAB_MATRIX=1 molecule test -s default
-
 # ansible-pull: a lab VM converges itself from a git repository served by the
 # controller (molecule/pull); on demand.
 .PHONY: test-pull

@@ -12,11 +12,7 @@ import subprocess
 import sys
 import time
 
-import pytest
 from tpmfleet_molecule import INVENTORY, PROJECT, _env, needs_inventory, recap, run_playbook
-
-# Not yet part of CI's default run: `make test-lab-matrix` runs them (TPMFLEET_LAB_MATRIX=1).
-pytestmark = pytest.mark.skipif(not os.environ.get("TPMFLEET_LAB_MATRIX"), reason="on demand: make test-lab-matrix")
 
 QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
 STATE = "/var/lib/tpmfleet/quote-mode-switch.json"
