@@ -11,6 +11,8 @@ globs, kernel, holders, accounts).
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import re
 from pathlib import Path
@@ -96,14 +98,19 @@ ROLE_READS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _role_file(role, where):
+    path = ROLES_DIR / role / where / "main.yml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
 def role_value(role, name):
-    """A role's own value of ``name``: vars/main.yml over defaults/main.yml (plain values only), or None."""
+    """A role's own value of ``name``: vars/main.yml over defaults/main.yml (plain values only), or None.
+    The files are read once per controller process."""
     for where in ("vars", "defaults"):
-        path = ROLES_DIR / role / where / "main.yml"
-        if path.is_file():
-            data = yaml.safe_load(path.read_text()) or {}
-            if name in data:
-                return data[name]
+        data = _role_file(role, where)
+        if name in data:
+            return copy.deepcopy(data[name])
     return None
 
 
