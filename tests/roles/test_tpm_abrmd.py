@@ -11,9 +11,12 @@ proof on a lab VM is molecule/default/tests/test_bad_inputs.py.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from roleplay import changed, failed_tasks, run_play, state
+
+HERE = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes root-owned files like the role")
 
@@ -97,3 +100,51 @@ def test_check_mode_reports_the_removal_and_removes_nothing(tmp_path, systemctl)
     rc, out = run_play(tmp_path, tasks, variables, check_mode=True, env={"PATH": path})
     assert rc == 0 and changed(out) >= 1, failed_tasks(out)
     assert policy.read_text() == "# ours\n"
+
+
+def leave_with_unit(tmp_path, path, unit, mask):
+    """stopped.yml after a read that found tpm2-abrmd.service as ``unit`` (None: not on the host)."""
+    etc = tmp_path / "etc"
+    services = {"tpm2-abrmd.service": {"name": "tpm2-abrmd.service", "source": "systemd", **unit}} if unit else {}
+    variables = {
+        "tpm_quote_mode": "kernel_rm",
+        "tpm_quote_mode_mask_abrmd_in_kernel_rm": mask,
+        "__tpm_abrmd_dropin": str(etc / "systemd/system/tpm2-abrmd.service.d/tpmfleet.conf"),
+        "__tpm_abrmd_dbus_policy": str(etc / "dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"),
+    }
+    tasks = {"tasks": [
+        {"name": "The units as the preflight read them", "platform_facts": {"facts": {"services": services}}},
+        {"name": "Leave abrmd mode", "ansible.builtin.include_role": {
+            "name": "tpmfleet.tpm.tpm_abrmd", "tasks_from": "stopped"}},
+    ]}  # fmt: skip
+    return run_play(tmp_path, tasks, variables, env={"PATH": path, "ANSIBLE_LIBRARY": str(HERE / "library")})
+
+
+def unit_calls(log):
+    return [c for c in (log.read_text().splitlines() if log.exists() else []) if not c.startswith("show")]
+
+
+@pytest.mark.parametrize(
+    ("unit", "mask"),
+    [
+        ({"state": "stopped", "status": "masked"}, True),
+        ({"state": "stopped", "status": "disabled"}, False),
+        (None, False),
+    ],
+)
+def test_a_unit_read_as_already_in_place_is_not_visited(tmp_path, systemctl, unit, mask):
+    path, log = systemctl
+    rc, out = leave_with_unit(tmp_path, path, unit, mask)
+    assert rc == 0 and changed(out) == 0, failed_tasks(out)
+    assert unit_calls(log) == []
+
+
+@pytest.mark.parametrize(
+    ("unit", "mask"),
+    [({"state": "running", "status": "enabled"}, True), ({"state": "stopped", "status": "masked"}, False)],
+)
+def test_a_unit_read_as_running_or_masked_against_the_mode_is_changed(tmp_path, systemctl, unit, mask):
+    path, log = systemctl
+    rc, out = leave_with_unit(tmp_path, path, unit, mask)
+    assert rc == 0, failed_tasks(out)
+    assert unit_calls(log), "systemctl was not asked to change the unit"
