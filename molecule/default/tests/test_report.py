@@ -3,7 +3,8 @@
 The fleet as the report must show it: a healthy abrmd host; a direct host drifted on
 purpose (tpm2-abrmd started by hand, holding /dev/tpm0); a kernel_rm host whose TPM
 (its swtpm) is driven into dictionary-attack lockout with wrong auth values on a
-DA-protected NV index; the VM without a TPM; then that VM stopped, reported unreachable.
+DA-protected NV index; the VM without a TPM; then that VM stopped, reported unreachable, beside
+the abrmd host's test quote verified on the controller.
 Each with its status and its fix, in fleet.json (checked against its schema), the
 page and junit.xml; the report changes no host.
 """
@@ -139,8 +140,13 @@ def test_a_stopped_vm_is_reported_unreachable(broken_fleet, tmp_path_factory):
         env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg")},
     )  # fmt: skip
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    run, fleet = report(tmp_path_factory.mktemp("report-stopped"), "-e", "tpm_report_hosts=mode-notpm:mode-abrmd")
+    # With the optional test quote, verified on the controller.
+    run, fleet = report(
+        tmp_path_factory.mktemp("report-stopped"), "-e", "tpm_report_hosts=mode-notpm:mode-abrmd",
+        "-e", "tpm_report_quote=true",
+    )  # fmt: skip
     hosts = by_name(fleet)
+    assert hosts["mode-abrmd"]["quote"] == {"verified": True, "reason": None}
     assert hosts["mode-notpm"]["status"] == "unreachable" and hosts["mode-notpm"]["reachable"] is False
     assert checks(hosts["mode-notpm"])["reachable"]["fix"]
     assert hosts["mode-abrmd"]["status"] == "healthy"
