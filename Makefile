@@ -56,6 +56,18 @@ test: lint unit collection molecule
 test-pull: setup
 	molecule test -s pull
 
+# The per-host cost benchmark (benchmarks/host_cost.py) on a lab of its own,
+# `bench`, with BENCH_VMS fresh Debian 12 VMs: the bench lab is removed and
+# booted again so that the first converge is a first one, then stopped.
+BENCH_VMS ?= 2
+.PHONY: bench-host-cost
+bench-host-cost: setup
+	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_state=absent
+	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_vm_count=$(BENCH_VMS) \
+	  -e lab_ssh_port_base=2281 -e '{"lab_vm_suites": ["bookworm"]}'
+	python benchmarks/host_cost.py -i inventory/bench
+	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_state=stopped
+
 .PHONY: test-containers
 test-containers: setup
 	molecule test -s containers

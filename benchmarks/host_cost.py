@@ -3,7 +3,7 @@
 
 Usage (from the repo root), against hosts that may be changed (the lab VMs):
 
-    .venv/bin/python benchmarks/host_cost.py -i .lab/inventory.yml [--limit attest-01] [--switch-to direct]
+    .venv/bin/python benchmarks/host_cost.py -i inventory/bench [--limit bench1] [--switch-to direct]
         [--strategy default|mitogen|both] [--no-docs]
 
 For each strategy it runs, in this order, with the tpmfleet.lab.remote_calls callback counting the remote module
