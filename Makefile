@@ -50,6 +50,13 @@ test: lint unit collection molecule
 
 # The containers scenario (Docker in a TCG lab VM, real containers quoting) is
 # too slow for CI's budget next to the default SCENARIOS; run it on demand.
+# The fleet report over the default scenario's lab (healthy, drifted, locked-out,
+# no TPM, stopped VM; molecule/default/tests/test_report.py), last in its
+# verifier; on demand.
+.PHONY: test-report-lab
+test-report-lab: setup
+	TPMFLEET_REPORT_LAB=1 molecule test -s default
+
 # ansible-pull: a lab VM converges itself from a git repository served by the
 # controller (molecule/pull); on demand.
 .PHONY: test-pull

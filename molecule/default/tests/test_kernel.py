@@ -46,7 +46,9 @@ def test_builtin_drivers_get_no_modules_load_file(host):
 
 
 def _playbook(*args, limit):
-    return run_playbook(SITE, *args, limit=limit)
+    # Mitogen: the same modules and checks, a third of the wall time under TCG (docs/performance.md);
+    # the default strategy runs in the scenario's converge and idempotence steps.
+    return run_playbook(SITE, *args, limit=limit, mitogen=True)
 
 
 @pytest.fixture(scope="module")
