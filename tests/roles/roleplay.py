@@ -58,6 +58,17 @@ def run_play(tmp_path, tasks_or_roles, variables, *args, check_mode=False, env=N
     return proc.returncode, out
 
 
+def stand_in(tmp_path, name, body, path=None):
+    """An executable shell script ``name`` (``body`` after its #! line) in tmp_path/bin, standing in for a
+    host tool; returns a PATH with it first, then ``path`` (default: the controller's PATH)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return f"{bindir}{os.pathsep}{os.environ['PATH'] if path is None else path}"
+
+
 def run_role(tmp_path, role, variables, *args, check_mode=False, env=None, hosts=None):
     return run_play(tmp_path, {"roles": [{"role": role}]}, variables, *args, check_mode=check_mode, env=env,
                     hosts=hosts)  # fmt: skip

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_play, state
+from roleplay import changed, failed_tasks, run_play, stand_in, state
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,12 +31,8 @@ UnitFileState=enabled
 @pytest.fixture
 def systemctl(tmp_path):
     """A stand-in systemctl that logs its arguments; returns (PATH with it first, the log)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     log = tmp_path / "systemctl.log"
-    script = bindir / "systemctl"
-    script.write_text(
-        "#!/bin/sh\n"
+    body = (
         f'echo "$*" >> {log}\n'
         'case "$1" in show) unit=$(for a; do :; done; echo "$a"); '
         + "printf '"
@@ -44,8 +40,7 @@ def systemctl(tmp_path):
         + '\' "$unit";; esac\n'
         "exit 0\n"
     )
-    script.chmod(0o755)
-    return f"{bindir}{os.pathsep}{os.environ['PATH']}", log
+    return stand_in(tmp_path, "systemctl", body), log
 
 
 def leave_abrmd(tmp_path, path, mode="kernel_rm"):

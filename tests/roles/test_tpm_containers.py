@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from roleplay import changed, failed_tasks, run_role, state
+from roleplay import changed, failed_tasks, run_role, stand_in, state
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TSS_GID = 4242  # pinned (tpm_access_tss_gid): the role must use the number the run enforces
@@ -223,12 +223,8 @@ def test_auto_without_docker_writes_the_files_and_claims_no_missing_plugin(tmp_p
 @pytest.fixture
 def fake_docker(tmp_path):
     """A docker CLI without the compose plugin, first in the PATH (as a client without docker-compose-plugin)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    docker = bindir / "docker"
-    docker.write_text('#!/bin/sh\necho "docker: unknown command: docker $1" >&2\nexit 1\n')
-    docker.chmod(0o755)
-    return f"{bindir}{os.pathsep}{path_without_docker()}"
+    body = 'echo "docker: unknown command: docker $1" >&2\nexit 1\n'
+    return stand_in(tmp_path, "docker", body, path_without_docker())
 
 
 @pytest.mark.parametrize("manage", ["auto", True])

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_play, tasks
+from roleplay import changed, failed_tasks, run_play, stand_in, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc/udev/rules.d")
 
@@ -41,13 +41,8 @@ def rules():
 
 @pytest.fixture
 def udevadm(tmp_path):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     log = tmp_path / "udevadm.log"
-    script = bindir / "udevadm"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexit 0\n')
-    script.chmod(0o755)
-    return f"{bindir}{os.pathsep}{os.environ['PATH']}", log
+    return stand_in(tmp_path, "udevadm", f'echo "$*" >> {log}\nexit 0\n'), log
 
 
 def ran(out, name):
