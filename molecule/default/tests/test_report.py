@@ -41,14 +41,14 @@ def lab_host(name):
 
 
 def report(tmp_path, *args):
-    """playbooks/report.yml over the scenario's hosts into tmp_path; (run, fleet.json)."""
+    """playbooks/report.yml over the scenario's hosts into tmp_path; (run, fleet.json, tmp_path)."""
     run = run_playbook(REPORT, "-e", f"tpm_report_dir={tmp_path}", *args, limit="all")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     with open(tmp_path / "fleet.json", encoding="utf-8") as fh:
         fleet = json.load(fh)
     with open(SCHEMA, encoding="utf-8") as fh:
         jsonschema.validate(fleet, json.load(fh))
-    return run, fleet
+    return run, fleet, tmp_path
 
 
 def by_name(fleet):
@@ -78,13 +78,13 @@ def broken_fleet(tmp_path_factory):
 
 
 def test_the_report_changes_no_host(broken_fleet):
-    run, _fleet = broken_fleet
+    run, _fleet, _out = broken_fleet
     for name in HOSTS:
         assert recap(run, name)["changed"] == 0, run.stdout[-3000:]
 
 
 def test_every_host_is_in_the_report_with_its_mode_and_status(broken_fleet):
-    _run, fleet = broken_fleet
+    _run, fleet, _out = broken_fleet
     hosts = by_name(fleet)
     assert set(hosts) == set(HOSTS)
     assert {n: h["status"] for n, h in hosts.items()} == {
@@ -100,7 +100,7 @@ def test_every_host_is_in_the_report_with_its_mode_and_status(broken_fleet):
 
 
 def test_the_drifted_direct_host_names_abrmd_and_the_fix(broken_fleet):
-    _run, fleet = broken_fleet
+    _run, fleet, _out = broken_fleet
     host = by_name(fleet)["mode-direct"]
     problems = checks(host)
     assert problems["drift_abrmd"]["drift"] is True, host["problems"]
@@ -110,7 +110,7 @@ def test_the_drifted_direct_host_names_abrmd_and_the_fix(broken_fleet):
 
 
 def test_the_locked_out_tpm_is_reported_with_its_counter_and_fix(broken_fleet):
-    _run, fleet = broken_fleet
+    _run, fleet, _out = broken_fleet
     host = by_name(fleet)["mode-rm"]
     lockout = checks(host)["lockout"]
     assert lockout["severity"] == "error" and "3 failed authorizations reached max_tries 3" in lockout["cause"]
@@ -119,9 +119,8 @@ def test_the_locked_out_tpm_is_reported_with_its_counter_and_fix(broken_fleet):
     assert not [p for p in host["problems"] if p["drift"]], "a locked-out TPM is no drift of the quote mode"
 
 
-def test_the_page_and_junit_name_every_host(broken_fleet, tmp_path_factory):
-    _run, fleet = broken_fleet
-    report_dir = next(p for p in tmp_path_factory.getbasetemp().glob("report*") if (p / "index.html").exists())
+def test_the_page_and_junit_name_every_host(broken_fleet):
+    _run, fleet, report_dir = broken_fleet
     page = (report_dir / "index.html").read_text(encoding="utf-8")
     for name in HOSTS:
         assert name in page
@@ -145,7 +144,7 @@ def test_a_stopped_vm_is_reported_unreachable(broken_fleet, tmp_path_factory):
     )  # fmt: skip
     assert stop.returncode == 0, stop.stdout + stop.stderr
     # With the optional test quote, verified on the controller.
-    run, fleet = report(
+    run, fleet, _out = report(
         tmp_path_factory.mktemp("report-stopped"), "-e", "tpm_report_hosts=mode-notpm:mode-abrmd",
         "-e", "tpm_report_quote=true",
     )  # fmt: skip
