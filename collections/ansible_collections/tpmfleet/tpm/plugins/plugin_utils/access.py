@@ -22,6 +22,8 @@ The role's tasks run only for what the plan says differs. Used through the
 
 from __future__ import annotations
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import truthy
+
 NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
 DEFAULT_SHELL = "/usr/sbin/nologin"
 
@@ -30,12 +32,6 @@ def _int_or_none(value):
     if value is None or value == "":
         return None
     return int(value)
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
 
 
 def parse_groups(getent_group):
@@ -69,7 +65,7 @@ def plan(getent_group, getent_passwd, values, host):
 
     # The groups this role manages.
     wanted = [{"name": tss_group, "gid": values.get("tpm_access_tss_gid"), "var": "tpm_access_tss_gid"}]
-    if _int_or_none(values.get("tpm_access_docker_gid")) is not None or _truthy(
+    if _int_or_none(values.get("tpm_access_docker_gid")) is not None or truthy(
         values.get("tpm_access_docker_group_manage")
     ):
         docker_gid = values.get("tpm_access_docker_gid")
@@ -88,7 +84,7 @@ def plan(getent_group, getent_passwd, values, host):
             current is not None
             and gid is not None
             and current != gid
-            and not _truthy(values.get("tpm_access_allow_gid_change"))
+            and not truthy(values.get("tpm_access_allow_gid_change"))
         ):
             errors.append(
                 f"{w['var']}: group {w['name']} has GID {current} on {host}, not {gid}. To change it, set "
@@ -115,7 +111,7 @@ def plan(getent_group, getent_passwd, values, host):
             f"tpm_access_tss_uid: UID {uid} is already used by user {holder} on {host}. Pick a UID that is free on "
             f"every host of the fleet (check with: getent passwd {uid}), or give user {holder} another UID first."
         )
-    elif tss and uid is not None and tss["uid"] != uid and not _truthy(values.get("tpm_access_allow_uid_change")):
+    elif tss and uid is not None and tss["uid"] != uid and not truthy(values.get("tpm_access_allow_uid_change")):
         errors.append(
             f"tpm_access_tss_uid: user {tss_user} has UID {tss['uid']} on {host}, not {uid}. To change it, stop the "
             f"processes that run as {tss_user} (tpm2-abrmd) and set tpm_access_allow_uid_change: true (usermod "

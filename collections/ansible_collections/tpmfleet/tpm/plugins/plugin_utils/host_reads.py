@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import yaml
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import truthy
 
 ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
@@ -29,15 +30,11 @@ def _strings(value):
     return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
-def _truthy(value):
-    return str(value).strip().lower() in ("true", "yes", "on", "1")
-
-
 def _kernel(v):
     """The drivers and nodes; with tpm_kernel_persistent, each driver's modules-load.d file and whether a line
     of it names the driver (as community.general.modprobe looks for it)."""
     reads = {"kernel": True, "globs": list(TPM_NODE_GLOBS)}
-    if _truthy(v.get("tpm_kernel_persistent")):
+    if truthy(v.get("tpm_kernel_persistent")):
         drivers = [d for d in _strings(v.get("tpm_kernel_drivers")) if re.fullmatch(r"[a-z0-9_-]+", d)]
         reads["markers"] = {f"{MODULES_LOAD_DIR}/{d}.conf": rf" *{d} *(?:[#;].*)?$" for d in drivers}
         reads["paths"] = list(reads["markers"])

@@ -412,12 +412,13 @@ def _names(getent):
 def ensured_groups(values):
     """The groups tpm_access creates when missing: the tss group, the docker group when it is managed."""
     groups = {values.get("tpm_quote_mode_tss_group")}
-    if not _is_null(values.get("tpm_access_docker_gid")) or _truthy(values.get("tpm_access_docker_group_manage")):
+    if not _is_null(values.get("tpm_access_docker_gid")) or truthy(values.get("tpm_access_docker_group_manage")):
         groups.add(values.get("tpm_access_docker_group"))
     return groups
 
 
-def _truthy(value):
+def truthy(value):
+    """A setting's truth as Ansible's bool filter reads it (the roles' one reading of yes/no settings)."""
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
     return bool(value)
