@@ -76,3 +76,53 @@ def test_missing_pytss_says_how_to_install(swtpm_tcti, ansible_run):
     assert r["failed"] and r["reason"] == "missing_library"
     assert "Failed to import the required Python library (tpm2-pytss)" in r["msg"]
     assert "python3-tpm2-pytss" in r["msg"] and "ansible_python_interpreter" in r["msg"]
+
+
+def _leak(tcti):
+    """What a direct-mode consumer leaves when it exits: a loaded primary and a loaded session."""
+    from tpm2_pytss import ESAPI, TCTILdr
+    from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE
+    from tpm2_pytss.types import TPM2B_PUBLIC, TPMT_SYM_DEF
+
+    tctx = TCTILdr.parse(tcti)
+    ectx = ESAPI(tctx)
+    try:
+        ectx.create_primary(None, TPM2B_PUBLIC.parse("ecc256"), primary_handle=ESYS_TR.OWNER)
+        ectx.start_auth_session(
+            ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.HMAC, TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256
+        )
+    finally:
+        ectx.close()  # closes the connection without flushing, as a process that exits
+        tctx.close()
+
+
+def test_flush_orphans_flushes_what_exited_processes_left(tmp_path, ansible_run):
+    tpm = Swtpm(tmp_path).start()
+    try:
+        r, _wall = ansible_run("tpm_check", {"tcti": tpm.tcti, "flush_orphans": True})
+        assert not r.get("failed"), r.get("msg")
+        assert r["changed"] is False and r["flushed"] == []
+
+        _leak(tpm.tcti)
+        r, _wall = ansible_run("tpm_check", {"tcti": tpm.tcti, "flush_orphans": True}, check=True)
+        assert not r.get("failed"), r.get("msg")
+        assert r["changed"] is True
+        assert [h[:4] for h in r["flushed"]] == ["0x80", "0x02"]
+        assert r["properties"]["transient_objects"] == 1  # check mode: reported, still loaded
+
+        r, _wall = ansible_run("tpm_check", {"tcti": tpm.tcti, "flush_orphans": True})
+        assert not r.get("failed"), r.get("msg")
+        assert r["changed"] is True and len(r["flushed"]) == 2
+        assert r["properties"]["transient_objects"] == 0
+
+        r, _wall = ansible_run("tpm_check", {"tcti": tpm.tcti, "flush_orphans": True})
+        assert r["changed"] is False and r["flushed"] == []
+    finally:
+        tpm.stop()
+
+
+@pytest.mark.parametrize("tcti", ["device:/dev/tpmrm0", "tabrmd:bus_type=system"])
+def test_flush_orphans_is_refused_behind_a_resource_manager(tcti, ansible_run):
+    r, _wall = ansible_run("tpm_check", {"tcti": tcti, "flush_orphans": True})
+    assert r["failed"] and "flush_orphans applies to a TCTI without a resource manager" in r["msg"]
+    assert "Nothing was flushed" in r["msg"]

@@ -196,6 +196,40 @@ def transient_handles(ectx):
     return handles(ectx, TPM2_HT.TRANSIENT << 24)
 
 
+def loaded_session_handles(ectx):
+    return handles(ectx, TPM2_HT.LOADED_SESSION << 24)
+
+
+def no_resource_manager(tcti_name, conf):
+    """Whether a TCTI reaches the TPM without a resource manager: a raw device node (/dev/tpmN, not
+    /dev/tpmrmN) or a simulator endpoint. Only there do objects outlive the process that loaded them."""
+    if tcti_name == "device":
+        return not (conf or "").startswith("/dev/tpmrm")
+    return tcti_name in ("swtpm", "mssim")
+
+
+def flush_orphans(ectx, dry_run):
+    """Flush the transient objects and loaded sessions in the TPM; the handles, as 0x strings.
+
+    Only for a connection without a resource manager that this process holds
+    alone (direct mode: the kernel lets one process open /dev/tpm0): whatever is
+    loaded then was left by a process that has exited. Saved sessions and
+    persistent objects are never touched. ``dry_run``: list them only.
+
+    Returns ``(flushed, errors)``: the handles flushed (or, dry, to flush) as
+    0x strings, and what could not be flushed (handle: TSS2 error)."""
+    flushed, errors = [], {}
+    for handle in transient_handles(ectx) + loaded_session_handles(ectx):
+        try:
+            if not dry_run:
+                ectx.flush_context(ectx.tr_from_tpmpublic(handle))
+        except TSS2_Exception as exc:
+            errors[f"0x{handle:08x}"] = str(exc)
+        else:
+            flushed.append(f"0x{handle:08x}")
+    return flushed, errors
+
+
 def read_summary(ectx):
     """Everything tpm_facts/tpm_check report about an opened TPM."""
     fixed = get_properties(ectx, PT_FIXED)

@@ -15,7 +15,7 @@ description:
     denied (owner/group/mode of the node and the missing group), device busy (the processes holding it,
     typically tpm2-abrmd on C(/dev/tpm0)), access broker not running (C(tabrmd)), unreachable emulator,
     self-test in progress (retried with backoff, then TPM2_SelfTest), dictionary-attack lockout, timeout.
-  - Read-only. Never changes anything; runs normally in check mode.
+  - Read-only unless O(flush_orphans) is set. Runs normally in check mode.
   - Bounded in time by O(timeout); a hung TPM or endpoint never hangs the play.
 version_added: "0.1.0"
 author: tpmfleet contributors (@tpmfleet)
@@ -36,13 +36,25 @@ options:
     description: Number of random bytes to request with TPM2_GetRandom (1-32).
     type: int
     default: 16
+  flush_orphans:
+    description:
+      - Before the check, flush the transient objects and loaded sessions found in the TPM, and report them in
+        RV(flushed) (changed). In check mode they are only reported.
+      - Only over a TCTI without a resource manager (C(device:/dev/tpm0), C(swtpm), C(mssim)), the path of quote
+        mode C(direct). There only one process can open the TPM, so while this check holds it everything loaded
+        was left by a process that has exited, and the TPM has only a few object slots (a full TPM fails with
+        C(0x902)). Over C(/dev/tpmrm0) and C(tabrmd) the resource manager flushes a client's objects when it
+        disconnects; the option is refused there.
+      - Saved sessions and persistent objects are never touched.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - tpmfleet.tpm.tpm2
 attributes:
   check_mode:
     support: full
-    details: The check is read-only and runs the same in check mode.
+    details: The check runs the same in check mode; O(flush_orphans) only reports what it would flush.
   diff_mode:
     support: none
   platform:
@@ -126,6 +138,12 @@ holders:
   returned: failure
   type: list
   elements: dict
+flushed:
+  description: The handles O(flush_orphans) flushed (in check mode, would flush), as hex strings.
+  returned: success
+  type: list
+  elements: str
+  sample: ["0x80000000", "0x80000001"]
 elapsed_ms:
   description: Wall time of the check in milliseconds.
   returned: always
@@ -143,7 +161,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
     require_pytss,
     tpm_session,
 )
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import read_summary
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import flush_orphans, no_resource_manager, read_summary
 
 
 def main():
@@ -152,6 +170,7 @@ def main():
             "tcti": {"type": "str", "required": True},
             "timeout": {"type": "float", "default": 30},
             "random_bytes": {"type": "int", "default": 16},
+            "flush_orphans": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -177,14 +196,22 @@ def main():
         name, conf = parse_tcti(tcti)
     except TpmAccessError as err:
         fail(err)
+    if module.params["flush_orphans"] and not no_resource_manager(name, conf):
+        module.fail_json(
+            msg=f"flush_orphans applies to a TCTI without a resource manager (device:/dev/tpm0, swtpm, mssim); "
+            f"over {tcti} the resource manager flushes what a client leaves when it disconnects. Nothing was "
+            "flushed. Drop flush_orphans for this TCTI.",
+            **result,
+        )
     require_pytss(module, "to open the TPM", result)
 
     def work(ectx):
         rnd, retries = call_with_retry(ectx, lambda: ectx.get_random(module.params["random_bytes"]), deadline)
-        return len(bytes(rnd)), retries, read_summary(ectx)
+        flushed = flush_orphans(ectx, module.check_mode) if module.params["flush_orphans"] else ([], {})
+        return len(bytes(rnd)), retries, flushed, read_summary(ectx)
 
     try:
-        nbytes, retries, summary = tpm_session(
+        nbytes, retries, (flushed, unflushed), summary = tpm_session(
             tcti, work, deadline, f"TPM access over {tcti}", module=module, identity=identity
         )
     except TpmAccessError as err:
@@ -199,13 +226,30 @@ def main():
             f"objects without noDA cannot be used until it recovers ({lockout['recovery_s']}s) or "
             "tpm2_dictionarylockout --clear-lockout is run with the lockout authorization"
         )
-    if summary["transient_objects"] and name == "device" and not conf.startswith("/dev/tpmrm"):
+    if flushed:
+        result["changed"] = True
+        module.warn(
+            f"flushed {len(flushed)} objects or sessions that exited processes left loaded in the TPM "
+            f"({', '.join(flushed)}){' (check mode: would flush)' if module.check_mode else ''}"
+        )
+    if unflushed:
+        module.warn(
+            "could not flush "
+            + ", ".join(f"{h} ({e})" for h, e in unflushed.items())
+            + "; tpm2_flushcontext <handle> as a member of the TPM's group, with no consumer holding the device"
+        )
+    if summary["transient_objects"] and no_resource_manager(name, conf):
         module.warn(
             f"{summary['transient_objects']} transient objects are loaded in the TPM: a direct /dev/tpm0 user leaked "
             "them; the TPM has only a few slots (tpm2_flushcontext -t frees them)"
         )
     module.exit_json(
-        random_bytes=nbytes, retries=retries, properties=summary, elapsed_ms=deadline.elapsed_ms(), **result
+        random_bytes=nbytes,
+        retries=retries,
+        flushed=flushed,
+        properties=summary,
+        elapsed_ms=deadline.elapsed_ms(),
+        **result,
     )
 
 
