@@ -26,6 +26,13 @@ ROOT = HERE.parent.parent
 
 PLATFORMS = {
     "debian12": {"distribution": "Debian", "os_family": "Debian", "distribution_major_version": "12"},
+    # systemd 257 has tpm2.target (the preflight reads it with the services).
+    "debian13": {
+        "distribution": "Debian",
+        "os_family": "Debian",
+        "distribution_major_version": "13",
+        "services": {"tpm2.target": {"name": "tpm2.target", "state": "stopped", "status": "static"}},
+    },
     "ubuntu2404": {"distribution": "Ubuntu", "os_family": "Debian", "distribution_major_version": "24"},
     "fedora41": {"distribution": "Fedora", "os_family": "RedHat", "distribution_major_version": "41"},
     "rhel9": {"distribution": "RedHat", "os_family": "RedHat", "distribution_major_version": "9"},
@@ -143,6 +150,28 @@ def test_tcti_env_sets_every_variable_to_the_modes_tcti(rendered, platform, mode
     assert pairs == dict.fromkeys(names, TCTI[mode])
     dropin = files(rendered, platform, mode) / "etc/systemd/system/consumer.service.d/10-tpmfleet-tcti.conf"
     assert "EnvironmentFile=/etc/tpm2/tcti.env" in dropin.read_text().splitlines()
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("mode", MODES)
+def test_consumer_dropin_orders_after_the_tpm_and_flushes_only_in_direct_mode(rendered, platform, mode):
+    text = (files(rendered, platform, mode) / "etc/systemd/system/consumer.service.d/10-tpmfleet-tcti.conf").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    unit = lines[lines.index("[Unit]") + 1 : lines.index("[Service]")]
+    service = lines[lines.index("[Service]") + 1 :]
+    if mode == "abrmd":
+        waits_for = "tpm2-abrmd.service"
+    elif "services" in PLATFORMS[platform]:
+        waits_for = "tpm2.target"
+    else:
+        waits_for = "dev-tpm0.device" if mode == "direct" else "dev-tpmrm0.device"
+    assert unit == [f"Wants={waits_for}", f"After={waits_for}"]
+    flush = [
+        f"{step}=-/usr/bin/tpm2_flushcontext {what}"
+        for step in ("ExecStartPre", "ExecStopPost")
+        for what in ("--transient-object", "--loaded-session")
+    ]
+    assert service == ["EnvironmentFile=/etc/tpm2/tcti.env", *(flush if mode == "direct" else [])]
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

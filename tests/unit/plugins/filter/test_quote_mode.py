@@ -26,6 +26,18 @@ def test_each_mode_has_its_profile(mode, tcti, abrmd_running, raw_group):
     assert FILTERS["tcti_error"](tcti) == ""
 
 
+@pytest.mark.parametrize(
+    ("mode", "consumer"),
+    [
+        ("direct", {"device_unit": "dev-tpm0.device", "broker_unit": None, "flush_orphans": True}),
+        ("kernel_rm", {"device_unit": "dev-tpmrm0.device", "broker_unit": None, "flush_orphans": False}),
+        ("abrmd", {"device_unit": None, "broker_unit": "tpm2-abrmd.service", "flush_orphans": False}),
+    ],
+)
+def test_consumers_wait_for_what_they_open_and_flush_only_without_a_resource_manager(mode, consumer):
+    assert FILTERS["quote_mode"](mode)["consumer"] == consumer
+
+
 def test_the_modes_are_listed_in_order():
     assert FILTERS["quote_modes"](None) == ["direct", "kernel_rm", "abrmd"]
 

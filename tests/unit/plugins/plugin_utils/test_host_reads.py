@@ -48,7 +48,8 @@ def test_the_host_values_decide_the_units_paths_and_holders():
         "tpm_kernel_persistent": False,
     }
     got = host_reads.reads(ROLES, values)
-    assert got["units"] == ["tpm2-abrmd.service", "old-agent.service", "keylime_agent.service"]
+    # tpm2.target: whether the consumer drop-ins can order after it.
+    assert got["units"] == ["tpm2-abrmd.service", "old-agent.service", "keylime_agent.service", "tpm2.target"]
     assert got["paths"][:2] == ["/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
                                 "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"]  # fmt: skip
     assert got["paths"][2:] == [

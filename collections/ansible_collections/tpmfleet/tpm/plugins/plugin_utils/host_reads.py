@@ -23,6 +23,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import truth
 ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
 ABRMD_UNIT = "tpm2-abrmd.service"
+TPM2_TARGET = "tpm2.target"
 MODULES_LOAD_DIR = "/etc/modules-load.d"
 
 
@@ -63,7 +64,11 @@ def _abrmd(v):
 
 def _tcti_env(v):
     services = _strings(v.get("tpm_tcti_env_services"))
-    reads = {"units": services, "paths": [f"/etc/systemd/system/{s}.d" for s in services]}
+    # tpm2.target: whether the drop-ins can order the consumers after it.
+    reads = {
+        "units": [*services, TPM2_TARGET] if services else [],
+        "paths": [f"/etc/systemd/system/{s}.d" for s in services],
+    }
     path = v.get("tpm_tcti_env_path")
     if isinstance(path, str) and path.startswith("/"):
         env_file = os.path.normpath(path)

@@ -17,6 +17,7 @@ TCTI_VARIABLES = ("TCTI", "TSS2_TCTI", "TPM2TOOLS_TCTI", "TPM2_PKCS11_TCTI", "TP
 
 ABRMD_TCTI = "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system"
 DBUS_SYSTEM_SOCKET = "/run/dbus/system_bus_socket"
+ABRMD_UNIT = "tpm2-abrmd.service"
 
 # device: what consumers open. raw_node_group: who besides the owner (the tss
 # user, which tpm2-abrmd runs as) may open /dev/tpmN — "tss" only where a
@@ -101,12 +102,27 @@ def profile(mode, tss_user="tss", tss_group="tss", abrmd_tcti="device:/dev/tpm0"
             "/dev/tpm0": {"owner": tss_user, "group": raw_group, "mode": "0660"},
             "/dev/tpmrm0": {"owner": tss_user, "group": tss_group, "mode": "0660"},
         },
+        # What a consumer service's drop-in adds: ordered after the TPM (the
+        # device node it opens, tpm2.target where systemd has it) or after the
+        # broker; without a resource manager, a flush of what it left loaded.
+        "consumer": {
+            "device_unit": device_unit(spec["device"]),
+            "broker_unit": ABRMD_UNIT if spec["abrmd_running"] else None,
+            "flush_orphans": spec["exclusive_device"] is not None,
+        },
         "container": {
             "devices": list(spec["container_devices"]),
             "dbus_socket": DBUS_SYSTEM_SOCKET if spec["container_dbus"] else None,
             "tcti": spec["tcti"],
         },
     }
+
+
+def device_unit(node):
+    """systemd's device unit of a device node (/dev/tpmrm0 -> dev-tpmrm0.device), or None."""
+    if not node:
+        return None
+    return node.strip("/").replace("-", "\\x2d").replace("/", "-") + ".device"
 
 
 def modes():
