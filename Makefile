@@ -57,6 +57,13 @@ test: lint unit collection molecule
 test-report-lab: setup
 	TPMFLEET_REPORT_LAB=1 molecule test -s default
 
+# A reboot of the default scenario's three consumer VMs, together: each keeps
+# its mode and its consumer service comes up and reaches the TPM
+# (molecule/default/tests/test_consumer_units.py); on demand.
+.PHONY: test-reboot-lab
+test-reboot-lab: setup
+	TPMFLEET_REBOOT_LAB=1 molecule test -s default
+
 # ansible-pull: a lab VM converges itself from a git repository served by the
 # controller (molecule/pull); on demand.
 .PHONY: test-pull

@@ -140,7 +140,10 @@ def test_a_stopped_vm_is_reported_unreachable(broken_fleet, tmp_path_factory):
         [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", "tpmfleet.lab.lab_vm",
          "-a", f"name=mode-notpm state=stopped state_dir={os.path.join(PROJECT, '.lab', 'molecule-default')}"],
         cwd=PROJECT, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg")},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "ANSIBLE_STRATEGY"},
+            "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
+        },
     )  # fmt: skip
     assert stop.returncode == 0, stop.stdout + stop.stderr
     # With the optional test quote, verified on the controller.
