@@ -82,6 +82,13 @@ bench-host-cost: setup
 	python benchmarks/host_cost.py -i inventory/bench
 	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_state=stopped
 
+# The consumer matrix (molecule/consumers): tpm2-tools, tpm2-openssl,
+# tpm2-pkcs11 and tpm2-pytss as services in every quote mode on Debian 12 and
+# 13; its table lands in .cache/consumer-matrix.md. On demand.
+.PHONY: test-consumers
+test-consumers: setup
+	molecule test -s consumers
+
 .PHONY: test-containers
 test-containers: setup
 	molecule test -s containers
