@@ -53,6 +53,7 @@ def test_the_defaults_are_valid(role):
         ("tpm_abrmd", {"tpm_abrmd_options": ["--flush-all", "--max-connections=64", "--prng-seed-file=/dev/urandom"]}),
         ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent.service", "session-3.scope", "a@b.service"]}),
         ("tpm_verify", {"tpm_verify_user": "keylime", "tpm_verify_quote_count": "20", "tpm_verify_busy_retries": 0}),
+        ("tpm_verify", {"tpm_verify_timeout": "600"}),
     ],
 )
 def test_good_inputs_pass(role, extra):
@@ -184,6 +185,8 @@ BAD = [
         "tpm_verify_busy_retries must be a number of attempts from 0 to 60",
     ),
     ("tpm_verify", {"tpm_verify_busy_retries": "5\n"}, "tpm_verify_busy_retries must be"),
+    ("tpm_verify", {"tpm_verify_timeout": 4}, "tpm_verify_timeout must be a number of seconds from 5 to 600"),
+    ("tpm_verify", {"tpm_verify_timeout": "60s"}, "tpm_verify_timeout must be"),
 ]
 
 

@@ -368,7 +368,8 @@ def abrmd_errors(v):
 
 
 def verify_errors(v):
-    """tpm_verify_*: the user the checks run as, how many quotes, how long to wait for a busy TPM."""
+    """tpm_verify_*: the user the checks run as, how many quotes, how long to wait for a busy TPM, the bound of
+    each check."""
     user = v.get("tpm_verify_user")
     user_error = None
     if user != "" and not account_name_ok(user):
@@ -380,6 +381,7 @@ def verify_errors(v):
         user_error,
         _int_range_error("tpm_verify_quote_count", v.get("tpm_verify_quote_count"), 1, 20, "a number of quotes"),
         _int_range_error("tpm_verify_busy_retries", v.get("tpm_verify_busy_retries"), 0, 60, "a number of attempts"),
+        _int_range_error("tpm_verify_timeout", v.get("tpm_verify_timeout"), 5, 600, "a number of seconds"),
     )
 
 
