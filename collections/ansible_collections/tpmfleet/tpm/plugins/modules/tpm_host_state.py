@@ -71,9 +71,12 @@ options:
     type: bool
     default: true
   timeout:
-    description: Upper bound in seconds for C(systemctl) and the scan of C(/proc) for holders.
+    description:
+      - Upper bound in seconds for C(systemctl) and the scan of C(/proc) for holders.
+      - When systemd runs but C(systemctl show) fails or runs out of time (a host still booting or overloaded),
+        the module fails and says so, rather than report the units as absent.
     type: float
-    default: 10
+    default: 60
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -164,6 +167,8 @@ ansible_facts:
           elements: str
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import ABRMD_UNIT, bounded_runner, holders_by_path
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
@@ -175,6 +180,8 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     unit_states,
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import Deadline
+
+SYSTEMD_DIR = "/run/systemd/system"
 
 
 def main():
@@ -189,7 +196,7 @@ def main():
             "kernel": {"type": "bool", "default": False},
             "holders": {"type": "list", "elements": "path", "default": []},
             "as_facts": {"type": "bool", "default": True},
-            "timeout": {"type": "float", "default": 10},
+            "timeout": {"type": "float", "default": 60},
         },
         supports_check_mode=True,
     )
@@ -201,6 +208,13 @@ def main():
     facts = {}
 
     services, error = unit_states(module, [*p["units"], ABRMD_UNIT], runner=bounded_runner(module, deadline))
+    if services is None and os.path.isdir(SYSTEMD_DIR):
+        # Units read as absent would mislead every role's plan: fail instead.
+        module.fail_json(
+            msg=f"Reading the states of {', '.join(dict.fromkeys([*p['units'], ABRMD_UNIT]))} failed although "
+            f"systemd runs on this host: {error}. Nothing was changed; run again once systemd answers (a host "
+            "still booting or overloaded), or raise the timeout.",
+        )
     if error:
         errors.append(f"units: {error}")
     facts["services"] = services or {}
