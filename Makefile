@@ -59,7 +59,7 @@ test-report-lab: setup
 
 # A reboot of the default scenario's three consumer VMs, together: each keeps
 # its mode and its consumer service comes up and reaches the TPM
-# (molecule/default/tests/test_consumer_units.py); on demand.
+# (molecule/default/tests/test_zz_reboot.py, last in the verifier); on demand.
 .PHONY: test-reboot-lab
 test-reboot-lab: setup
 	TPMFLEET_REBOOT_LAB=1 molecule test -s default
