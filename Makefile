@@ -60,6 +60,12 @@ test-report-lab: setup
 # A reboot of the default scenario's three consumer VMs, together: each keeps
 # its mode and its consumer service comes up and reaches the TPM
 # (molecule/default/tests/test_zz_reboot.py, last in the verifier); on demand.
+# The lab part of the bad-input matrix and the interrupted mode switch
+# (molecule/default/tests/test_bad_inputs.py, test_interrupted_switch.py); on demand.
+.PHONY: test-lab-matrix
+test-lab-matrix: setup
+	TPMFLEET_LAB_MATRIX=1 molecule test -s default
+
 .PHONY: test-reboot-lab
 test-reboot-lab: setup
 	TPMFLEET_REBOOT_LAB=1 molecule test -s default
