@@ -20,7 +20,8 @@ def waits_for(host):
 
 
 def transient(host):
-    return host.check_output(f"tpm2_getcap {RAW} handles-transient").split()
+    """The transient handles loaded in the TPM (tpm2_getcap prints them as "- 0x80000000" lines)."""
+    return [word for word in host.check_output(f"tpm2_getcap {RAW} handles-transient").split() if word.startswith("0x")]
 
 
 def leak(host, count):
