@@ -14,6 +14,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 EVERY_HOST = {"test_kernel"}
 
 
+TCTI = {
+    "direct": "device:/dev/tpm0",
+    "kernel_rm": "device:/dev/tpmrm0",
+    "abrmd": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system",
+}
+
+
+def consumer_reaches_the_tpm(host):
+    """A TPM command as the consumer service's user with the TCTI variables of its live environment."""
+    pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
+    assert pid != "0", "the consumer service is not running"
+    env = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep TCTI= | tr '\\n' ' '")
+    return host.run(f"runuser -u tpmagent -- env {env} tpm2_getrandom 8 --hex")
+
+
 def mode(host):
     """The quote mode the scenario's inventory gives this host (None on the VM without a TPM)."""
     return host.ansible.get_variables().get("tpm_quote_mode")

@@ -5,16 +5,10 @@ import os
 import time
 
 import pytest
-from conftest import mode
+from conftest import TCTI, consumer_reaches_the_tpm, mode
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, recap, run_module, run_playbook
 
 QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
-
-TCTI = {
-    "direct": "device:/dev/tpm0",
-    "kernel_rm": "device:/dev/tpmrm0",
-    "abrmd": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system",
-}
 
 
 def as_agent(host, cmd):
@@ -31,14 +25,6 @@ def holders(host, path="/dev/tpm0"):
 def playbook(*args, limit, mitogen=True, entry=SITE):
     # The toggling runs many converges: Mitogen keeps them affordable under TCG.
     return run_playbook(entry, *args, limit=limit, mitogen=mitogen, timeout=1800)
-
-
-def consumer_reaches_the_tpm(host):
-    """A TPM command as the consumer service's user with the TCTI variables of its live environment."""
-    pid = host.check_output("systemctl show -p MainPID --value tpm-consumer.service")
-    assert pid != "0", "the consumer service is not running"
-    env = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep TCTI= | tr '\\n' ' '")
-    return host.run(f"runuser -u tpmagent -- env {env} tpm2_getrandom 8 --hex")
 
 
 def host_state(host):

@@ -7,13 +7,8 @@ import time
 
 import pytest
 import testinfra
+from conftest import TCTI, consumer_reaches_the_tpm
 from tpmfleet_molecule import INVENTORY, needs_inventory, run_module
-
-TCTI = {
-    "direct": "device:/dev/tpm0",
-    "kernel_rm": "device:/dev/tpmrm0",
-    "abrmd": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system",
-}
 
 
 def _persisted(h, quote_mode):
@@ -39,9 +34,7 @@ def _persisted(h, quote_mode):
     # Its ExecStartPre (tpm2_getrandom over the drop-in's TCTI) ran in this boot and succeeded.
     journal = h.check_output("journalctl -b -u tpm-consumer.service -o cat --no-pager")
     assert re.search(r"^[0-9a-f]{16}$", journal, re.MULTILINE), journal
-    pid = h.check_output("systemctl show -p MainPID --value tpm-consumer.service")
-    environ = h.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep TCTI= | tr '\\n' ' '")
-    works = h.run(f"runuser -u tpmagent -- env {environ} tpm2_getrandom 8 --hex")
+    works = consumer_reaches_the_tpm(h)
     assert works.rc == 0, works.stderr
 
 

@@ -26,6 +26,8 @@ UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState"
 # LoadStates service_facts reports as the unit's status whatever its unit file says.
 BAD_LOAD_STATES = ("masked", "error", "bad-setting")
 MARKER_READ_LIMIT = 1 << 20
+# Where systemd says it is running (sd_booted).
+SYSTEMD_DIR = "/run/systemd/system"
 
 
 def parse_systemctl_show(out, units):
@@ -60,7 +62,7 @@ def service_entry(name, props):
     return {"name": name, "state": state, "status": status, "source": "systemd"}
 
 
-def unit_states(module, units, runner=None, systemd_dir="/run/systemd/system"):
+def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR):
     """``(services, error)``: the units systemd knows among ``units``, in service_facts' shape, read with
     one ``systemctl show``. Without systemd (or when systemctl fails) services is None and error says why."""
     units = list(dict.fromkeys(units))

@@ -172,6 +172,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import ABRMD_UNIT, bounded_runner, holders_by_path
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
+    SYSTEMD_DIR,
     getent_group,
     getent_passwd,
     glob_stats,
@@ -180,8 +181,6 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     unit_states,
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import Deadline
-
-SYSTEMD_DIR = "/run/systemd/system"
 
 
 def main():
