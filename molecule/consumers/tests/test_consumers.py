@@ -1,23 +1,27 @@
 """The consumer matrix: every consumer service in every quote mode, on Debian 12 and 13.
 
-The VMs are switched together with playbooks/quote_mode.yml (kernel_rm, then direct, then abrmd); in
+The VMs are switched together with playbooks/quote_mode.yml (kernel_rm, then abrmd, then direct); in
 each mode every consumer service is started as it would be in production (``systemctl start`` of a
-oneshot service as tpmagent, its TCTI from tpmfleet's drop-in alone) and must succeed; a user outside
-the tss group must be refused. The results land in .cache/consumer-matrix.{json,md} and on the
-verifier's output."""
+oneshot service as tpmagent, its TCTI from tpmfleet's drop-in alone) and must succeed; in abrmd mode a
+user outside the tss group must be refused. Then both VMs reboot in direct mode: the mode holds and
+the boot consumer comes up after the TPM and reaches it. The results land in
+.cache/consumer-matrix.{json,md} and on the verifier's output."""
 
 import json
 import os
+import re
+import time
 
 import pytest
 import testinfra
-from tpmfleet_molecule import INVENTORY, PROJECT, needs_inventory, recap, run_playbook
+from tpmfleet_molecule import INVENTORY, PROJECT, needs_inventory, recap, run_module, run_playbook
 
 pytestmark = needs_inventory
 
 QUOTE_MODE = os.path.join(PROJECT, "playbooks", "quote_mode.yml")
 HOSTS = ("cons-12", "cons-13")
-MODES = ("kernel_rm", "direct", "abrmd")
+# direct last: the reboot test runs in it (tpm2-abrmd masked must hold).
+MODES = ("kernel_rm", "abrmd", "direct")
 # In the order they run: the pkcs11 token is made once, before its first use.
 CONSUMERS = ("tools", "openssl", "pkcs11-setup", "pkcs11", "pytss")
 RESULTS = os.path.join(PROJECT, ".cache", "consumer-matrix.json")
@@ -80,21 +84,58 @@ def test_every_consumer_works_in_the_mode_as_a_service(quote_mode):
                 if not passed:
                     failures.append(f"{name} ({release}) {consumer} again:\n{log[-1500:]}")
         results[f"{release}/{quote_mode}/loop"] = {"passed": not any(" again:" in f for f in failures)}
+        if quote_mode == "abrmd":
+            # The broker refuses a user outside the tss group over D-Bus.
+            assert h.check_output("systemctl is-active tpm2-abrmd") == "active", name
+            outsider = h.run(
+                "systemd-run --wait --pipe --quiet --uid=tpmoutsider -p EnvironmentFile=/etc/tpm2/tcti.env "
+                "/usr/local/libexec/tpmfleet-consumers/pytss"
+            )
+            results[f"{release}/{quote_mode}/refused-outside-tss"] = {
+                "passed": outsider.rc != 0, "log": (outsider.stdout + outsider.stderr)[-500:],
+            }  # fmt: skip
+            if outsider.rc == 0:
+                failures.append(f"{name} ({release}): a user outside tss reached the TPM: {outsider.stdout}")
     record(results)
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.parametrize("quote_mode", ["abrmd"])
-def test_a_user_outside_the_tss_group_is_refused(quote_mode):
-    """Run after the matrix (abrmd mode last): the broker refuses a non-member over D-Bus."""
-    for name, h in hosts().items():
-        assert h.check_output("systemctl is-active tpm2-abrmd") == "active", name
-        run = h.run(
-            "systemd-run --wait --pipe --quiet --uid=tpmoutsider -p EnvironmentFile=/etc/tpm2/tcti.env "
-            "/usr/local/libexec/tpmfleet-consumers/pytss"
-        )
-        assert run.rc != 0, f"{name}: a user outside tss reached the TPM over {quote_mode}: {run.stdout}"
-        record({f"{suite(h)}/{quote_mode}/refused-outside-tss": {"passed": True, "log": run.stderr[-500:]}})
+def test_z_reboot_in_direct_mode_keeps_it_and_the_boot_consumer_reaches_the_tpm():
+    """After the matrix (direct mode last): both VMs rebooted together keep tpm2-abrmd masked, the nodes'
+    owners and modes and the env file, and the boot consumer (enabled, started by systemd after the
+    TPM: tpm2.target on Debian 13, dev-tpm0.device on Debian 12) reached the TPM in this boot."""
+    hs = hosts()
+    boot_ids = {name: h.file("/proc/sys/kernel/random/boot_id").content_string for name, h in hs.items()}
+    run = run_module("consumers", "ansible.builtin.reboot", "reboot_timeout=1200", timeout=1500)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    results, failures = {}, []
+    for name, h in hs.items():
+        release = suite(h)
+        seen = {
+            "rebooted": h.file("/proc/sys/kernel/random/boot_id").content_string != boot_ids[name],
+            "abrmd": h.run("systemctl is-enabled tpm2-abrmd").stdout.strip(),
+            "tpm0": h.check_output("stat -c '%U %G %a' /dev/tpm0"),
+            "tpmrm0": h.check_output("stat -c '%U %G %a' /dev/tpmrm0"),
+            "env": "TCTI=device:/dev/tpm0\n" in h.file("/etc/tpm2/tcti.env").content_string,
+        }
+        deadline = time.monotonic() + 180
+        while (state := h.check_output("systemctl show -p ActiveState --value tpm-consumer-atboot")) == "activating":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        journal = h.run("journalctl -b -u tpm-consumer-atboot.service -o cat --no-pager").stdout
+        seen["consumer"] = state
+        seen["reached"] = len(re.findall(r"^TCTI=device:/dev/tpm0 connection [12]: [0-9a-f]{16}$", journal, re.M))
+        want = {
+            "rebooted": True, "abrmd": "masked", "tpm0": "tss tss 660", "tpmrm0": "tss tss 660", "env": True,
+            "consumer": "active", "reached": 2,
+        }  # fmt: skip
+        passed = seen == want
+        results[f"{release}/direct/reboot"] = {"passed": passed, "log": f"{seen}\n{journal[-1000:]}"}
+        if not passed:
+            failures.append(f"{name} ({release}) after the reboot: {seen}, want {want}\n{journal[-1500:]}")
+    record(results)
+    assert not failures, "\n\n".join(failures)
 
 
 def test_zz_matrix_table():
@@ -102,7 +143,7 @@ def test_zz_matrix_table():
     with open(RESULTS) as f:
         results = json.load(f)
     suites = sorted({key.split("/")[0] for key in results})
-    rows = [*CONSUMERS, "loop", "refused-outside-tss"]
+    rows = [*CONSUMERS, "loop", "refused-outside-tss", "reboot"]
     lines = ["| consumer | " + " | ".join(f"{m} ({s})" for s in suites for m in MODES) + " |"]
     lines.append("|---" * (1 + len(suites) * len(MODES)) + "|")
     for row in rows:
