@@ -157,4 +157,6 @@ def test_a_stopped_vm_is_reported_unreachable(broken_fleet, tmp_path_factory):
     assert checks(hosts["mode-notpm"])["reachable"]["fix"]
     assert hosts["mode-abrmd"]["status"] == "healthy"
     assert fleet["summary"]["status"]["unreachable"] == 1
-    assert recap(run, "mode-notpm")["unreachable"] == 1
+    # The play keeps the unreachable host (ignore_unreachable): Ansible counts it as ignored.
+    counts = recap(run, "mode-notpm")
+    assert counts["unreachable"] == 0 and counts["ignored"] >= 1, run.stdout[-3000:]
