@@ -83,7 +83,9 @@ def test_every_consumer_works_in_the_mode_as_a_service(quote_mode):
                 passed, log = start(h, consumer)
                 if not passed:
                     failures.append(f"{name} ({release}) {consumer} again:\n{log[-1500:]}")
-        results[f"{release}/{quote_mode}/loop"] = {"passed": not any(" again:" in f for f in failures)}
+        results[f"{release}/{quote_mode}/loop"] = {
+            "passed": not any(f.startswith(f"{name} ") and " again:" in f for f in failures),
+        }  # fmt: skip
         if quote_mode == "abrmd":
             # The broker refuses a user outside the tss group over D-Bus.
             assert h.check_output("systemctl is-active tpm2-abrmd") == "active", name
