@@ -4,7 +4,7 @@
 Usage (from the repo root), against hosts that may be changed (the lab VMs):
 
     .venv/bin/python benchmarks/host_cost.py -i inventory/bench [--limit bench1] [--switch-to direct]
-        [--strategy default|mitogen|both] [--no-docs]
+        [--strategy default|free|mitogen|both|all] [--steps noop,check] [--no-docs]
 
 For each strategy it runs, in this order, with the tpmfleet.lab.remote_calls callback counting the remote module
 executions per host:
@@ -14,6 +14,9 @@ executions per host:
   noop      tpmfleet.tpm.site again (nothing to change)
   switch    tpmfleet.tpm.quote_mode to --switch-to (then back to the hosts' own mode, recorded as switch_back)
   check     tpmfleet.tpm.site --check --diff on the converged hosts
+
+(--steps picks some of them; ping always runs.) Besides the module executions the callback counts the tasks each
+host went through (evaluated, skipped ones included): each costs controller CPU even when nothing runs remotely.
 
 Controller CPU is user+sys of the whole ansible/ansible-playbook process tree (resource.getrusage of the
 reaped children). Writes benchmarks/results/host_cost-<UTC date>.json and, unless --no-docs, the figures section of
@@ -43,7 +46,10 @@ STRATEGIES = {
     "default": {},
     # The lab's opt-in Mitogen strategy; it needs host key checking off against the lab inventory.
     "mitogen": {"ANSIBLE_STRATEGY": "tpmfleet.lab.mitogen_linear", "ANSIBLE_HOST_KEY_CHECKING": "False"},
+    # Ansible's free strategy: a host goes on to its next task without waiting for the others.
+    "free": {"ANSIBLE_STRATEGY": "ansible.builtin.free"},
 }
+STEPS = ("first", "noop", "switch", "check")
 TARGETS = {"noop_executions": 12, "noop_ping_ratio": 12, "switch_executions": 20, "noop_cpu_per_host_s": 2.0}
 
 
@@ -75,6 +81,8 @@ def step(name, cmd, env, work):
         "executions_per_host": executions,
         "executions_max": max(executions.values(), default=None),
         "module_tasks_per_host": {h: v["tasks"] for h, v in hosts.items()},
+        "evaluated_per_host": {h: v.get("evaluated") for h, v in hosts.items()},
+        "skipped_per_host": {h: v.get("skipped") for h, v in hosts.items()},
         "by_task": {h: v["by_task"] for h, v in hosts.items()},
     }
     if rc != 0:
@@ -96,13 +104,17 @@ def measure(args, strategy, work):
     steps = {}
     print(f"strategy {strategy}:", flush=True)
     steps["ping"] = step("ping", [str(BIN / "ansible"), args.pattern, *common, "-m", "ansible.builtin.ping"], env, work)
-    steps["first"] = step("first", [*playbook, str(PLAYBOOKS / "site.yml")], env, work)
-    steps["noop"] = step("noop", [*playbook, str(PLAYBOOKS / "site.yml")], env, work)
-    steps["switch"] = step(
-        "switch", [*playbook, str(PLAYBOOKS / "quote_mode.yml"), "-e", f"tpm_quote_mode={args.switch_to}"], env, work
-    )
-    steps["switch_back"] = step("switch_back", [*playbook, str(PLAYBOOKS / "quote_mode.yml")], env, work)
-    steps["check"] = step("check", [*playbook, str(PLAYBOOKS / "site.yml"), "--check", "--diff"], env, work)
+    site = [*playbook, str(PLAYBOOKS / "site.yml")]
+    if "first" in args.steps:
+        steps["first"] = step("first", site, env, work)
+    if "noop" in args.steps:
+        steps["noop"] = step("noop", site, env, work)
+    if "switch" in args.steps:
+        switch = [*playbook, str(PLAYBOOKS / "quote_mode.yml")]
+        steps["switch"] = step("switch", [*switch, "-e", f"tpm_quote_mode={args.switch_to}"], env, work)
+        steps["switch_back"] = step("switch_back", switch, env, work)
+    if "check" in args.steps:
+        steps["check"] = step("check", [*site, "--check", "--diff"], env, work)
     ping = steps["ping"]["wall_s"] or None
     for name, s in steps.items():
         s["ping_ratio"] = round(s["wall_s"] / ping, 1) if ping and name != "ping" else None
@@ -110,13 +122,16 @@ def measure(args, strategy, work):
 
 
 def verdict(steps):
-    noop, switch = steps["noop"], steps["switch"]
-    return {
-        "noop_executions": (noop["executions_max"], TARGETS["noop_executions"]),
-        "noop_ping_ratio": (noop["ping_ratio"], TARGETS["noop_ping_ratio"]),
-        "switch_executions": (switch["executions_max"], TARGETS["switch_executions"]),
-        "noop_cpu_per_host_s": (noop["controller_cpu_per_host_s"], TARGETS["noop_cpu_per_host_s"]),
-    }
+    noop, switch = steps.get("noop"), steps.get("switch")
+    checks = {}
+    if noop:
+        checks["noop_executions"] = (noop["executions_max"], TARGETS["noop_executions"])
+        checks["noop_ping_ratio"] = (noop["ping_ratio"], TARGETS["noop_ping_ratio"])
+    if switch:
+        checks["switch_executions"] = (switch["executions_max"], TARGETS["switch_executions"])
+    if noop:
+        checks["noop_cpu_per_host_s"] = (noop["controller_cpu_per_host_s"], TARGETS["noop_cpu_per_host_s"])
+    return checks
 
 
 def markdown(report):
@@ -126,14 +141,17 @@ def markdown(report):
         f"forks {report['forks']}, switch to `{report['switch_to']}` "
         f"(`benchmarks/results/{report['file']}`).",
         "",
-        "| strategy | step | rc | wall s | x ping | executions/host (max) | controller CPU s/host |",
-        "|---|---|---|---|---|---|---|",
+        "| strategy | step | rc | wall s | x ping | executions/host (max) | tasks evaluated/host (max) "
+        "| controller CPU s/host |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for strategy, steps in report["strategies"].items():
         for name, s in steps.items():
+            evaluated = max((n for n in s.get("evaluated_per_host", {}).values() if n is not None), default="")
             lines.append(
                 f"| {strategy} | {name} | {s['rc']} | {s['wall_s']} | {s['ping_ratio'] or ''} | "
-                f"{s['executions_max'] if s['executions_max'] is not None else ''} | {s['controller_cpu_per_host_s']} |"
+                f"{s['executions_max'] if s['executions_max'] is not None else ''} | {evaluated} | "
+                f"{s['controller_cpu_per_host_s']} |"
             )
     lines += ["", "| strategy | target | measured | limit | met |", "|---|---|---|---|---|"]
     for strategy, checks in report["verdict"].items():
@@ -168,10 +186,17 @@ def main():
     parser.add_argument("--limit")
     parser.add_argument("--pattern", default="tpm_hosts", help="host pattern of the ping (default: tpm_hosts)")
     parser.add_argument("--switch-to", default="direct", help="the quote mode of the switch step")
-    parser.add_argument("--strategy", choices=[*STRATEGIES, "both"], default="both")
+    parser.add_argument(
+        "--strategy", choices=[*STRATEGIES, "both", "all"], default="both", help="both: default and mitogen"
+    )
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
     args = parser.parse_args()
-    strategies = list(STRATEGIES) if args.strategy == "both" else [args.strategy]
+    args.steps = [name.strip() for name in args.steps.split(",") if name.strip()]
+    unknown = sorted(set(args.steps) - set(STEPS))
+    if unknown:
+        parser.error(f"--steps: unknown step(s) {', '.join(unknown)}; choose among {', '.join(STEPS)}")
+    strategies = {"both": ["default", "mitogen"], "all": list(STRATEGIES)}.get(args.strategy, [args.strategy])
     now = datetime.datetime.now(datetime.UTC)
     report = {
         "date": now.strftime("%Y-%m-%d %H:%M"),
@@ -179,6 +204,7 @@ def main():
         "limit": args.limit,
         "switch_to": args.switch_to,
         "forks": forks(),
+        "steps": args.steps,
         "strategies": {},
         "verdict": {},
     }
@@ -188,7 +214,7 @@ def main():
             work.mkdir()
             report["strategies"][strategy] = measure(args, strategy, work)
             report["verdict"][strategy] = verdict(report["strategies"][strategy])
-    report["hosts"] = max(s["noop"]["hosts"] for s in report["strategies"].values())
+    report["hosts"] = max(s["ping"]["hosts"] for s in report["strategies"].values())
     RESULTS.mkdir(parents=True, exist_ok=True)
     report["file"] = f"host_cost-{now.strftime('%Y%m%dT%H%M')}.json"
     (RESULTS / report["file"]).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -61,8 +61,12 @@ def test_counts_the_module_executions_per_host(tmp_path):
         assert h["tasks"] == 9, (name, h)
         assert h["executions"] == 10, (name, h)  # copy: a stat, then copy
         assert h["delegated"] == 1
+        # Every task but the meta one (which sends no result), the included one too; the skipped one among them.
+        assert (h["evaluated"], h["skipped"]) == (12, 1), (name, h)
         assert h["by_task"]["Three items"] == 3 and h["by_task"]["Succeeds on the second try"] == 2
         assert not {"Controller only", "Controller only too", "Checked on the controller", "Skipped", "Included",
                     "Meta"} & set(h["by_task"])  # fmt: skip
         assert h["by_action"] == {"ping": 2, "command": 4, "shell": 2, "copy": 1}
-    assert "remote calls: one: 10 module executions (9 module tasks, 1 delegated)" in proc.stdout
+    assert (
+        "remote calls: one: 10 module executions (9 module tasks, 1 delegated; 12 tasks evaluated, 1 skipped)"
+    ) in proc.stdout

@@ -17,8 +17,11 @@ description:
   - "Approximation: action plugins that run several modules cannot be observed from a callback. C(template) and
     C(copy) count as two executions each (a C(stat) of the destination, then C(copy) or C(file)); every other action
     counts as one. C(tasks) is the exact number of module-running task results; C(executions) is that estimate."
+  - "It also counts, per host, every task the host went through (C(evaluated), whether ok, changed, failed, skipped
+    or unreachable, once per task whatever its loop) and the skipped ones among them (C(skipped)). Each costs
+    controller CPU (a worker process, the templating of its conditions) even when nothing runs on the host."
   - At the end of the run it prints one line per host and, when O(output_file) is set, writes the figures as JSON
-    (per host C(tasks), C(executions), C(delegated), C(by_action), C(by_task)).
+    (per host C(tasks), C(executions), C(delegated), C(evaluated), C(skipped), C(by_action), C(by_task)).
 options:
   output_file:
     description: The JSON file to write the per-host figures to.
@@ -80,8 +83,16 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.hosts = defaultdict(
-            lambda: {"tasks": 0, "executions": 0, "delegated": 0, "by_action": Counter(), "by_task": Counter()}
-        )
+            lambda: {
+                "tasks": 0, "executions": 0, "delegated": 0, "evaluated": 0, "skipped": 0,
+                "by_action": Counter(), "by_task": Counter(),
+            }
+        )  # fmt: skip
+
+    def _evaluated(self, result, skipped=False):
+        host = self.hosts[result._host.get_name()]
+        host["evaluated"] += 1
+        host["skipped"] += int(skipped)
 
     def _count(self, result, item=False):
         task = result._task
@@ -101,10 +112,18 @@ class CallbackModule(CallbackBase):
         host["by_task"][task.get_name()] += 1
 
     def v2_runner_on_ok(self, result):
+        self._evaluated(result)
         self._count(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._evaluated(result)
         self._count(result)
+
+    def v2_runner_on_skipped(self, result):
+        self._evaluated(result, skipped=True)
+
+    def v2_runner_on_unreachable(self, result):
+        self._evaluated(result)
 
     def v2_runner_item_on_ok(self, result):
         self._count(result, item=True)
@@ -126,7 +145,8 @@ class CallbackModule(CallbackBase):
         for name, h in figures.items():
             self._display.display(
                 f"remote calls: {name}: {h['executions']} module executions ({h['tasks']} module tasks"
-                f"{', ' + str(h['delegated']) + ' delegated' if h['delegated'] else ''})"
+                f"{', ' + str(h['delegated']) + ' delegated' if h['delegated'] else ''}"
+                f"; {h['evaluated']} tasks evaluated, {h['skipped']} skipped)"
             )
         path = self.get_option("output_file")
         if path:
