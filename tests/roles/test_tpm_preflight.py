@@ -122,6 +122,17 @@ def preflight(tmp_path_factory):
                         "mode": "0644",
                     },
                 },
+                {
+                    # As the site and quote_mode playbooks include the roles after their preflight; no TPM
+                    # here and nothing to install, so the role has nothing to do.
+                    "name": "A role after the preflight",
+                    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_verify"},
+                    "vars": {
+                        "__tpm_preflight_validated_in_play": "{{ __tpm_preflight_validated | default(false) }}",
+                        "tpm_kernel_devices": [],
+                        "tpm_verify_install_packages": False,
+                    },
+                },
             ],
         },
         {
@@ -196,6 +207,13 @@ def test_valid_inputs_pass_the_preflight(preflight):
         "tpmfleet.tpm.tpm_preflight : Read the host's state for every role's checks and plans"
     ]
     assert account_reads(preflight["out"], GOOD) == []
+
+
+def test_a_role_after_the_preflight_of_its_play_does_not_validate_again(preflight):
+    names = [n for n, r in results(preflight["out"], GOOD) if not r.get("skipped")]
+    # Once, in the preflight's run of every role's validate.yml; not again in the role's own run.
+    assert names.count("tpmfleet.tpm.tpm_verify : Check the tpm_verify settings") == 1, names
+    assert names.index("tpmfleet.tpm.tpm_verify : Check the tpm_verify settings") < names.index("Write the sentinel")
 
 
 def test_a_role_without_the_preflight_reads_the_accounts_and_stops_before_its_work(preflight):
