@@ -24,10 +24,18 @@ HOSTS = ("cons-12", "cons-13")
 MODES = ("kernel_rm", "abrmd", "direct")
 # In the order they run: the pkcs11 token is made once, before its first use.
 CONSUMERS = ("tools", "openssl", "pkcs11-setup", "pkcs11", "pytss")
-# Consumers unfit for a mode, with the failure that shows it: tpm2-pkcs11 opens one TPM context per
-# token (and one for the empty token it offers for C_InitToken), so a second open of /dev/tpm0 in the
-# same process is refused. The matrix expects that failure; if it ever passes, the docs must change.
-UNFIT = {("pkcs11", "direct"): "Failed to open specified TCTI device file /dev/tpm0: Device or resource busy"}
+# Consumers unfit for a mode, with the failures that show it (any of them). tpm2-pkcs11 opens one TPM
+# context per token (and one for the empty token it offers for C_InitToken), so a second open of
+# /dev/tpm0 in the same process is refused; tpm2_ptool's token setup runs TPM commands that leave more
+# objects loaded than a TPM without a resource manager holds (0x902) within one run. The matrix expects
+# those failures (the token setup on a fresh store: the one made in kernel_rm mode would only be found);
+# if one ever passes, the docs must change.
+BUSY = "Failed to open specified TCTI device file /dev/tpm0: Device or resource busy"
+UNFIT = {
+    ("pkcs11-setup", "direct"): (BUSY, "0x902", "0x00000902"),
+    ("pkcs11", "direct"): (BUSY,),
+}
+FRESH_STORE = "tpmfleet-pkcs11-fresh"
 # Started three more times in a row in each mode they are fit for.
 LOOP = ("pkcs11", "tools")
 RESULTS = os.path.join(PROJECT, ".cache", "consumer-matrix.json")
@@ -58,6 +66,16 @@ def start(h, consumer):
     return run.rc == 0, log.strip()
 
 
+def start_fresh_setup(h):
+    """The token setup as the consumer service runs it (its user, tpmfleet's env file), on a fresh store."""
+    run = h.run(
+        f"systemd-run --wait --pipe --quiet --uid=tpmagent -p EnvironmentFile=/etc/tpm2/tcti.env "
+        f"-p StateDirectory={FRESH_STORE} /usr/local/libexec/tpmfleet-consumers/pkcs11-setup"
+    )
+    h.run(f"rm -rf /var/lib/{FRESH_STORE}")
+    return run.rc == 0, (run.stdout + run.stderr).strip()
+
+
 def record(results):
     old = {}
     if os.path.exists(RESULTS):
@@ -78,11 +96,12 @@ def test_every_consumer_works_in_the_mode_as_a_service(quote_mode):
     for name, h in hosts().items():
         release = suite(h)
         for consumer in CONSUMERS:
-            passed, log = start(h, consumer)
             expected = UNFIT.get((consumer, quote_mode))
+            fresh = expected and consumer == "pkcs11-setup"
+            passed, log = start_fresh_setup(h) if fresh else start(h, consumer)
             if expected:
-                # Unfit: must fail, and for the documented reason.
-                passed = not passed and expected in log
+                # Unfit: must fail, and for a documented reason.
+                passed = not passed and any(reason in log for reason in expected)
                 results[f"{release}/{quote_mode}/{consumer}"] = {"passed": passed, "unfit": True, "log": log[-1500:]}
                 if not passed:
                     failures.append(f"{name} ({release}) {consumer} did not fail with {expected!r}:\n{log[-1500:]}")
