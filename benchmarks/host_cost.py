@@ -83,6 +83,7 @@ def step(name, cmd, env, work):
         "module_tasks_per_host": {h: v["tasks"] for h, v in hosts.items()},
         "evaluated_per_host": {h: v.get("evaluated") for h, v in hosts.items()},
         "skipped_per_host": {h: v.get("skipped") for h, v in hosts.items()},
+        "changed_per_host": {h: v.get("changed") for h, v in hosts.items()},
         "by_task": {h: v["by_task"] for h, v in hosts.items()},
     }
     if rc != 0:
@@ -142,15 +143,16 @@ def markdown(report):
         f"(`benchmarks/results/{report['file']}`).",
         "",
         "| strategy | step | rc | wall s | x ping | executions/host (max) | tasks evaluated/host (max) "
-        "| controller CPU s/host |",
-        "|---|---|---|---|---|---|---|---|",
+        "| changed/host (max) | controller CPU s/host |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for strategy, steps in report["strategies"].items():
         for name, s in steps.items():
             evaluated = max((n for n in s.get("evaluated_per_host", {}).values() if n is not None), default="")
+            changed = max((n for n in s.get("changed_per_host", {}).values() if n is not None), default="")
             lines.append(
                 f"| {strategy} | {name} | {s['rc']} | {s['wall_s']} | {s['ping_ratio'] or ''} | "
-                f"{s['executions_max'] if s['executions_max'] is not None else ''} | {evaluated} | "
+                f"{s['executions_max'] if s['executions_max'] is not None else ''} | {evaluated} | {changed} | "
                 f"{s['controller_cpu_per_host_s']} |"
             )
     lines += ["", "| strategy | target | measured | limit | met |", "|---|---|---|---|---|"]

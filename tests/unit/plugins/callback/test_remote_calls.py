@@ -63,10 +63,14 @@ def test_counts_the_module_executions_per_host(tmp_path):
         assert h["delegated"] == 1
         # Every task but the meta one (which sends no result), the included one too; the skipped one among them.
         assert (h["evaluated"], h["skipped"]) == (12, 1), (name, h)
+        # Changed, as in Ansible's recap: the three items' task (its command items are changed_when false) no,
+        # the copy yes.
+        assert h["changed"] == 1, (name, h)
         assert h["by_task"]["Three items"] == 3 and h["by_task"]["Succeeds on the second try"] == 2
         assert not {"Controller only", "Controller only too", "Checked on the controller", "Skipped", "Included",
                     "Meta"} & set(h["by_task"])  # fmt: skip
         assert h["by_action"] == {"ping": 2, "command": 4, "shell": 2, "copy": 1}
     assert (
-        "remote calls: one: 10 module executions (9 module tasks, 1 delegated; 12 tasks evaluated, 1 skipped)"
+        "remote calls: one: 10 module executions (9 module tasks, 1 delegated; 12 tasks evaluated, 1 skipped, "
+        "1 changed)"
     ) in proc.stdout

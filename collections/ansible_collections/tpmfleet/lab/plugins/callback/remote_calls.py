@@ -18,10 +18,12 @@ description:
     C(copy) count as two executions each (a C(stat) of the destination, then C(copy) or C(file)); every other action
     counts as one. C(tasks) is the exact number of module-running task results; C(executions) is that estimate."
   - "It also counts, per host, every task the host went through (C(evaluated), whether ok, changed, failed, skipped
-    or unreachable, once per task whatever its loop) and the skipped ones among them (C(skipped)). Each costs
-    controller CPU (a worker process, the templating of its conditions) even when nothing runs on the host."
+    or unreachable, once per task whatever its loop), the skipped ones among them (C(skipped)) and the changed
+    ones (C(changed), as in Ansible's recap). Each costs controller CPU (a worker process, the templating of
+    its conditions) even when nothing runs on the host."
   - At the end of the run it prints one line per host and, when O(output_file) is set, writes the figures as JSON
-    (per host C(tasks), C(executions), C(delegated), C(evaluated), C(skipped), C(by_action), C(by_task)).
+    (per host C(tasks), C(executions), C(delegated), C(evaluated), C(skipped), C(changed), C(by_action),
+    C(by_task)).
 options:
   output_file:
     description: The JSON file to write the per-host figures to.
@@ -84,15 +86,17 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.hosts = defaultdict(
             lambda: {
-                "tasks": 0, "executions": 0, "delegated": 0, "evaluated": 0, "skipped": 0,
+                "tasks": 0, "executions": 0, "delegated": 0, "evaluated": 0, "skipped": 0, "changed": 0,
                 "by_action": Counter(), "by_task": Counter(),
             }
         )  # fmt: skip
 
-    def _evaluated(self, result, skipped=False):
+    def _evaluated(self, result, skipped=False, ok=False):
         host = self.hosts[result._host.get_name()]
         host["evaluated"] += 1
         host["skipped"] += int(skipped)
+        # As in the recap: a failed task counts as failed (or ignored), never as changed.
+        host["changed"] += int(ok and bool(result._result.get("changed")))
 
     def _count(self, result, item=False):
         task = result._task
@@ -112,7 +116,7 @@ class CallbackModule(CallbackBase):
         host["by_task"][task.get_name()] += 1
 
     def v2_runner_on_ok(self, result):
-        self._evaluated(result)
+        self._evaluated(result, ok=True)
         self._count(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
@@ -146,7 +150,7 @@ class CallbackModule(CallbackBase):
             self._display.display(
                 f"remote calls: {name}: {h['executions']} module executions ({h['tasks']} module tasks"
                 f"{', ' + str(h['delegated']) + ' delegated' if h['delegated'] else ''}"
-                f"; {h['evaluated']} tasks evaluated, {h['skipped']} skipped)"
+                f"; {h['evaluated']} tasks evaluated, {h['skipped']} skipped, {h['changed']} changed)"
             )
         path = self.get_option("output_file")
         if path:
