@@ -79,14 +79,21 @@ test-pull: setup
 # The per-host cost benchmark (benchmarks/host_cost.py) on a lab of its own,
 # `bench`, with BENCH_VMS fresh Debian 12 VMs: the bench lab is removed and
 # booted again so that the first converge is a first one, then stopped.
+# BENCH_ARGS passes options to host_cost.py (--strategy, --steps).
 BENCH_VMS ?= 2
+BENCH_ARGS ?=
 .PHONY: bench-host-cost
 bench-host-cost: setup
 	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_state=absent
 	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_vm_count=$(BENCH_VMS) \
 	  -e lab_ssh_port_base=2281 -e '{"lab_vm_suites": ["bookworm"]}'
-	python benchmarks/host_cost.py -i inventory/bench
+	python benchmarks/host_cost.py -i inventory/bench $(BENCH_ARGS)
 	ansible-playbook playbooks/lab.yml -e lab_name=bench -e lab_state=stopped
+
+# A task's controller CPU per host with nothing run on a host (no lab needed).
+.PHONY: bench-task-overhead
+bench-task-overhead: setup
+	python benchmarks/task_overhead.py
 
 # The consumer matrix (molecule/consumers): tpm2-tools, tpm2-openssl,
 # tpm2-pkcs11 and tpm2-pytss as services in every quote mode on Debian 12 and
