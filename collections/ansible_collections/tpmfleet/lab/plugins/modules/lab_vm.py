@@ -16,7 +16,7 @@ description:
     files and sockets from a crashed run are cleaned up before a new boot.
   - A VM whose overlay disk was made from another base image than O(base_disk)
     (another Debian suite, or a rebuilt image) is neither booted nor reported
-    as started: the module fails and keeps its disk and TPM state.
+    as started; the module fails and keeps its disk and TPM state.
   - The guest reads the root SSH key from the kernel command line
     (C(tpmlab.ssh_key=), base64), so every VM shares one cached image yet has
     its own key; see C(roles/lab).

@@ -9,6 +9,18 @@ default and is what users get. Needs the `mitogen` package (requirements.txt).
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+name: mitogen_linear
+short_description: Mitogen's linear strategy, for the lab and the benchmarks (opt-in)
+description:
+  - Ansible's linear strategy run over Mitogen's connection (the C(mitogen) package), found through
+    C(ansible.cfg)'s C(strategy_plugins) of a checkout. Opt-in with C(ANSIBLE_STRATEGY=tpmfleet.lab.mitogen_linear);
+    Ansible's own strategy stays the default and is what users get (see C(docs/performance.md)).
+author: tpmfleet contributors (@tpmfleet)
+requirements:
+  - mitogen (requirements.txt)
+"""
+
 try:
     import ansible_mitogen.loaders
     import ansible_mitogen.strategy
