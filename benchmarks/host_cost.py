@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from doc_section import replace_section
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PLAYBOOKS = REPO / "collections" / "ansible_collections" / "tpmfleet" / "tpm" / "playbooks"
@@ -164,16 +166,6 @@ def markdown(report):
     return "\n".join(lines)
 
 
-def update_doc(text):
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def forks():
     for line in (REPO / "ansible.cfg").read_text().splitlines():
         key, _sep, value = line.partition("=")
@@ -222,7 +214,7 @@ def main():
     (RESULTS / report["file"]).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"wrote benchmarks/results/{report['file']}")
     if not args.no_docs:
-        update_doc(markdown(report))
+        replace_section(DOC, BEGIN, END, markdown(report))
         print("updated docs/performance.md")
     failed = [f"{s}/{n}" for s, steps in report["strategies"].items() for n, r in steps.items() if r["rc"] != 0]
     if failed:

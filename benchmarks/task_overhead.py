@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from doc_section import replace_section
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -105,16 +107,6 @@ def markdown(report):
     ])  # fmt: skip
 
 
-def update_doc(text):
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=100)
@@ -142,7 +134,7 @@ def main():
     print(f"skipped: {per['skipped']} ms, controller-only: {per['controller']} ms per task per host")
     print(f"wrote benchmarks/results/{report['file']}")
     if not args.no_docs:
-        update_doc(markdown(report))
+        replace_section(DOC, BEGIN, END, markdown(report))
         print("updated docs/performance.md")
     return 0
 
