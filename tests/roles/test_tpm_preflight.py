@@ -126,9 +126,11 @@ def preflight(tmp_path_factory):
                     # As the site and quote_mode playbooks include the roles after their preflight; no TPM
                     # here and nothing to install, so the role has nothing to do.
                     "name": "A role after the preflight",
-                    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_verify"},
+                    "ansible.builtin.include_role": {
+                        "name": "tpmfleet.tpm.tpm_verify",
+                        "tasks_from": "{{ 'apply' if __tpm_preflight_validated | default(false) else 'main' }}",
+                    },
                     "vars": {
-                        "__tpm_preflight_validated_in_play": "{{ __tpm_preflight_validated | default(false) }}",
                         "tpm_kernel_devices": [],
                         "tpm_verify_install_packages": False,
                     },
@@ -210,10 +212,21 @@ def test_valid_inputs_pass_the_preflight(preflight):
 
 
 def test_a_role_after_the_preflight_of_its_play_does_not_validate_again(preflight):
-    names = [n for n, r in results(preflight["out"], GOOD) if not r.get("skipped")]
-    # Once, in the preflight's run of every role's validate.yml; not again in the role's own run.
-    assert names.count("tpmfleet.tpm.tpm_verify : Check the tpm_verify settings") == 1, names
-    assert names.index("tpmfleet.tpm.tpm_verify : Check the tpm_verify settings") < names.index("Write the sentinel")
+    names = [n for n, r in results(preflight["out"], GOOD)]
+    # Once, in the preflight's run of every role's validate.yml; not again in the role's own run (its
+    # tasks/apply.yml), neither the checks nor the argument spec, not even as a skipped task.
+    for task in ("Check the tpm_verify settings", "Validating arguments against arg spec"):
+        runs = [n for n in names if n.startswith("tpmfleet.tpm.tpm_verify : " + task)]
+        assert len(runs) == 1, names
+        assert names.index(runs[0]) < names.index("Write the sentinel")
+    assert not [n for n in names[names.index("Write the sentinel") :] if "Validat" in n or "Check the" in n], names
+
+
+def test_the_quote_mode_is_validated_once_per_host(preflight):
+    # tpm_quote_mode is the preflight's dependency and every role's: one instance, run once per host.
+    names = [n for n, r in results(preflight["out"], GOOD)]
+    assert names.count("tpmfleet.tpm.tpm_quote_mode : Check the tpm_quote_mode settings") == 1, names
+    assert names.count("tpmfleet.tpm.tpm_quote_mode : Publish what the quote mode implies") == 1, names
 
 
 def test_a_role_without_the_preflight_reads_the_accounts_and_stops_before_its_work(preflight):

@@ -72,6 +72,7 @@ def test_a_converged_host_needs_nothing():
         },
         "consumers": [{"name": "keylime", "add": []}],
         "existing_groups": list(GROUPS),
+        "todo": False,
     }
 
 
@@ -98,6 +99,7 @@ def test_a_pinned_gid_change_with_the_opt_in_is_planned():
     assert p["groups"] == [{"name": "tss", "gid": 950, "old_gid": 106, "create": False, "change": True}]
     # The tss user's primary group follows the group's GID; nothing else to do for it.
     assert p["user"]["todo"] is False
+    assert p["todo"] is True, "the group change alone makes the plan something to do"
 
 
 def test_a_gid_change_without_the_opt_in_is_refused_with_both_fixes():
@@ -162,6 +164,7 @@ def test_a_uid_change_needs_its_opt_in():
 def test_the_tss_user_keeps_a_nologin_shell_and_its_home(entry, shell, todo):
     p = run(users={**USERS, "tss": entry}, tpm_access_tss_home="/srv/elsewhere")
     assert (p["user"]["shell"], p["user"]["home"], p["user"]["todo"]) == (shell, "/var/lib/tpm", todo)
+    assert p["todo"] is todo, "the user alone decides whether there is anything to do"
 
 
 def test_consumers_get_only_the_groups_they_lack():
@@ -173,9 +176,11 @@ def test_consumers_get_only_the_groups_they_lack():
         {"name": "alice", "add": ["tss"]},  # already in docker
         {"name": "ci", "add": ["tss"]},
     ]
+    assert p["todo"] is True, "a missing membership alone makes the plan something to do"
     # A primary group counts as membership.
     p = run(users={**USERS, "ci": ["x", "1001", "106", "", "/home/ci", "/bin/sh"]}, tpm_access_consumer_users=["ci"])
     assert p["consumers"] == [{"name": "ci", "add": []}]
+    assert p["todo"] is False
 
 
 def test_consumers_of_groups_this_run_creates_are_planned():

@@ -178,4 +178,10 @@ def plan(getent_group, getent_passwd, values, host):
         "user": plan_user,
         "consumers": plan_consumers,
         "existing_groups": list(groups),
+        # Whether anything differs from the host: the role's change steps run only then.
+        "todo": bool(
+            any(g["create"] or g["change"] for g in plan_groups)
+            or plan_user["todo"]
+            or any(c["add"] for c in plan_consumers)
+        ),
     }

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Where a run's controller CPU goes: ansible-playbook under cProfile, its task workers included.
+
+Usage (from the repo root, against a lab inventory; changes what the playbook changes):
+
+    .venv/bin/python benchmarks/profile_run.py [--out DIR] [--top 25] -- -i inventory/bench site.yml
+
+Ansible runs each task for each host in a forked worker process. Besides the main process, this profiles every
+worker (its ``WorkerProcess._run``: templating the task, running the action, sending the result back) and writes
+one ``.prof`` file per process into --out (default: a new directory under .cache/profile). Then it merges them
+and prints the functions with the most time of their own, the most cumulative time, and the total of each
+process kind. cProfile slows Python code down by a factor, so read the shares, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import os
+import pstats
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def install_worker_profiler(out):
+    """Profile each task worker's run; the workers are forked, so patching the class here reaches them."""
+    from ansible.executor.process import worker
+
+    original = worker.WorkerProcess._run
+
+    def _run(self):
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            return original(self)
+        finally:
+            prof.disable()
+            prof.dump_stats(str(out / f"worker-{os.getpid()}.prof"))
+
+    worker.WorkerProcess._run = _run
+
+
+def run_playbook(args, out):
+    from ansible.cli.playbook import PlaybookCLI
+
+    prof = cProfile.Profile()
+    prof.enable()
+    rc = 0
+    try:
+        PlaybookCLI.cli_executor(["ansible-playbook", *args])
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        prof.disable()
+        prof.dump_stats(str(out / "main.prof"))
+    return rc
+
+
+def total(stats):
+    return sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.stats.values())
+
+
+def report(out, top):
+    workers = sorted(out.glob("worker-*.prof"))
+    main = pstats.Stats(str(out / "main.prof"))
+    print(f"\nmain process: {total(main):.1f} s profiled")
+    if workers:
+        merged = pstats.Stats(*map(str, workers))
+        print(f"{len(workers)} task workers: {total(merged):.1f} s profiled, {total(merged) / len(workers) * 1000:.0f} ms each")
+        everything = pstats.Stats(str(out / "main.prof"), *map(str, workers))
+    else:
+        everything = main
+    for key, title in (("tottime", "own time"), ("cumulative", "cumulative time")):
+        print(f"\n== all processes, by {title} ==")
+        everything.sort_stats(key).print_stats(top)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", type=Path, help="directory for the .prof files (new, under .cache/profile)")
+    parser.add_argument("--top", type=int, default=25, help="functions listed per table")
+    parser.add_argument("playbook_args", nargs=argparse.REMAINDER, help="-- then ansible-playbook's arguments")
+    opts = parser.parse_args()
+    args = opts.playbook_args[1:] if opts.playbook_args[:1] == ["--"] else opts.playbook_args
+    if not args:
+        parser.error("give ansible-playbook's arguments after --")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    out = (opts.out or REPO / ".cache" / "profile" / stamp).resolve()
+    out.mkdir(parents=True, exist_ok=False)
+    install_worker_profiler(out)
+    rc = run_playbook(args, out)
+    report(out, opts.top)
+    print(f"\nprofiles: {out}; ansible-playbook exited {rc}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
