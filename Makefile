@@ -95,6 +95,14 @@ bench-host-cost: setup
 bench-task-overhead: setup
 	python benchmarks/task_overhead.py
 
+# Where a run's controller CPU goes: ansible-playbook under cProfile, its task
+# workers included (benchmarks/profile_run.py); PROFILE_ARGS are
+# ansible-playbook's arguments, against hosts that may change (a lab).
+PROFILE_ARGS ?= -i inventory/bench site.yml
+.PHONY: bench-profile
+bench-profile: setup
+	python benchmarks/profile_run.py -- $(PROFILE_ARGS)
+
 # The consumer matrix (molecule/consumers): tpm2-tools, tpm2-openssl,
 # tpm2-pkcs11 and tpm2-pytss as services in every quote mode on Debian 12 and
 # 13; its table lands in .cache/consumer-matrix.md. On demand.

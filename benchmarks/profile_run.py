@@ -6,7 +6,7 @@ Usage (from the repo root, against a lab inventory; changes what the playbook ch
     .venv/bin/python benchmarks/profile_run.py [--out DIR] [--top 25] -- -i inventory/bench site.yml
 
 Ansible runs each task for each host in a forked worker process. Besides the main process, this profiles every
-worker (its ``WorkerProcess._run``: templating the task, running the action, sending the result back) and writes
+worker (its ``TaskExecutor.run``: templating the task, running the action, processing its result) and writes
 one ``.prof`` file per process into --out (default: a new directory under .cache/profile). Then it merges them
 and prints the functions with the most time of their own, the most cumulative time, and the total of each
 process kind. cProfile slows Python code down by a factor, so read the shares, not the seconds.
@@ -26,12 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def install_worker_profiler(out):
-    """Profile each task worker's run; the workers are forked, so patching the class here reaches them."""
-    from ansible.executor.process import worker
+    """Profile each task worker's TaskExecutor.run (templating the task, its loop and conditions, running the
+    action, processing its result). The workers are forked, so patching the class here reaches them. A
+    profile is written before the worker sends its result: Ansible may end a worker once its result is in."""
+    from ansible.executor.task_executor import TaskExecutor
 
-    original = worker.WorkerProcess._run
+    original = TaskExecutor.run
 
-    def _run(self):
+    def run(self):
         prof = cProfile.Profile()
         prof.enable()
         try:
@@ -40,7 +42,7 @@ def install_worker_profiler(out):
             prof.disable()
             prof.dump_stats(str(out / f"worker-{os.getpid()}.prof"))
 
-    worker.WorkerProcess._run = _run
+    TaskExecutor.run = run
 
 
 def run_playbook(args, out):
@@ -69,7 +71,8 @@ def report(out, top):
     print(f"\nmain process: {total(main):.1f} s profiled")
     if workers:
         merged = pstats.Stats(*map(str, workers))
-        print(f"{len(workers)} task workers: {total(merged):.1f} s profiled, {total(merged) / len(workers) * 1000:.0f} ms each")
+        each = total(merged) / len(workers) * 1000
+        print(f"{len(workers)} task workers: {total(merged):.1f} s profiled, {each:.0f} ms each")
         everything = pstats.Stats(str(out / "main.prof"), *map(str, workers))
     else:
         everything = main
@@ -87,7 +90,7 @@ def main():
     args = opts.playbook_args[1:] if opts.playbook_args[:1] == ["--"] else opts.playbook_args
     if not args:
         parser.error("give ansible-playbook's arguments after --")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     out = (opts.out or REPO / ".cache" / "profile" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=False)
     install_worker_profiler(out)
