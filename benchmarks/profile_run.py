@@ -78,6 +78,7 @@ def report(out, top):
         everything = pstats.Stats(str(out / "main.prof"), *map(str, workers))
     else:
         everything = main
+    everything.files = []  # not one header line per worker's file
     for key, title in (("tottime", "own time"), ("cumulative", "cumulative time")):
         print(f"\n== all processes, by {title} ==")
         everything.sort_stats(key).print_stats(top)

@@ -8,7 +8,7 @@ Documented for ``ansible-doc -t filter`` in the YAML files beside this one.
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 
 

@@ -336,3 +336,21 @@ def bounded_runner(module, deadline):
         return rc, out, err
 
     return run
+
+
+class Deadline:
+    """A module's time budget: what is left of it, and whether it ran out."""
+
+    def __init__(self, timeout):
+        self.timeout = float(timeout)
+        self.start = time.monotonic()
+        self.end = self.start + self.timeout
+
+    def remaining(self):
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self):
+        return time.monotonic() >= self.end
+
+    def elapsed_ms(self):
+        return round((time.monotonic() - self.start) * 1000.0, 2)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import socket
 import threading
 import time
@@ -34,8 +33,11 @@ except Exception as _exc:  # ImportError, or cffi failing to load libtss2
         rc = 0
 
 
+# The TCTI grammar and TpmAccessError live in tcti_grammar (no tpm2-pytss there: the controller's
+# filters use them), Deadline in host; imported here too for the modules that take them from this file.
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
     UDEV_HINT,
+    Deadline,  # noqa: F401 (re-exported)
     abrmd_state,
     access_analysis,
     current_identity,
@@ -44,6 +46,12 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
     driver_info,
     find_holders,
     node_info,
+)
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import (
+    TpmAccessError,
+    host_port,
+    parse_tcti,
+    tcti_error,  # noqa: F401 (re-exported)
 )
 
 PYTSS_FIX = (
@@ -86,16 +94,6 @@ TCTI_RC_NO_CONNECTION = 0x0A0008
 TRANSIENT_RCS = (RC_RETRY, RC_TESTING, RC_YIELDED, RC_NV_RATE)
 
 
-class TpmAccessError(Exception):
-    """A classified failure. ``kind`` is machine readable, ``str()`` tells what to do."""
-
-    def __init__(self, kind, msg, **details):
-        super().__init__(msg)
-        self.kind = kind
-        self.msg = msg
-        self.details = details
-
-
 def tpm_rc_code(rc):
     """Normalise a TSS2_RC to the TPM response code without parameter/handle/session numbers.
 
@@ -111,82 +109,8 @@ def tpm_rc_code(rc):
 
 
 # --------------------------------------------------------------------------
-# TCTI strings
+# TCTI strings (the grammar itself: tcti_grammar.py)
 # --------------------------------------------------------------------------
-
-# One grammar for TCTI strings, used by the modules (before they open a TPM) and
-# by the controller's filters (before a TCTI is written into a file). Every
-# check is a full match: a trailing newline or a control character never passes.
-_TCTI_RE = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)(?::(?P<conf>[^\x00-\x20\x7f]*))?")
-_DEVICE_PATH_RE = re.compile(r"/dev/(?:tpm|tpmrm)[0-9]+|/[A-Za-z0-9_./-]+")
-_TABRMD_OPTION_RE = re.compile(r"bus_name=[A-Za-z0-9_.]+|bus_type=(?:system|session)")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def parse_tcti(text):
-    """Split ``name[:conf]`` and validate it. Raises TpmAccessError(kind='tcti_invalid')."""
-    if not isinstance(text, str) or not text.strip():
-        raise TpmAccessError("tcti_invalid", "tcti is empty; use e.g. device:/dev/tpmrm0, tabrmd or swtpm:port=2321")
-    m = _TCTI_RE.fullmatch(text)
-    if not m or _CONTROL_RE.search(text):
-        raise TpmAccessError(
-            "tcti_invalid",
-            f"tcti {text!r} is malformed: expected NAME[:CONFIG] such as device:/dev/tpmrm0, "
-            "tabrmd:bus_type=system or swtpm:host=127.0.0.1,port=2321 (no spaces or control characters)",
-        )
-    name, conf = m.group("name"), m.group("conf") or ""
-    if name.startswith("libtss2-tcti-"):
-        name = name[len("libtss2-tcti-") :].split(".so")[0]
-    if name == "device" and conf and not _DEVICE_PATH_RE.fullmatch(conf):
-        raise TpmAccessError(
-            "tcti_invalid", f"tcti {text!r}: the device TCTI needs an absolute path, e.g. device:/dev/tpmrm0"
-        )
-    if name == "tabrmd" and conf and not all(_TABRMD_OPTION_RE.fullmatch(item) for item in conf.split(",")):
-        raise TpmAccessError(
-            "tcti_invalid",
-            f"tcti {text!r}: tabrmd options are bus_name=NAME and bus_type=system|session, separated by commas",
-        )
-    if name in ("swtpm", "mssim"):
-        host_port(name, conf)  # validates
-    return name, conf
-
-
-def tcti_error(text, names=None):
-    """Why ``text`` is not an acceptable TCTI string ('' when it is), optionally limited to TCTI ``names``."""
-    try:
-        name, _conf = parse_tcti(text)
-    except TpmAccessError as exc:
-        return exc.msg
-    if names is not None and name not in names:
-        return f"tcti {text!r}: use one of the TCTIs {', '.join(names)}"
-    return ""
-
-
-def host_port(name, conf):
-    """(host, port) of a swtpm/mssim TCTI config (``host=H,port=P`` or the legacy ``tcp://H:P``)."""
-    host, port = "localhost", 2321
-    if conf.startswith("tcp://"):
-        hp = conf[len("tcp://") :]
-        host, _sep, p = hp.rpartition(":")
-        conf_items = {"host": host or "localhost", "port": p}
-    else:
-        conf_items = {}
-        for item in filter(None, conf.split(",")):
-            key, sep, value = item.partition("=")
-            if not sep or key not in ("host", "port"):
-                raise TpmAccessError(
-                    "tcti_invalid",
-                    f"{name} TCTI config {conf!r} is malformed: expected host=HOST,port=PORT (got {item!r})",
-                )
-            conf_items[key] = value
-    host = conf_items.get("host", host)
-    try:
-        port = int(conf_items.get("port", port))
-        if not 0 < port < 65535:
-            raise ValueError
-    except ValueError:
-        raise TpmAccessError("tcti_invalid", f"{name} TCTI config {conf!r}: port must be a number 1..65534") from None
-    return host, port
 
 
 def device_path(conf):
@@ -448,22 +372,6 @@ def classify_exception(exc, name, conf, what="TPM command", module=None, identit
 # --------------------------------------------------------------------------
 # Bounded execution and retries
 # --------------------------------------------------------------------------
-
-
-class Deadline:
-    def __init__(self, timeout):
-        self.timeout = float(timeout)
-        self.start = time.monotonic()
-        self.end = self.start + self.timeout
-
-    def remaining(self):
-        return max(0.0, self.end - time.monotonic())
-
-    def expired(self):
-        return time.monotonic() >= self.end
-
-    def elapsed_ms(self):
-        return round((time.monotonic() - self.start) * 1000.0, 2)
 
 
 def run_with_deadline(func, deadline, what):

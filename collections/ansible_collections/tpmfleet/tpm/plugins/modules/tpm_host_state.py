@@ -170,7 +170,12 @@ ansible_facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import ABRMD_UNIT, bounded_runner, holders_by_path
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
+    ABRMD_UNIT,
+    Deadline,
+    bounded_runner,
+    holders_by_path,
+)
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     SYSTEMD_DIR,
     getent_group,
@@ -180,7 +185,6 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     path_stat,
     unit_states,
 )
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import Deadline
 
 
 def main():

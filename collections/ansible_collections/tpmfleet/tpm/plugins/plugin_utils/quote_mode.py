@@ -10,7 +10,7 @@ who may open which node) from ``profile()``, published by the
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
 
 # Every variable name that TPM software reads its TCTI from.
 TCTI_VARIABLES = ("TCTI", "TSS2_TCTI", "TPM2TOOLS_TCTI", "TPM2_PKCS11_TCTI", "TPM2OPENSSL_TCTI")

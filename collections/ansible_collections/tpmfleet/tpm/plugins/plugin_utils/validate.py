@@ -31,7 +31,7 @@ import json
 import posixpath
 import re
 
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
 
 # One grammar for user and group names (they end up in udev rules, D-Bus
 # policies, /etc/group and become_user): what useradd/groupadd accept by
