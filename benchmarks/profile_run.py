@@ -6,11 +6,12 @@ Usage (from the repo root, against a lab inventory; changes what the playbook ch
     .venv/bin/python benchmarks/profile_run.py [--out DIR] [--top 25] -- -i inventory/bench site.yml
 
 Ansible runs each task for each host in a forked worker process. Besides the main process, this profiles every
-worker (its ``TaskExecutor.run``: templating the task, running the action, processing its result) and writes
-one ``.prof`` file per process into --out (default: a new directory under .cache/profile). Then it merges them
-and prints the functions with the most time of their own, the most cumulative time, and the total of each
-process kind. The clock is the process's CPU time (time.process_time): waiting on a host costs nothing here.
-cProfile slows Python code down by a factor, so read the shares, not the seconds.
+worker (its ``TaskExecutor.run``: templating the task, its loop and conditions, running the action, processing
+its result) and writes one ``.prof`` file per process into --out (default: a new directory under .cache/profile).
+Then it merges them and prints the functions with the most time of their own, the most cumulative time, the
+total of each process kind, and the Jinja templates whose compiling cost the most (ansible-core compiles a
+template each time it renders one). The clock is the process's CPU time (time.process_time): waiting on a host
+costs nothing here. cProfile slows Python code down by a factor, so read the shares, not the seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import json
 import os
 import pstats
 import sys
@@ -27,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def install_worker_profiler(out):
+def install_worker_profiler(out, compiled):
     """Profile each task worker's TaskExecutor.run (templating the task, its loop and conditions, running the
     action, processing its result). The workers are forked, so patching the class here reaches them. A
     profile is written before the worker sends its result: Ansible may end a worker once its result is in."""
@@ -36,6 +38,7 @@ def install_worker_profiler(out):
     original = TaskExecutor.run
 
     def run(self):
+        compiled.clear()  # this forked worker's own compiles, not the main process's so far
         prof = cProfile.Profile(time.process_time)
         prof.enable()
         try:
@@ -43,11 +46,60 @@ def install_worker_profiler(out):
         finally:
             prof.disable()
             prof.dump_stats(str(out / f"worker-{os.getpid()}.prof"))
+            write_template_counts(out, compiled)
 
     TaskExecutor.run = run
 
 
-def run_playbook(args, out):
+def install_template_counter(out):
+    """Count, per process, each Jinja template and expression Ansible compiles and the CPU its compiling took.
+
+    ansible-core 2.19 compiles a template each time it renders it (no cache), in the worker of every task and
+    host: what a role writes as Jinja is paid for there, over and over."""
+    from ansible._internal._templating._engine import TemplateEngine
+
+    compiled = {}
+
+    def counted(original):
+        def compile_counted(self, template, options):
+            start = time.process_time()
+            try:
+                return original(self, template, options)
+            finally:
+                entry = compiled.setdefault(str(template), [0, 0.0])
+                entry[0] += 1
+                entry[1] += time.process_time() - start
+
+        return compile_counted
+
+    TemplateEngine._compile_template = counted(TemplateEngine._compile_template)
+    TemplateEngine._compile_expression = counted(TemplateEngine._compile_expression)
+    return compiled
+
+
+def write_template_counts(out, compiled):
+    if compiled:
+        (out / f"templates-{os.getpid()}.json").write_text(json.dumps(compiled))
+
+
+def template_report(out, top):
+    total = {}
+    for path in out.glob("templates-*.json"):
+        for text, (count, cpu) in json.loads(path.read_text()).items():
+            entry = total.setdefault(text, [0, 0.0])
+            entry[0] += count
+            entry[1] += cpu
+    if not total:
+        return
+    count = sum(c for c, _ in total.values())
+    cpu = sum(t for _, t in total.values())
+    print(f"\n== Jinja compiles: {count} of {len(total)} distinct templates, {cpu:.1f} s (under cProfile) ==")
+    for text, (n, t) in sorted(total.items(), key=lambda kv: -kv[1][1])[:top]:
+        flat = " ".join(text.split())
+        print(f"{t * 1000:8.0f} ms {n:5d}x  {flat[:110]}")
+
+
+def run_playbook(args, out, compiled):
     from ansible.cli.playbook import PlaybookCLI
 
     prof = cProfile.Profile(time.process_time)
@@ -60,6 +112,7 @@ def run_playbook(args, out):
     finally:
         prof.disable()
         prof.dump_stats(str(out / "main.prof"))
+        write_template_counts(out, compiled)
     return rc
 
 
@@ -96,9 +149,11 @@ def main():
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     out = (opts.out or REPO / ".cache" / "profile" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=False)
-    install_worker_profiler(out)
-    rc = run_playbook(args, out)
+    compiled = install_template_counter(out)
+    install_worker_profiler(out, compiled)
+    rc = run_playbook(args, out, compiled)
     report(out, opts.top)
+    template_report(out, opts.top)
     print(f"\nprofiles: {out}; ansible-playbook exited {rc}")
     return rc
 
