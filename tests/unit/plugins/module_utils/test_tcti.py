@@ -12,6 +12,7 @@ import time
 
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import tcti as tt
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import Deadline
 from conftest import COLLECTIONS
 from tpm2_pytss import TSS2_Exception
 from tpm2_pytss.constants import TPM2_RC
@@ -109,7 +110,7 @@ def test_retry_then_success_runs_selftest():
             raise TSS2_Exception(TPM2_RC.TESTING if len(calls) % 2 else TPM2_RC.RETRY)
         return "ok"
 
-    result, retries = tt.call_with_retry(ctx, flaky, tt.Deadline(10))
+    result, retries = tt.call_with_retry(ctx, flaky, Deadline(10))
     assert (result, retries) == ("ok", 4)
     assert ctx.selftests == 1
     gaps = [b - a for a, b in itertools.pairwise(calls)]
@@ -124,7 +125,7 @@ def test_retry_is_bounded_and_other_errors_pass_through():
 
     start = time.monotonic()
     with pytest.raises(TSS2_Exception):
-        tt.call_with_retry(ctx, always_testing, tt.Deadline(10), max_attempts=5)
+        tt.call_with_retry(ctx, always_testing, Deadline(10), max_attempts=5)
     assert time.monotonic() - start < 2
     assert ctx.selftests == 1
 
@@ -132,18 +133,18 @@ def test_retry_is_bounded_and_other_errors_pass_through():
         raise TSS2_Exception(TPM2_RC.LOCKOUT)
 
     with pytest.raises(TSS2_Exception):
-        tt.call_with_retry(ctx, lockout, tt.Deadline(10))
+        tt.call_with_retry(ctx, lockout, Deadline(10))
 
 
 def test_run_with_deadline_times_out():
     start = time.monotonic()
     with pytest.raises(tt.TpmAccessError) as err:
-        tt.run_with_deadline(lambda: time.sleep(5), tt.Deadline(0.3), "sleeping")
+        tt.run_with_deadline(lambda: time.sleep(5), Deadline(0.3), "sleeping")
     assert err.value.kind == "timeout"
     assert time.monotonic() - start < 1.5
-    assert tt.run_with_deadline(lambda: 42, tt.Deadline(1), "x") == 42
+    assert tt.run_with_deadline(lambda: 42, Deadline(1), "x") == 42
     with pytest.raises(ZeroDivisionError):
-        tt.run_with_deadline(lambda: 1 / 0, tt.Deadline(1), "x")
+        tt.run_with_deadline(lambda: 1 / 0, Deadline(1), "x")
 
 
 @pytest.mark.swtpm

@@ -8,8 +8,9 @@ import subprocess
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify as qv
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import tpm as tp
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import Deadline
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_cli import TOOLS, cli_quote
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import Deadline, TpmAccessError, open_esapi
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import TpmAccessError, open_esapi
 from tpm2_pytss import TSS2_Exception
 
 pytestmark = pytest.mark.swtpm

@@ -34,10 +34,9 @@ except Exception as _exc:  # ImportError, or cffi failing to load libtss2
 
 
 # The TCTI grammar and TpmAccessError live in tcti_grammar (no tpm2-pytss there: the controller's
-# filters use them), Deadline in host; imported here too for the modules that take them from this file.
+# filters use them).
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
     UDEV_HINT,
-    Deadline,  # noqa: F401 (re-exported)
     abrmd_state,
     access_analysis,
     current_identity,
@@ -51,7 +50,6 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import (
     TpmAccessError,
     host_port,
     parse_tcti,
-    tcti_error,  # noqa: F401 (re-exported)
 )
 
 PYTSS_FIX = (

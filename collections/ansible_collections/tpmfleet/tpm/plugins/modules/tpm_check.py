@@ -151,9 +151,8 @@ elapsed_ms:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import current_identity
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import Deadline, current_identity
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
-    Deadline,
     TpmAccessError,
     call_with_retry,
     fail_access,

@@ -172,6 +172,7 @@ import glob
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
     ABRMD_UNIT,
+    Deadline,
     abrmd_state,
     bounded_runner,
     current_identity,
@@ -183,7 +184,6 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
     HAS_PYTSS,
-    Deadline,
     TpmAccessError,
     parse_tcti,
     pytss_missing_msg,

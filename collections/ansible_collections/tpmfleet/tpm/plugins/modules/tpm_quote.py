@@ -181,11 +181,10 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import ak_handle_error, parse_handle
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import bounded_runner, current_identity
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import Deadline, bounded_runner, current_identity
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_cli import TOOLS, cli_quote
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import format_pcr_selection, parse_pcr_selection
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
-    Deadline,
     TpmAccessError,
     TSS2_Exception,
     classify_exception,
