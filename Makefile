@@ -39,7 +39,7 @@ unit: setup
 # The built collection as users get it, from outside the repository: a fresh
 # venv, the tarball in an empty collections directory, ansible-doc, syntax,
 # ansible-test sanity, the execution environment's build context and the AWX
-# git requirement (the default scenario also converges a lab VM with it).
+# git requirement (make test-lab-matrix also converges a lab VM with it).
 collection: setup
 	TPMFLEET_COLLECTION_VENV=$(abspath .cache/collection-venv) tests/collection/check.sh
 
@@ -60,8 +60,10 @@ test-report-lab: setup
 # A reboot of the default scenario's three consumer VMs, together: each keeps
 # its mode and its consumer service comes up and reaches the TPM
 # (molecule/default/tests/test_zz_reboot.py, last in the verifier); on demand.
-# The lab part of the bad-input matrix and the interrupted mode switch
-# (molecule/default/tests/test_bad_inputs.py, test_interrupted_switch.py); on demand.
+# The lab part of the bad-input matrix, the interrupted mode switch and the
+# built collection converging a VM from outside the repository
+# (molecule/default/tests/test_bad_inputs.py, test_interrupted_switch.py,
+# test_kernel.py); on demand: they do not fit make test's 60 minutes.
 .PHONY: test-lab-matrix
 test-lab-matrix: setup
 	TPMFLEET_LAB_MATRIX=1 molecule test -s default

@@ -77,6 +77,9 @@ def test_a_host_without_tpm_fails_with_a_clear_message_when_a_device_is_required
     assert "tpm_kernel_drivers" in run.stdout
 
 
+# On demand (make test-lab-matrix): about 2 minutes that make test cannot afford next to its 60-minute
+# budget; make collection still installs, documents, parses and sanity-tests the tarball in every run.
+@pytest.mark.skipif(not os.environ.get("TPMFLEET_LAB_MATRIX"), reason="on demand: make test-lab-matrix")
 @needs_inventory
 def test_the_built_collection_converges_a_host_from_outside_the_repository(host, tmp_path_factory):
     """tests/collection/check.sh: tarball, fresh venv, empty collections dir, tpmfleet.tpm.site, no change."""

@@ -144,10 +144,13 @@ def test_zz_toggle_direct_abrmd_kernel_rm_direct(direct_host):
         seconds[f"switch to {step} (quote_mode.yml)"] = round(time.monotonic() - start, 1)
         assert first.returncode == 0, f"switch to {step}:\n{first.stdout[-4000:]}"
         assert recap(first, name)["changed"] > 0
-        start = time.monotonic()
-        again = playbook("-e", f"tpm_quote_mode={step}", limit=name)
-        seconds[f"re-run in {step} (site.yml)"] = round(time.monotonic() - start, 1)
-        assert recap(again, name)["changed"] == 0, f"not idempotent in {step}:\n{again.stdout[-4000:]}"
+        # A no-op site.yml after the switch into and out of abrmd mode; kernel_rm's no-op run is the
+        # idempotence step's, on mode-rm (one playbook run less within make test's budget).
+        if step != "kernel_rm":
+            start = time.monotonic()
+            again = playbook("-e", f"tpm_quote_mode={step}", limit=name)
+            seconds[f"re-run in {step} (site.yml)"] = round(time.monotonic() - start, 1)
+            assert recap(again, name)["changed"] == 0, f"not idempotent in {step}:\n{again.stdout[-4000:]}"
         assert f"TPM2TOOLS_TCTI={TCTI[step]}" in host.file("/etc/tpm2/tcti.env").content_string
         works = consumer_reaches_the_tpm(host)
         assert works.rc == 0, f"the consumer cannot use the TPM after the switch to {step}: {works.stderr}"
