@@ -51,7 +51,7 @@ def install_worker_profiler(out, compiled):
     TaskExecutor.run = run
 
 
-def install_template_counter(out):
+def install_template_counter():
     """Count, per process, each Jinja template and expression Ansible compiles and the CPU its compiling took.
 
     ansible-core 2.19 compiles a template each time it renders it (no cache), in the worker of every task and
@@ -149,7 +149,7 @@ def main():
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     out = (opts.out or REPO / ".cache" / "profile" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=False)
-    compiled = install_template_counter(out)
+    compiled = install_template_counter()
     install_worker_profiler(out, compiled)
     rc = run_playbook(args, out, compiled)
     report(out, opts.top)
