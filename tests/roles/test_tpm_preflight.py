@@ -53,7 +53,7 @@ BAD = {
     ),
     "verify-user-missing": (
         {"tpm_verify_user": MISSING_USER},
-        "Check that the user the checks run as exists on the host",
+        "Check the tpm_verify settings",
         f"tpm_verify_user: user {MISSING_USER} does not exist on verify-user-missing.",
     ),
     "consumer-missing": (
@@ -63,7 +63,7 @@ BAD = {
     ),
     "dbus-user-missing": (
         {"tpm_quote_mode": "abrmd", "tpm_abrmd_dbus_allowed_users": ["root", MISSING_USER]},
-        "Check that the users and groups allowed to call tpm2-abrmd exist on the host",
+        "Check the tpm_abrmd settings, the D-Bus policy's users and groups",
         f"tpm_abrmd_dbus_allowed_users: user(s) {MISSING_USER} do not exist on dbus-user-missing;",
     ),
     "abrmd-option-tcti": (
@@ -209,6 +209,10 @@ def test_valid_inputs_pass_the_preflight(preflight):
         "tpmfleet.tpm.tpm_preflight : Read the host's state for every role's checks and plans"
     ]
     assert account_reads(preflight["out"], GOOD) == []
+    # No role's check read anything itself either (what it reads, it publishes as facts).
+    checks = [n for n, r in results(preflight["out"], GOOD) if " : Check the tpm_" in n]
+    assert len(checks) == 8, checks
+    assert [n for n, r in results(preflight["out"], GOOD) if r.get("ansible_facts") and " : Check the " in n] == []
 
 
 def test_a_role_after_the_preflight_of_its_play_does_not_validate_again(preflight):
@@ -232,11 +236,11 @@ def test_the_quote_mode_is_validated_once_per_host(preflight):
 def test_a_role_without_the_preflight_reads_the_accounts_and_stops_before_its_work(preflight):
     out = preflight["out"]
     failed = [(name, r) for name, r in results(out, STANDALONE) if r.get("failed")]
-    assert [name for name, _ in failed] == [
-        "tpmfleet.tpm.tpm_verify : Check that the user the checks run as exists on the host"
-    ]
+    assert [name for name, _ in failed] == ["tpmfleet.tpm.tpm_verify : Check the tpm_verify settings"]
     assert failed[0][1]["msg"].startswith(f"tpm_verify_user: user {MISSING_USER} does not exist on {STANDALONE}.")
-    assert len(account_reads(out, STANDALONE)) == 2
+    # The check read the users and groups itself, in its one call, and published them as the preflight does.
+    assert {"getent_passwd", "getent_group"} <= set(failed[0][1]["ansible_facts"]), failed[0][1]
+    assert account_reads(out, STANDALONE) == []
     assert out["stats"][STANDALONE]["changed"] == 0
 
 

@@ -28,6 +28,12 @@ TASKS = [
     {"name": "On the controller for the host", "ansible.builtin.ping": {}, "delegate_to": "localhost"},
     {"name": "Included", "ansible.builtin.include_tasks": "inner.yml"},
     {"name": "Meta", "ansible.builtin.meta": "noop"},
+    # An action that says how many modules it ran: none (all it needs is given), then one (it reads the users).
+    {"name": "Checked without the host", "tpmfleet.tpm.settings_check": {"role": "tpm_udev"},
+     "vars": {"tpm_udev_mode": "0660", "tpm_udev_rules_path": "/etc/udev/rules.d/70-tpmfleet-tpm.rules"}},
+    {"name": "Checked against the host", "tpmfleet.tpm.settings_check": {"role": "tpm_verify"},
+     "vars": {"tpm_verify_user": "root", "tpm_verify_quote_count": 2, "tpm_verify_busy_retries": 5,
+              "tpm_verify_timeout": 60, "tpm_quote_mode_tss_user": "tss"}},
 ]  # fmt: skip
 INNER = [{"name": "Inner module", "ansible.builtin.ping": {}}]
 
@@ -57,20 +63,22 @@ def test_counts_the_module_executions_per_host(tmp_path):
     hosts = json.loads(figures.read_text())["hosts"]
     assert sorted(hosts) == ["one", "two"]
     for name, h in hosts.items():
-        # ping 1, three items 3, the ignored failure 1, a retry and the success 2, copy 1, the included ping 1
-        assert h["tasks"] == 9, (name, h)
-        assert h["executions"] == 10, (name, h)  # copy: a stat, then copy
+        # ping 1, three items 3, the ignored failure 1, a retry and the success 2, copy 1, the included ping 1,
+        # the check that read the users 1
+        assert h["tasks"] == 10, (name, h)
+        assert h["executions"] == 11, (name, h)  # copy: a stat, then copy
         assert h["delegated"] == 1
         # Every task but the meta one (which sends no result), the included one too; the skipped one among them.
-        assert (h["evaluated"], h["skipped"]) == (12, 1), (name, h)
+        assert (h["evaluated"], h["skipped"]) == (14, 1), (name, h)
         # Changed, as in Ansible's recap: the three items' task (its command items are changed_when false) no,
         # the copy yes.
         assert h["changed"] == 1, (name, h)
         assert h["by_task"]["Three items"] == 3 and h["by_task"]["Succeeds on the second try"] == 2
         assert not {"Controller only", "Controller only too", "Checked on the controller", "Skipped", "Included",
                     "Meta"} & set(h["by_task"])  # fmt: skip
-        assert h["by_action"] == {"ping": 2, "command": 4, "shell": 2, "copy": 1}
+        assert h["by_action"] == {"ping": 2, "command": 4, "shell": 2, "copy": 1, "tpmfleet.tpm.settings_check": 1}
+        assert "Checked without the host" not in h["by_task"] and h["by_task"]["Checked against the host"] == 1
     assert (
-        "remote calls: one: 10 module executions (9 module tasks, 1 delegated; 12 tasks evaluated, 1 skipped, "
+        "remote calls: one: 11 module executions (10 module tasks, 1 delegated; 14 tasks evaluated, 1 skipped, "
         "1 changed)"
     ) in proc.stdout

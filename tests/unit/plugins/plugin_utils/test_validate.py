@@ -24,6 +24,8 @@ GOOD = {
     "tpm_udev": defaults("tpm_udev"),
     "tpm_abrmd": {**defaults("tpm_abrmd"), **TSS},
     "tpm_verify": {**defaults("tpm_verify"), **TSS},
+    "tpm_tcti_env": defaults("tpm_tcti_env"),
+    "tpm_containers": defaults("tpm_containers"),
 }
 
 
@@ -54,6 +56,10 @@ def test_the_defaults_are_valid(role):
         ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent.service", "session-3.scope", "a@b.service"]}),
         ("tpm_verify", {"tpm_verify_user": "keylime", "tpm_verify_quote_count": "20", "tpm_verify_busy_retries": 0}),
         ("tpm_verify", {"tpm_verify_timeout": "600"}),
+        ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/default/tpm2-tcti", "tpm_tcti_env_services": ["a@b.service"]}),
+        ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc//tpm2/./tcti.env"}),
+        ("tpm_containers", {"tpm_containers_wait": "yes", "tpm_containers_backup": 0, "tpm_containers_pull": "never"}),
+        ("tpm_containers", {"tpm_containers_wait_timeout": "30", "tpm_containers_access_check": "warn"}),
     ],
 )
 def test_good_inputs_pass(role, extra):
@@ -187,6 +193,23 @@ BAD = [
     ("tpm_verify", {"tpm_verify_busy_retries": "5\n"}, "tpm_verify_busy_retries must be"),
     ("tpm_verify", {"tpm_verify_timeout": 4}, "tpm_verify_timeout must be a number of seconds from 5 to 600"),
     ("tpm_verify", {"tpm_verify_timeout": "60s"}, "tpm_verify_timeout must be"),
+    # --- tpm_tcti_env: a file name under /etc, systemd services
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/tcti.env\n"}, '(got "/etc/tpm2/tcti.env\\n")'),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/../root/tcti.env"}, "without .. components"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/"}, "must be a file name under /etc"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc"}, "must be a file name under /etc"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/var/tcti.env"}, "must be a file name under /etc"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tcti env"}, "must be a file name under /etc"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": 5}, "(got 5)"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": "keylime_agent.service"}, "must be a list of systemd services"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["keylime_agent"]}, '(bad: "keylime_agent")'),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["a.service\n"]}, "must list systemd services"),
+    # --- tpm_containers: what is not a project
+    ("tpm_containers", {"tpm_containers_wait": "maybe"}, "must be true or false"),
+    ("tpm_containers", {"tpm_containers_wait_timeout": 0}, "tpm_containers_wait_timeout must be a number of seconds"),
+    ("tpm_containers", {"tpm_containers_wait_timeout": "30\n"}, "tpm_containers_wait_timeout must be"),
+    ("tpm_containers", {"tpm_containers_pull": "sometimes"}, "tpm_containers_pull must be missing, always"),
+    ("tpm_containers", {"tpm_containers_access_check": "ignore"}, "tpm_containers_access_check must be fail or warn"),
 ]
 
 
@@ -317,3 +340,99 @@ def test_dbus_names_missing_on_the_host_are_named_with_the_fix():
 def test_account_checks_of_an_unknown_role_are_a_programming_error():
     with pytest.raises(ValueError, match="no account checks for role 'tpm_udev'"):
         validate.account_errors({}, "tpm_udev", USERS, GROUPS)
+
+
+# --- tpm_tcti_env against the host ----------------------------------------
+
+ENV = "/etc/tpm2/tcti.env"
+ABSENT = {"exists": False}
+TCTI_ENV = {**GOOD["tpm_tcti_env"], "__tpm_tcti_env_marker": "# tpmfleet: TCTI for quote mode "}
+
+
+def tcti_host(extra=None, services=None, file_stat=ABSENT, dir_stat=ABSENT):
+    return validate.tcti_env_host_errors({**TCTI_ENV, **(extra or {})}, services or {}, ENV, file_stat, dir_stat,
+                                         host="h1")  # fmt: skip
+
+
+def test_a_fresh_path_and_known_services_pass():
+    assert tcti_host({"tpm_tcti_env_services": ["a.service"]}, services={"a.service": {}}) == []
+    assert tcti_host(file_stat={"exists": True, "isreg": True, "has_marker": True}, dir_stat={"exists": True,
+                     "isdir": True}) == []  # fmt: skip
+
+
+def test_unknown_services_are_named_once_unless_not_required():
+    errors = tcti_host({"tpm_tcti_env_services": ["a.service", "b.service", "b.service"]}, {"a.service": {}})
+    assert errors == [
+        "tpm_tcti_env_services names services that do not exist on h1: b.service; install them first, fix the "
+        "names, or set tpm_tcti_env_require_services=false."
+    ]
+    assert tcti_host({"tpm_tcti_env_services": ["b.service"], "tpm_tcti_env_require_services": "false"}) == []
+
+
+@pytest.mark.parametrize(
+    ("file_stat", "dir_stat", "fragment"),
+    [
+        ({"exists": True, "islnk": True}, ABSENT, f"tpm_tcti_env_path {ENV} exists on h1 and is a symbolic link;"),
+        ({"exists": True, "isdir": True}, ABSENT, "and is a directory; tpmfleet does not replace it."),
+        ({"exists": True}, ABSENT, "and is not a regular file;"),
+        (
+            {"exists": True, "isreg": True, "has_marker": False},
+            ABSENT,
+            'that tpmfleet did not write (it has no line starting "# tpmfleet: TCTI for quote mode"); tpmfleet never',
+        ),
+        (ABSENT, {"exists": True, "islnk": True}, "The directory of tpm_tcti_env_path, /etc/tpm2, is a symbolic link"),
+        (ABSENT, {"exists": True, "isreg": True}, "/etc/tpm2, is not a directory on h1;"),
+    ],
+)
+def test_a_path_that_is_not_tpmfleets_to_write_is_refused(file_stat, dir_stat, fragment):
+    errors = tcti_host(file_stat=file_stat, dir_stat=dir_stat)
+    assert len(errors) == 1 and fragment in errors[0], errors
+    assert errors[0].endswith("Nothing was changed.")
+
+
+# --- who holds the exclusive device ------------------------------------------
+
+DIRECT = {"mode": "direct", "exclusive_device": "/dev/tpm0"}
+
+
+def test_holders_of_the_exclusive_device_other_than_the_allowed_units_are_named():
+    holders = {"/dev/tpm0": [
+        {"pid": 10, "comm": "tpm2-abrmd", "cmdline": "/usr/sbin/tpm2-abrmd", "unit": "tpm2-abrmd.service"},
+        {"pid": 11, "comm": "agent", "cmdline": "", "unit": "keylime_agent.service"},
+        {"pid": 12, "comm": "cat", "cmdline": "cat /dev/tpm0", "unit": None},
+    ]}  # fmt: skip
+    allowed = ["tpm2-abrmd.service", "keylime_agent.service"]
+    assert validate.holder_errors(DIRECT, {"/dev/tpm0": holders["/dev/tpm0"][:2]}, allowed) == []
+    errors = validate.holder_errors(DIRECT, holders, ["tpm2-abrmd.service"])
+    assert errors == [
+        "Quote mode direct needs /dev/tpm0 to itself, but it is held by pid 11 (agent, unit keylime_agent.service), "
+        "pid 12 (cat /dev/tpm0, unit none). Nothing was changed. Stop that program, or list its unit in "
+        "tpm_abrmd_stop_holder_units so that the run stops it, or use quote mode kernel_rm."
+    ]
+
+
+def test_modes_without_an_exclusive_device_have_no_holder_check():
+    kernel_rm = {"mode": "kernel_rm", "exclusive_device": None}
+    assert validate.holder_errors(kernel_rm, {"/dev/tpm0": [{"pid": 1}]}, []) == []
+    assert validate.holder_errors(DIRECT, {}, []) == []
+
+
+# --- the variables each role's check resolves ------------------------------
+
+
+def argument_spec_options(role):
+    specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    return {name for spec in specs.values() for name in spec.get("options", {})}
+
+
+@pytest.mark.parametrize("role", validate.ROLE_INPUTS)
+def test_each_checked_variable_is_a_setting_or_internal_value_of_a_role(role):
+    known = set().union(*(argument_spec_options(r) | set(defaults(r)) for r in validate.ROLE_INPUTS))
+    internal = {n for n in validate.ROLE_INPUTS[role] if n.startswith("__")}
+    assert set(validate.ROLE_INPUTS[role]) - internal <= known
+    own = {n for n in validate.ROLE_INPUTS[role] if n.startswith(role + "_")}
+    # The role's own settings that its checks read are in its argument spec.
+    assert own <= argument_spec_options(role)
+    for name in internal:
+        assert name.startswith(f"__{role}_")
+        assert name in yaml.safe_load((ROLES / role / "vars" / "main.yml").read_text())

@@ -17,6 +17,8 @@ description:
   - "Approximation: action plugins that run several modules cannot be observed from a callback. C(template) and
     C(copy) count as two executions each (a C(stat) of the destination, then C(copy) or C(file)); every other action
     counts as one. C(tasks) is the exact number of module-running task results; C(executions) is that estimate."
+  - An action that reports in its result how many modules it ran on the host (C(remote_executions), as
+    C(tpmfleet.tpm.settings_check) does) counts that many; with none, it is not a module-running task.
   - "It also counts, per host, every task the host went through (C(evaluated), whether ok, changed, failed, skipped
     or unreachable, once per task whatever its loop), the skipped ones among them (C(skipped)) and the changed
     ones (C(changed), as in Ansible's recap). Each costs controller CPU (a worker process, the templating of
@@ -110,8 +112,11 @@ class CallbackModule(CallbackBase):
         if result._result.get("_ansible_delegated_vars") or task.delegate_to:
             host["delegated"] += 1
             return
+        executions = result._result.get("remote_executions", MODULES_PER_CALL.get(action, 1))
+        if not executions:
+            return
         host["tasks"] += 1
-        host["executions"] += MODULES_PER_CALL.get(action, 1)
+        host["executions"] += executions
         host["by_action"][action] += 1
         host["by_task"][task.get_name()] += 1
 

@@ -385,13 +385,201 @@ def verify_errors(v):
     )
 
 
+TCTI_ENV_PATH_RE = re.compile(r"/etc(/[A-Za-z0-9_.@+-]+)+")
+SERVICE_RE = re.compile(r"[A-Za-z0-9@_.:-]+\.service")
+
+
+def tcti_env_errors(v):
+    """tpm_tcti_env_*: the environment file's path (a file name under /etc) and the consumers' service names."""
+    path = v.get("tpm_tcti_env_path")
+    errors = []
+    if not (
+        isinstance(path, str)
+        and ".." not in path.split("/")
+        and not path.endswith("/")
+        and TCTI_ENV_PATH_RE.fullmatch(posixpath.normpath(path))
+    ):
+        errors.append(
+            "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env: an absolute path of "
+            f"letters, digits and . _ @ + -, without .. components (got {shown(path)}). Nothing was changed."
+        )
+    services = v.get("tpm_tcti_env_services")
+    if not _is_str_list(services):
+        errors.append("tpm_tcti_env_services must be a list of systemd services such as [keylime_agent.service].")
+    else:
+        bad = [shown(str(s)) for s in services if not SERVICE_RE.fullmatch(str(s))]
+        if bad:
+            errors.append(
+                "tpm_tcti_env_services must list systemd services such as keylime_agent.service "
+                f"(bad: {', '.join(bad)})."
+            )
+    return errors
+
+
+def _stat_kind(stat, directory=False):
+    if stat.get("islnk"):
+        return "a symbolic link"
+    if stat.get("isdir") and not directory:
+        return "a directory"
+    return "not a directory" if directory else "not a regular file"
+
+
+def tcti_env_host_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
+    """tpm_tcti_env against the host: the consumers' services exist (unless tpm_tcti_env_require_services is
+    false), and the environment file's path is tpmfleet's to write (``file_stat``/``dir_stat``: what
+    tpm_host_state read at the file and its directory; ``has_marker``: a line starts with tpmfleet's marker)."""
+    errors = []
+    wanted = v.get("tpm_tcti_env_services")
+    if _is_str_list(wanted) and truthy(v.get("tpm_tcti_env_require_services")):
+        unknown = list(dict.fromkeys(str(s) for s in wanted if s not in (services or {})))
+        if unknown:
+            errors.append(
+                f"tpm_tcti_env_services names services that do not exist on {host}: {', '.join(unknown)}; install "
+                "them first, fix the names, or set tpm_tcti_env_require_services=false."
+            )
+    directory = posixpath.dirname(env_file)
+    own = "Set tpm_tcti_env_path to a file of its own such as /etc/tpm2/tcti.env"
+    if file_stat.get("exists") and not file_stat.get("isreg"):
+        errors.append(
+            f"tpm_tcti_env_path {env_file} exists on {host} and is {_stat_kind(file_stat)}; tpmfleet does not "
+            f"replace it. {own}. Nothing was changed."
+        )
+    elif file_stat.get("exists") and not file_stat.get("has_marker"):
+        errors.append(
+            f"tpm_tcti_env_path {env_file} is an existing file on {host} that tpmfleet did not write (it has no line "
+            f'starting "{str(v.get("__tpm_tcti_env_marker", "")).strip()}"); tpmfleet never replaces it. {own} '
+            "(or move that file away if it is an old copy of the environment file). Nothing was changed."
+        )
+    if dir_stat.get("exists") and not dir_stat.get("isdir"):
+        errors.append(
+            f"The directory of tpm_tcti_env_path, {directory}, is {_stat_kind(dir_stat, directory=True)} on {host}; "
+            "tpmfleet writes the environment file only into a real directory. Set tpm_tcti_env_path to a file in "
+            "one, such as /etc/tpm2/tcti.env. Nothing was changed."
+        )
+    return errors
+
+
+CONTAINERS_FLAGS = (
+    "tpm_containers_allow_docker_socket",
+    "tpm_containers_wait",
+    "tpm_containers_remove_orphans",
+    "tpm_containers_backup",
+)
+BOOL_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
+
+
+def containers_flags_ok(v):
+    """Whether every yes/no setting of tpm_containers reads as a boolean."""
+    return all(str(v.get(name)).lower() in BOOL_WORDS for name in CONTAINERS_FLAGS)
+
+
+def containers_errors(v):
+    """tpm_containers_* besides the projects (plugin_utils/compose.py checks those): flags, the wait, the pull
+    policy and what a failed access check does."""
+    errors = []
+    if not containers_flags_ok(v):
+        errors.append(
+            "tpm_containers_allow_docker_socket, tpm_containers_wait, tpm_containers_remove_orphans and "
+            "tpm_containers_backup must be true or false."
+        )
+    timeout = v.get("tpm_containers_wait_timeout")
+    if not (re.fullmatch(r"[0-9]+", str(timeout)) and int(str(timeout)) > 0):
+        errors.append(f"tpm_containers_wait_timeout must be a number of seconds (got {shown(timeout)}).")
+    pull = v.get("tpm_containers_pull")
+    if pull not in ("missing", "always", "never", "policy"):
+        errors.append(f"tpm_containers_pull must be missing, always, never or policy (got {shown(pull)}).")
+    check = v.get("tpm_containers_access_check")
+    if check not in ("fail", "warn"):
+        errors.append(f"tpm_containers_access_check must be fail or warn (got {shown(check)}).")
+    return errors
+
+
+def holder_errors(profile, holders, allowed):
+    """Direct mode: the processes other than the ``allowed`` units that hold the mode's exclusive device.
+    ``holders``: device -> [{pid, comm, cmdline, unit}] as tpm_host_state reads them."""
+    device = (profile or {}).get("exclusive_device")
+    if not device:
+        return []
+    foreign = [h for h in (holders or {}).get(device) or [] if h.get("unit") not in allowed]
+    if not foreign:
+        return []
+    shown_holders = ", ".join(
+        f"pid {h.get('pid')} ({h.get('cmdline') or h.get('comm')}, unit {h.get('unit') or 'none'})" for h in foreign
+    )
+    return [
+        f"Quote mode {profile.get('mode')} needs {device} to itself, but it is held by {shown_holders}. Nothing was "
+        "changed. Stop that program, or list its unit in tpm_abrmd_stop_holder_units so that the run stops it, or "
+        "use quote mode kernel_rm."
+    ]
+
+
 CHECKS = {
     "tpm_quote_mode": quote_mode_errors,
     "tpm_kernel": kernel_errors,
     "tpm_access": access_errors,
     "tpm_udev": udev_errors,
     "tpm_abrmd": abrmd_errors,
+    "tpm_tcti_env": tcti_env_errors,
+    "tpm_containers": containers_errors,
     "tpm_verify": verify_errors,
+}
+
+# The variables each role's checks read (settings_check resolves them by name), and the values of those another
+# role owns when that role is not in the play (tpm_access may not run before tpm_abrmd or tpm_containers).
+_ACCESS_IDS = ("tpm_access_docker_group", "tpm_access_docker_gid", "tpm_access_docker_group_manage")
+ROLE_INPUTS = {
+    "tpm_quote_mode": ("tpm_quote_mode_tss_user", "tpm_quote_mode_tss_group", "tpm_quote_mode_abrmd_tcti"),
+    "tpm_kernel": ("tpm_kernel_drivers", "tpm_kernel_device_timeout"),
+    "tpm_access": (
+        "tpm_quote_mode_tss_user",
+        "tpm_quote_mode_tss_group",
+        "tpm_access_tss_gid",
+        "tpm_access_tss_uid",
+        "tpm_access_tss_home",
+        *_ACCESS_IDS,
+        "tpm_access_consumer_users",
+        "tpm_access_allow_gid_change",
+        "tpm_access_allow_uid_change",
+        "tpm_access_regroup_paths",
+        "tpm_access_regroup_max_report",
+    ),
+    "tpm_udev": ("tpm_udev_mode", "tpm_udev_rules_path"),
+    "tpm_abrmd": (
+        "tpm_abrmd_options",
+        "tpm_abrmd_dbus_allowed_users",
+        "tpm_abrmd_dbus_extra_groups",
+        "tpm_abrmd_stop_holder_units",
+        "tpm_quote_mode_tss_user",
+        "tpm_quote_mode_tss_group",
+        *_ACCESS_IDS,
+    ),
+    "tpm_tcti_env": (
+        "tpm_tcti_env_path",
+        "tpm_tcti_env_services",
+        "tpm_tcti_env_require_services",
+        "__tpm_tcti_env_marker",
+    ),
+    "tpm_containers": (
+        *CONTAINERS_FLAGS,
+        "tpm_containers_wait_timeout",
+        "tpm_containers_pull",
+        "tpm_containers_access_check",
+        "tpm_containers_projects",
+        "__tpm_containers_settings",
+    ),
+    "tpm_verify": (
+        "tpm_verify_user",
+        "tpm_verify_quote_count",
+        "tpm_verify_busy_retries",
+        "tpm_verify_timeout",
+        "tpm_quote_mode_tss_user",
+    ),
+}
+# The docker group counts as present where tpm_access creates it; unset, tpm_access's defaults apply.
+OTHER_ROLES_DEFAULTS = {
+    "tpm_access_docker_group": "docker",
+    "tpm_access_docker_gid": None,
+    "tpm_access_docker_group_manage": False,
 }
 
 
