@@ -1,0 +1,145 @@
+"""The settings_check action plugin: a role's checks in one task, and a host read only for what is missing.
+
+The action runs in-process with a real Templar over the task's variables; what it would run on the host
+(tpm_host_state) is replaced by a recorder returning a canned state, because the point here is which
+reads it asks for and what it publishes. The role tests (tests/roles) run it through Ansible for real.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ansible.errors import AnsibleActionFail
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+from ansible.template import Templar, trust_as_template
+from ansible_collections.tpmfleet.tpm.plugins.action.settings_check import ActionModule
+
+USERS = {"root": ["x", "0", "0", "", "/root", "/bin/sh"], "keylime": ["x", "990", "990", "", "/", "/bin/false"]}
+GROUPS = {"root": ["x", "0", ""], "tss": ["x", "106", ""]}
+VERIFY = {"tpm_verify_user": "keylime", "tpm_verify_quote_count": 2, "tpm_verify_busy_retries": 5,
+          "tpm_verify_timeout": 60, "tpm_quote_mode_tss_user": "tss"}  # fmt: skip
+
+
+def run(role, variables, state=None, **args):
+    """The action's result for ``role`` with the task variables ``variables``, and the reads it asked for."""
+    task = Task()
+    task.args = {"role": role, **args}
+    loader = DataLoader()
+    variables = {"inventory_hostname": "h1", **variables}
+    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="unused"))  # no connection: nothing runs remotely
+    action = ActionModule(task, connection, PlayContext(), loader, Templar(loader=loader, variables=variables), None)
+    reads = []
+
+    def execute_module(module_name, module_args, task_vars):
+        reads.append((module_name, module_args))
+        return {"state": state or {}}
+
+    action._execute_module = execute_module
+    return action.run(task_vars=variables), reads
+
+
+def test_settings_valid_without_the_host_need_no_read():
+    result, reads = run("tpm_udev", {"tpm_udev_mode": "0660", "tpm_udev_rules_path": "/etc/udev/rules.d/70-t.rules"})
+    assert not result.get("failed") and reads == [] and result["remote_executions"] == 0
+
+
+def test_variables_are_templated_and_every_message_is_given_at_once():
+    result, reads = run(
+        "tpm_udev", {"tpm_udev_mode": trust_as_template("{{ '0666' }}"), "tpm_udev_rules_path": "/tmp/x.rules"}
+    )
+    assert result["failed"] and len(result["errors"]) == 2, result
+    assert result["msg"] == " ".join(result["errors"])
+    assert result["errors"][0].startswith("tpm_udev_mode") and '"0666"' in result["errors"][0]
+    assert reads == [], "a bad input fails before anything is read on the host"
+
+
+def test_the_accounts_the_preflight_read_are_used():
+    facts = {"ansible_facts": {"getent_passwd": USERS, "getent_group": GROUPS}}
+    result, reads = run("tpm_verify", {**VERIFY, **facts, "tpm_verify_user": "ghost"})
+    assert reads == []
+    assert result["failed"] and result["msg"].startswith("tpm_verify_user: user ghost does not exist on h1.")
+
+
+def test_accounts_missing_are_read_in_one_call_and_published():
+    state = {"getent_passwd": USERS, "getent_group": GROUPS, "tpmfleet_host_state": {}}
+    result, reads = run("tpm_verify", VERIFY, state)
+    assert not result.get("failed"), result
+    assert reads == [("tpmfleet.tpm.tpm_host_state", {"accounts": True, "as_facts": False})]
+    assert result["remote_executions"] == 1
+    assert result["ansible_facts"] == {"getent_passwd": USERS, "getent_group": GROUPS}
+
+
+def test_tpm_access_returns_its_plan():
+    access = {
+        "tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss", "tpm_access_tss_gid": None,
+        "tpm_access_tss_uid": None, "tpm_access_tss_home": "/var/lib/tpm", "tpm_access_docker_group": "docker",
+        "tpm_access_docker_gid": None, "tpm_access_docker_group_manage": False, "tpm_access_consumer_users": [],
+        "tpm_access_allow_gid_change": False, "tpm_access_allow_uid_change": False, "tpm_access_regroup_paths": [],
+        "tpm_access_regroup_max_report": 20,
+    }  # fmt: skip
+    result, reads = run("tpm_access", {**access, "ansible_facts": {"getent_passwd": USERS, "getent_group": GROUPS}})
+    assert not result.get("failed"), result
+    assert reads == []
+    assert result["plan"]["todo"] is True  # the tss user is missing
+    assert result["plan"]["user"]["create"] is True
+
+
+DIRECT = {"mode": "direct", "exclusive_device": "/dev/tpm0", "abrmd": {"running": False}}
+ABRMD = {
+    "tpm_abrmd_options": [], "tpm_abrmd_dbus_allowed_users": [], "tpm_abrmd_dbus_extra_groups": [],
+    "tpm_abrmd_stop_holder_units": [], "tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss",
+    "tpm_quote_mode_profile": DIRECT,
+}  # fmt: skip
+HOLDER = {"pid": 7, "comm": "cat", "cmdline": "cat /dev/tpm0", "unit": "x.service"}
+
+
+def test_holders_are_read_only_when_the_preflight_did_not():
+    facts = {"ansible_facts": {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [HOLDER]}}}}
+    result, reads = run("tpm_abrmd", {**ABRMD, **facts})
+    assert reads == [] and result["failed"] and "held by pid 7 (cat /dev/tpm0, unit x.service)" in result["msg"]
+    # tpm_access's settings are unset here (the role is not in the play): its defaults apply.
+    state = {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [HOLDER]}}}
+    result, reads = run("tpm_abrmd", {**ABRMD, "tpm_abrmd_stop_holder_units": ["x.service"]}, state)
+    assert not result.get("failed"), result
+    assert reads == [("tpmfleet.tpm.tpm_host_state", {"holders": ["/dev/tpm0"], "accounts": False, "as_facts": False})]
+
+
+TCTI = {"tpm_tcti_env_path": "/etc/tpm2/tcti.env", "tpm_tcti_env_services": ["a.service"],
+        "tpm_tcti_env_require_services": True, "__tpm_tcti_env_marker": "# tpmfleet: TCTI for quote mode "}  # fmt: skip
+ABSENT = {"exists": False}
+
+
+def test_tcti_env_reads_what_is_missing_and_merges_it_into_the_preflights_state():
+    known = {"/etc/tpm2/tcti.env": ABSENT, "/etc/tpm2": {"exists": True, "isdir": True}}
+    facts = {"ansible_facts": {"services": {"a.service": {}}, "tpmfleet_host_state": {"paths": known, "globs": {}}}}
+    state = {"tpmfleet_host_state": {"paths": {"/etc/systemd/system/a.service.d": ABSENT}}}
+    result, reads = run("tpm_tcti_env", {**TCTI, **facts}, state)
+    assert not result.get("failed"), result
+    dropins = ["/etc/systemd/system/a.service.d"]
+    options = {"paths": dropins, "markers": {}, "accounts": False, "as_facts": False}
+    assert reads == [("tpmfleet.tpm.tpm_host_state", options)]
+    merged = result["ansible_facts"]["tpmfleet_host_state"]
+    assert merged["paths"] == {**known, "/etc/systemd/system/a.service.d": ABSENT} and merged["globs"] == {}
+
+
+def test_tcti_env_without_the_preflight_reads_services_and_paths_once():
+    paths = {"/etc/tpm2/tcti.env": {"exists": True, "isreg": True, "has_marker": False}, "/etc/tpm2": ABSENT,
+             "/etc/systemd/system/a.service.d": ABSENT}  # fmt: skip
+    state = {"services": {}, "tpmfleet_host_state": {"paths": paths}}
+    result, reads = run("tpm_tcti_env", TCTI, state)
+    assert len(reads) == 1 and reads[0][1]["units"] == ["a.service", "tpm2.target"]
+    assert result["remote_executions"] == 1
+    assert result["errors"][0].startswith("tpm_tcti_env_services names services that do not exist on h1: a.service")
+    assert "that tpmfleet did not write" in result["errors"][1]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [({"role": "tpm_nope"}, "role must be one of"), ({"role": "tpm_udev", "extra": 1}, "unsupported parameters extra")],
+)
+def test_bad_task_arguments_are_refused(args, fragment):
+    with pytest.raises(AnsibleActionFail, match=fragment):
+        run(args.pop("role"), {}, **args)
