@@ -27,15 +27,18 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent.parent
 MISSING_USER = "tpmfleet-no-such-user"
 
+# The preflight's one task that checks every role's settings (the quote mode is checked before it, by its own role).
+EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
+
 # host -> (its bad input, the task that must fail, a fragment of its one message)
 BAD = {
     "udev-mode-newline": (
         {"tpm_udev_mode": "0660\n"},
-        "Check the tpm_udev settings",
+        EVERY_ROLE,
         'tpm_udev_mode must be an octal mode that gives nothing to other users, such as "0660" or "0600" '
         '(got "0660\\n").',
     ),
-    "udev-mode-unquoted": ({"tpm_udev_mode": 432}, "Check the tpm_udev settings", "tpm_udev_mode must be"),
+    "udev-mode-unquoted": ({"tpm_udev_mode": 432}, EVERY_ROLE, "tpm_udev_mode must be"),
     "tss-user-root": (
         {"tpm_quote_mode_tss_user": "root"},
         "Check the tpm_quote_mode settings",
@@ -48,33 +51,33 @@ BAD = {
     ),
     "kernel-drivers-string": (
         {"tpm_kernel_drivers": "tpm_tis,tpm_crb"},
-        "Check the tpm_kernel settings",
+        EVERY_ROLE,
         "tpm_kernel_drivers must be a YAML list",
     ),
     "verify-user-missing": (
         {"tpm_verify_user": MISSING_USER},
-        "Check the tpm_verify settings",
+        EVERY_ROLE,
         f"tpm_verify_user: user {MISSING_USER} does not exist on verify-user-missing.",
     ),
     "consumer-missing": (
         {"tpm_access_consumer_users": [MISSING_USER]},
-        "Check the tpm_access settings against the host's users and groups",
+        EVERY_ROLE,
         f"tpm_access_consumer_users: user(s) {MISSING_USER} do not exist on consumer-missing.",
     ),
     "dbus-user-missing": (
         {"tpm_quote_mode": "abrmd", "tpm_abrmd_dbus_allowed_users": ["root", MISSING_USER]},
-        "Check the tpm_abrmd settings, the D-Bus policy's users and groups",
+        EVERY_ROLE,
         f"tpm_abrmd_dbus_allowed_users: user(s) {MISSING_USER} do not exist on dbus-user-missing;",
     ),
     "abrmd-option-tcti": (
         {"tpm_abrmd_options": ["--flush-all", "--tcti=device:/dev/tpmrm0"]},
-        "Check the tpm_abrmd settings",
+        EVERY_ROLE,
         "tpm_abrmd_options must not set --tcti",
     ),
-    # The type layer: the validate entry point of the role's argument spec runs in the preflight.
+    # The type layer: the role's argument spec is checked in the preflight too.
     "verify-count-type": (
         {"tpm_verify_quote_count": "two"},
-        "Validating arguments against arg spec 'validate'",
+        EVERY_ROLE,
         "argument 'tpm_verify_quote_count' is of type str and we were unable to convert to int",
     ),
 }
@@ -209,21 +212,25 @@ def test_valid_inputs_pass_the_preflight(preflight):
         "tpmfleet.tpm.tpm_preflight : Read the host's state for every role's checks and plans"
     ]
     assert account_reads(preflight["out"], GOOD) == []
-    # No role's check read anything itself either (what it reads, it publishes as facts).
-    checks = [n for n, r in results(preflight["out"], GOOD) if " : Check the tpm_" in n]
-    assert len(checks) == 8, checks
-    assert [n for n, r in results(preflight["out"], GOOD) if r.get("ansible_facts") and " : Check the " in n] == []
+    # The roles' checks reused what it read: they ran nothing on the host and published only tpm_access's plan.
+    (check,) = [r for n, r in results(preflight["out"], GOOD) if n == EVERY_ROLE]
+    assert check["remote_executions"] == 0 and set(check["ansible_facts"]) == {"tpmfleet_access_plan"}, check
 
 
 def test_a_role_after_the_preflight_of_its_play_does_not_validate_again(preflight):
     names = [n for n, r in results(preflight["out"], GOOD)]
-    # Once, in the preflight's run of every role's validate.yml; not again in the role's own run (its
-    # tasks/apply.yml), neither the checks nor the argument spec, not even as a skipped task.
-    for task in ("Check the tpm_verify settings", "Validating arguments against arg spec"):
-        runs = [n for n in names if n.startswith("tpmfleet.tpm.tpm_verify : " + task)]
-        assert len(runs) == 1, names
-        assert names.index(runs[0]) < names.index("Write the sentinel")
-    assert not [n for n in names[names.index("Write the sentinel") :] if "Validat" in n or "Check the" in n], names
+    # Once, in the preflight's one check of every role; no role's own checks or argument spec run, not in the
+    # preflight and not in the role's own run after it (its tasks/apply.yml), not even as a skipped task.
+    assert names.count(EVERY_ROLE) == 1 and names.index(EVERY_ROLE) < names.index("Write the sentinel")
+    validations = [n for n in names if n.startswith("tpmfleet.tpm.tpm_") and ("Validat" in n or "Check the" in n)]
+    assert validations == [
+        "tpmfleet.tpm.tpm_quote_mode : Validating arguments against arg spec 'main' - Validate the host's quote mode "
+        "and publish what it implies",
+        "tpmfleet.tpm.tpm_quote_mode : Check the tpm_quote_mode settings",
+        "tpmfleet.tpm.tpm_preflight : Validating arguments against arg spec 'main' - Validate every role's inputs "
+        "(and, in direct mode, who holds /dev/tpm0) before anything changes",
+        EVERY_ROLE,
+    ], validations
 
 
 def test_the_quote_mode_is_validated_once_per_host(preflight):

@@ -25,8 +25,12 @@ VERIFY = {"tpm_verify_user": "keylime", "tpm_verify_quote_count": 2, "tpm_verify
 
 def run(role, variables, state=None, **args):
     """The action's result for ``role`` with the task variables ``variables``, and the reads it asked for."""
+    return run_action({"role": role, **args}, variables, state)
+
+
+def run_action(args, variables, state=None):
     task = Task()
-    task.args = {"role": role, **args}
+    task.args = args
     loader = DataLoader()
     variables = {"inventory_hostname": "h1", **variables}
     connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir="unused"))  # no connection: nothing runs remotely
@@ -72,7 +76,7 @@ def test_accounts_missing_are_read_in_one_call_and_published():
     assert result["ansible_facts"] == {"getent_passwd": USERS, "getent_group": GROUPS}
 
 
-def test_tpm_access_returns_its_plan():
+def test_tpm_access_publishes_its_plan():
     access = {
         "tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss", "tpm_access_tss_gid": None,
         "tpm_access_tss_uid": None, "tpm_access_tss_home": "/var/lib/tpm", "tpm_access_docker_group": "docker",
@@ -83,8 +87,8 @@ def test_tpm_access_returns_its_plan():
     result, reads = run("tpm_access", {**access, "ansible_facts": {"getent_passwd": USERS, "getent_group": GROUPS}})
     assert not result.get("failed"), result
     assert reads == []
-    assert result["plan"]["todo"] is True  # the tss user is missing
-    assert result["plan"]["user"]["create"] is True
+    plan = result["ansible_facts"]["tpmfleet_access_plan"]
+    assert plan["todo"] is True and plan["user"]["create"] is True  # the tss user is missing
 
 
 DIRECT = {"mode": "direct", "exclusive_device": "/dev/tpm0", "abrmd": {"running": False}}
@@ -138,8 +142,61 @@ def test_tcti_env_without_the_preflight_reads_services_and_paths_once():
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [({"role": "tpm_nope"}, "role must be one of"), ({"role": "tpm_udev", "extra": 1}, "unsupported parameters extra")],
+    [
+        ({"role": "tpm_nope"}, "must be among tpm_quote_mode"),
+        ({"role": "tpm_udev", "extra": 1}, "unsupported parameters extra"),
+        ({"role": "tpm_udev", "roles": ["tpm_udev"]}, "either role"),
+    ],
 )
 def test_bad_task_arguments_are_refused(args, fragment):
     with pytest.raises(AnsibleActionFail, match=fragment):
         run(args.pop("role"), {}, **args)
+
+
+# --- every role at once, as the preflight runs it ----------------------------
+
+ROLES = ["tpm_kernel", "tpm_access", "tpm_udev", "tpm_abrmd", "tpm_tcti_env", "tpm_containers", "tpm_verify"]
+KERNEL_RM = {"mode": "kernel_rm", "exclusive_device": None, "abrmd": {"running": False},
+             "container": {"devices": ["/dev/tpmrm0"]}}  # fmt: skip
+PREFLIGHT_READ = {
+    "getent_passwd": USERS,
+    "getent_group": GROUPS,
+    "services": {},
+    "tpmfleet_host_state": {"paths": {"/etc/tpm2/tcti.env": ABSENT, "/etc/tpm2": ABSENT}, "holders": {}},
+}
+# What the preflight's play has: the quote mode role's defaults and profile (its dependency), the facts read.
+PREFLIGHT = {"tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss", "tpm_quote_mode": "kernel_rm",
+             "tpm_quote_mode_profile": KERNEL_RM, "ansible_facts": PREFLIGHT_READ}  # fmt: skip
+
+
+def test_every_role_with_its_defaults_from_its_files_passes_without_a_read():
+    result, reads = run_roles(PREFLIGHT)
+    assert not result.get("failed"), result
+    assert reads == [] and result["remote_executions"] == 0
+    assert set(result["ansible_facts"]) == {"tpmfleet_access_plan"}
+
+
+def run_roles(variables, state=None):
+    return run_action({"roles": ROLES}, variables, state)
+
+
+def test_a_setting_of_the_task_wins_over_the_role_default_and_defaults_template_with_it():
+    result, _ = run_roles({**PREFLIGHT, "tpm_udev_mode": "0666", "tpm_access_docker_group": "dockremote"})
+    assert result["failed"] and len(result["errors"]) == 1, result
+    assert result["errors"][0].startswith("tpm_udev_mode must be an octal mode that gives nothing to other users")
+
+
+def test_the_argument_spec_of_each_role_is_checked_as_ansible_checks_it():
+    result, _ = run_roles({**PREFLIGHT, "tpm_verify_quote_count": "two", "tpm_kernel_persistent": "maybe"})
+    assert result["failed"] and len(result["errors"]) == 2, result
+    kernel, verify = result["errors"]
+    assert kernel.startswith("Validation of arguments failed:\nargument 'tpm_kernel_persistent' is of type str")
+    assert kernel.endswith("(role tpm_kernel).")
+    assert verify.startswith("Validation of arguments failed:\nargument 'tpm_verify_quote_count' is of type str")
+
+
+def test_every_problem_of_every_role_is_given_at_once():
+    bad = {**PREFLIGHT, "tpm_kernel_drivers": "tpm_tis", "tpm_tcti_env_path": "/var/x", "tpm_verify_user": "a b"}
+    result, _ = run_roles(bad)
+    assert [e.split(" ")[0] for e in result["errors"]] == [
+        "tpm_kernel_drivers", "tpm_tcti_env_path", "tpm_verify_user"]  # fmt: skip

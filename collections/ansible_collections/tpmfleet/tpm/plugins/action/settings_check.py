@@ -1,24 +1,37 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Controller side of settings_check: one task checks a role's settings, against the host where they must be.
+"""Controller side of settings_check: one task checks the settings of one role, or of every role of the preflight.
 
 The checks themselves live in plugins/plugin_utils (validate.py, access.py,
-compose.py); this plugin resolves the role's variables by name, reads on the
-host, in at most one tpm_host_state call, only what the preflight did not
-read already, and fails with every message at once.
+compose.py); this plugin resolves the roles' variables by name, reads on the
+host, in at most one tpm_host_state call per role, only what the preflight did
+not read already, and fails with every message at once.
+
+Run inside a role (``role``), the role's defaults and variables are the task's
+and Ansible has checked its argument spec. Run by the preflight for every role
+(``roles``), a role's defaults and its internal variables (``vars/main.yml``)
+are not in the task's variables: they are loaded from the role's files and
+overlaid as Ansible would (what the task's variables set wins over a default;
+the role's internal ``__`` names are its own), and the type layer, the role's
+``main`` argument spec, is checked here as Ansible's validate_argument_spec
+checks it.
 """
 
 from __future__ import annotations
 
 import copy
 import posixpath
+from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_reads, validate
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
 
 HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
+ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
+ACCESS_PLAN_FACT = "tpmfleet_access_plan"
 
 
 class ActionModule(ActionBase):
@@ -30,23 +43,59 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
-        unknown = set(self._task.args) - {"role"}
+        args = self._task.args
+        unknown = set(args) - {"role", "roles"}
         if unknown:
             raise AnsibleActionFail(f"unsupported parameters {', '.join(sorted(unknown))} for settings_check")
-        role = self._task.args.get("role")
-        if role not in validate.ROLE_INPUTS:
-            raise AnsibleActionFail(f"role must be one of {', '.join(validate.ROLE_INPUTS)}, got {role!r}")
-        self._vars = task_vars
+        if ("role" in args) == ("roles" in args):
+            raise AnsibleActionFail("settings_check takes either role (inside a role) or roles (the preflight)")
+        roles = [args["role"]] if "role" in args else args["roles"]
+        if not isinstance(roles, list) or not roles or any(r not in validate.ROLE_INPUTS for r in roles):
+            raise AnsibleActionFail(f"role(s) must be among {', '.join(validate.ROLE_INPUTS)}, got {roles!r}")
+        result.update(changed=False, remote_executions=0)
+        self._task_vars, self._result = task_vars, result
+        errors = []
+        for role in roles:
+            if "role" in args:
+                self._vars, self._role_templar = task_vars, self._templar
+                errors += self._check(role, result)
+            else:
+                self._vars, self._role_templar = self._role_variables(role)
+                errors += self._argument_spec_errors(role) or self._check(role, result)
+        if errors:
+            result.update(failed=True, errors=errors, msg=" ".join(errors))
+        return result
+
+    def _check(self, role, result):
         values = {name: self._value(name) for name in validate.ROLE_INPUTS[role]}
         errors = validate.input_errors(values, role)
         if role == "tpm_containers":
             errors += compose_input_errors(values["tpm_containers_projects"], values["__tpm_containers_settings"])
-        result.update(changed=False, role=role, remote_executions=0)
-        if not errors:
-            errors = getattr(self, f"_{role}", self._no_host)(values, result)
-        if errors:
-            result.update(failed=True, errors=errors, msg=" ".join(errors))
-        return result
+        return errors or getattr(self, f"_{role}", self._no_host)(values, result)
+
+    # --- a role's variables when the task does not run inside it -----------
+
+    def _role_file(self, role, where):
+        path = ROLES_DIR / role / where / "main.yml"
+        if not path.is_file():
+            return {}
+        return self._loader.load_from_file(str(path), trusted_as_template=True) or {}
+
+    def _role_variables(self, role):
+        """The task's variables with the role's defaults under them and its internal variables over them."""
+        own = {k: v for k, v in self._role_file(role, "vars").items() if k.startswith(f"__{role}_")}
+        variables = {**self._role_file(role, "defaults"), **self._task_vars, **own}
+        return variables, self._templar.copy_with_new_env(available_variables=variables)
+
+    def _argument_spec_errors(self, role):
+        """The role's main argument spec, checked as Ansible checks it before the role runs (one message)."""
+        specs = self._loader.load_from_file(str(ROLES_DIR / role / "meta" / "argument_specs.yml"))
+        spec = specs["argument_specs"]["main"].get("options") or {}
+        provided = {name: self._value(name) for name in spec if name in self._vars}
+        problems = ArgumentSpecValidator(spec).validate(provided, validate_role_argument_spec=True).error_messages
+        if problems:
+            return [f"Validation of arguments failed:\n{chr(10).join(problems)} (role {role})."]
+        return []
 
     # --- the variables and what the preflight read -------------------------
 
@@ -54,22 +103,23 @@ class ActionModule(ActionBase):
         """A variable of the role, templated; another role's variable that is unset takes that role's default."""
         if name not in self._vars:
             return copy.deepcopy(validate.OTHER_ROLES_DEFAULTS.get(name, default))
-        return self._templar.resolve_variable_expression(name)
+        return self._role_templar.resolve_variable_expression(name)
 
     @property
     def _facts(self):
-        return self._vars.get("ansible_facts") or {}
+        """The host's facts, with what an earlier role of this task read."""
+        return {**(self._task_vars.get("ansible_facts") or {}), **self._result.get("ansible_facts", {})}
 
     @property
     def _host(self):
-        return str(self._vars.get("inventory_hostname", "this host"))
+        return str(self._task_vars.get("inventory_hostname", "this host"))
 
     def _read(self, result, **options):
         """Read on the host, in one call, what the checks need and the preflight did not read; publish it as the
         facts the preflight would have set, so that the role's changes plan from it too."""
         options.setdefault("accounts", False)
         read = self._execute_module(
-            module_name=HOST_STATE_MODULE, module_args=dict(options, as_facts=False), task_vars=self._vars
+            module_name=HOST_STATE_MODULE, module_args=dict(options, as_facts=False), task_vars=self._task_vars
         )
         result["remote_executions"] += 1
         if read.get("failed"):
@@ -104,7 +154,7 @@ class ActionModule(ActionBase):
     def _tpm_access(self, values, result):
         users, groups = self._accounts(result)
         plan = access.plan(groups, users, values, host=self._host)
-        result["plan"] = plan
+        result.setdefault("ansible_facts", {})[ACCESS_PLAN_FACT] = plan
         return plan["errors"]
 
     def _tpm_verify(self, values, result):
