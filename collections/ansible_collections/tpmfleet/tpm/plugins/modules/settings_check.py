@@ -14,9 +14,9 @@ description:
     checks what the argument specs cannot express (full-matched names, modes and paths, ranges, rules across
     variables, the compose projects) and fails with every problem at once, each message naming the variable and
     the fix. The checks are those of C(plugins/plugin_utils/validate.py), C(access.py) and C(compose.py).
-  - With O(role), inside that role (its C(tasks/validate.yml)): the role's defaults and variables are the task's,
+  - With O(role), inside that role (its C(tasks/validate.yml)), the role's defaults and variables are the task's,
     and Ansible has checked its argument spec.
-  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it: for each role, its defaults and its internal
+  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, for each role its defaults and its internal
     variables are taken from its files (the task's variables win over a default), and its C(main) argument spec
     is checked first, as Ansible checks it when the role runs.
   - Where a setting must match the host (users and groups that must exist, the consumers' services, what is at
