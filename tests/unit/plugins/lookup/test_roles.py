@@ -15,13 +15,20 @@ LOOKUP = "lookup('tpmfleet.tpm.roles', wantlist=True)"
 ENTRY_POINTS = ("playbooks/site.yml", "playbooks/quote_mode.yml", "roles/tpm_preflight/tasks/main.yml")
 
 
+# The preflight plans compose projects against the host before anything changes: tpm_containers' own step,
+# included only when a project is listed (its checks run with every role's, from the list).
+ROLE_STEPS = {("roles/tpm_preflight/tasks/main.yml", "tpm_containers")}
+SETTINGS_CHECK = "tpmfleet.tpm.settings_check"
+
+
 def _tasks(node):
-    """Every task in a playbook or task file, blocks and rescue/always included."""
+    """Every task in a playbook or task file that includes a role or checks roles, blocks and rescue/always
+    included."""
     if isinstance(node, list):
         for item in node:
             yield from _tasks(item)
     elif isinstance(node, dict):
-        if any(k in node for k in ("ansible.builtin.include_role", "ansible.builtin.import_role")):
+        if any(k in node for k in ("ansible.builtin.include_role", "ansible.builtin.import_role", SETTINGS_CHECK)):
             yield node
         for key in ("tasks", "pre_tasks", "post_tasks", "block", "rescue", "always", "roles"):
             if key in node:
@@ -42,11 +49,12 @@ def test_every_role_of_the_collection_is_in_the_list():
 def test_each_entry_point_derives_its_roles_from_the_list(path):
     document = yaml.safe_load((COLLECTION / path).read_text())
     includes = list(_tasks(document))
-    looped = [t for t in includes if LOOKUP in str(t.get("loop", ""))]
-    assert len(looped) == 1, f"{path} must run the roles of {LOOKUP} in exactly one loop"
+    looped = [t for t in includes if LOOKUP in str(t.get("loop", "")) or LOOKUP in str(t.get(SETTINGS_CHECK, ""))]
+    assert len(looped) == 1, f"{path} must take the roles of {LOOKUP} in exactly one loop (or settings check)"
     for task in includes:
-        spec = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
         if task in looped:
             continue
+        spec = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
+        assert spec, f"{path} checks roles that are not the list's: {task}"
         name = spec["name"].removeprefix("tpmfleet.tpm.")
-        assert name in FRAMEWORK_ROLES, f"{path} includes role {name} outside the role list"
+        assert name in FRAMEWORK_ROLES or (path, name) in ROLE_STEPS, f"{path} includes role {name} outside the list"
