@@ -109,6 +109,10 @@ def test_holders_are_read_only_when_the_preflight_did_not():
     result, reads = run("tpm_abrmd", {**ABRMD, "tpm_abrmd_stop_holder_units": ["x.service"]}, state)
     assert not result.get("failed"), result
     assert reads == [("tpmfleet.tpm.tpm_host_state", {"holders": ["/dev/tpm0"], "accounts": False, "as_facts": False})]
+    # Unset here, tpm_abrmd's own unit name comes from its vars/main.yml: tpm2-abrmd may hold the device.
+    abrmd = {**HOLDER, "unit": "tpm2-abrmd.service"}
+    result, _ = run("tpm_abrmd", ABRMD, {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [abrmd]}}})
+    assert not result.get("failed"), result
 
 
 TCTI = {"tpm_tcti_env_path": "/etc/tpm2/tcti.env", "tpm_tcti_env_services": ["a.service"],

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import posixpath
-from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -30,7 +29,6 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_r
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
 
 HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
-ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 ACCESS_PLAN_FACT = "tpmfleet_access_plan"
 
 
@@ -76,7 +74,7 @@ class ActionModule(ActionBase):
     # --- a role's variables when the task does not run inside it -----------
 
     def _role_file(self, role, where):
-        path = ROLES_DIR / role / where / "main.yml"
+        path = host_reads.ROLES_DIR / role / where / "main.yml"
         if not path.is_file():
             return {}
         return self._loader.load_from_file(str(path), trusted_as_template=True) or {}
@@ -89,7 +87,7 @@ class ActionModule(ActionBase):
 
     def _argument_spec_errors(self, role):
         """The role's main argument spec, checked as Ansible checks it before the role runs (one message)."""
-        specs = self._loader.load_from_file(str(ROLES_DIR / role / "meta" / "argument_specs.yml"))
+        specs = self._loader.load_from_file(str(host_reads.ROLES_DIR / role / "meta" / "argument_specs.yml"))
         spec = specs["argument_specs"]["main"].get("options") or {}
         provided = {name: self._value(name) for name in spec if name in self._vars}
         problems = ArgumentSpecValidator(spec).validate(provided, validate_role_argument_spec=True).error_messages
@@ -99,11 +97,13 @@ class ActionModule(ActionBase):
 
     # --- the variables and what the preflight read -------------------------
 
-    def _value(self, name, default=None):
-        """A variable of the role, templated; another role's variable that is unset takes that role's default."""
-        if name not in self._vars:
-            return copy.deepcopy(validate.OTHER_ROLES_DEFAULTS.get(name, default))
-        return self._role_templar.resolve_variable_expression(name)
+    def _value(self, name):
+        """A variable of the role, templated. One the task does not set (another role's, when that role is not in
+        the play) takes its role's own value, as host_reads takes it: vars/main.yml over defaults/main.yml."""
+        if name in self._vars:
+            return self._role_templar.resolve_variable_expression(name)
+        owner = next((role for role in validate.ROLE_INPUTS if name.lstrip("_").startswith(f"{role}_")), None)
+        return host_reads.role_value(owner, name) if owner else None
 
     @property
     def _facts(self):
@@ -174,7 +174,7 @@ class ActionModule(ActionBase):
             holders = (self._facts.get("tpmfleet_host_state") or {}).get("holders") or {}
             if device not in holders:
                 holders = self._read(result, holders=[device])["tpmfleet_host_state"]["holders"]
-            allowed = [self._value("__tpm_abrmd_service", "tpm2-abrmd.service"), *values["tpm_abrmd_stop_holder_units"]]
+            allowed = [self._value("__tpm_abrmd_service"), *values["tpm_abrmd_stop_holder_units"]]
             errors += validate.holder_errors(profile, holders, allowed)
         return errors
 

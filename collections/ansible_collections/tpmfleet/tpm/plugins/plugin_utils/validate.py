@@ -524,8 +524,8 @@ CHECKS = {
     "tpm_verify": verify_errors,
 }
 
-# The variables each role's checks read (settings_check resolves them by name), and the values of those another
-# role owns when that role is not in the play (tpm_access may not run before tpm_abrmd or tpm_containers).
+# The variables each role's checks read (settings_check resolves them by name; one that another role owns and
+# the play does not set takes that role's own value: tpm_access may not run before tpm_abrmd).
 _ACCESS_IDS = ("tpm_access_docker_group", "tpm_access_docker_gid", "tpm_access_docker_group_manage")
 ROLE_INPUTS = {
     "tpm_quote_mode": ("tpm_quote_mode_tss_user", "tpm_quote_mode_tss_group", "tpm_quote_mode_abrmd_tcti"),
@@ -574,12 +574,6 @@ ROLE_INPUTS = {
         "tpm_verify_timeout",
         "tpm_quote_mode_tss_user",
     ),
-}
-# The docker group counts as present where tpm_access creates it; unset, tpm_access's defaults apply.
-OTHER_ROLES_DEFAULTS = {
-    "tpm_access_docker_group": "docker",
-    "tpm_access_docker_gid": None,
-    "tpm_access_docker_group_manage": False,
 }
 
 
