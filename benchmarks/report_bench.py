@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "collections"))
 sys.path.insert(0, str(REPO / "tests" / "unit" / "plugins" / "plugin_utils"))
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
 from fleet_fixtures import synthetic_fleet
 from headless_chromium import installed, start_browser
 
@@ -88,7 +88,7 @@ def browser(index_html, repeat, names):
                 "no match": "zz-no-such-host",
                 "cleared": "",
             }
-            # first with the page's row limit (report.PAGE_SIZE rows laid out), then after "Show all"
+            # first with the page's row limit (report_page.PAGE_SIZE rows laid out), then after "Show all"
             for key, setup in (("paged", None), ("all_rows", "document.getElementById('show-all').click();")):
                 if setup:
                     driver.execute_script(setup)
@@ -125,7 +125,7 @@ def main():
         "cpus": os.cpu_count(),
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
-        "page_size": report.PAGE_SIZE,
+        "page_size": report_page.PAGE_SIZE,
     }
     with tempfile.TemporaryDirectory(prefix="tpmfleet-report-bench-") as tmp:
         model = {}
@@ -134,13 +134,13 @@ def main():
             model["m"] = report.build(records)
 
         out["build_model_s"] = stats(timed(build, args.repeat))
-        paths = report.write_report(model["m"], tmp)
+        paths = report_page.write_report(model["m"], tmp)
 
         def render():
             with open(paths["fleet.json"], encoding="utf-8") as fh:
                 data = json.load(fh)
             with open(paths["index.html"], "w", encoding="utf-8") as fh:
-                fh.write(report.render_html(data))
+                fh.write(report_page.render_html(data))
 
         out["render_page_from_fleet_json_s"] = stats(timed(render, args.repeat))
         out["render_budget_s"] = BUDGET_S

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
 from fleet_fixtures import AGENT_PROC, host_record, synthetic_fleet
 
 MODES = ("direct", "kernel_rm", "abrmd")
@@ -279,7 +279,7 @@ def test_html_escapes_every_host_provided_string():
     record = host_record("plain", "kernel_rm")
     record.update(requested_mode="<i>mode</i>", profile=None, mode_error="<u>bad</u> mode")
     records.append(record)
-    page = report.render_html(report.build(records))
+    page = report_page.render_html(report.build(records))
     for raw in (XSS_NAME, "<b>grp</b>", "<script>alert(1)</script>", "<svg onload", "<i>mode</i>", "<u>bad</u>"):
         assert raw not in page, raw
     assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;&quot;&#x27;&amp;&lt;/script&gt;" in page
@@ -298,7 +298,7 @@ def test_html_escapes_every_host_provided_string():
 
 def test_html_summary_numbers_and_chart():
     model = report.build(synthetic_fleet(90))
-    page = report.render_html(model)
+    page = report_page.render_html(model)
     for status, n in model["summary"]["status"].items():
         assert f'id="count-{status}"><div class="n">{n}</div>' in page
     assert page.count("<tr data-host=") == 90
@@ -306,6 +306,6 @@ def test_html_summary_numbers_and_chart():
 
 
 def test_write_report(tmp_path):
-    paths = report.write_report(report.build(synthetic_fleet(5)), str(tmp_path / "report"))
+    paths = report_page.write_report(report.build(synthetic_fleet(5)), str(tmp_path / "report"))
     assert sorted(p.rsplit("/", 1)[1] for p in paths.values()) == ["fleet.json", "index.html", "junit.xml"]
     assert json.loads((tmp_path / "report" / "fleet.json").read_text())["summary"]["hosts"] == 5

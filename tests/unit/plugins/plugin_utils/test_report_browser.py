@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
 from fleet_fixtures import host_record, synthetic_fleet
 from headless_chromium import CHROMEDRIVER, CHROMIUM, installed, start_browser
 
@@ -46,7 +46,7 @@ def page():
     )
     model = report.build(records, generated_at="2026-01-01T00:00:00Z")
     with tempfile.TemporaryDirectory(prefix="tpmfleet-report-") as tmp:
-        paths = report.write_report(model, os.path.join(tmp, "report"))
+        paths = report_page.write_report(model, os.path.join(tmp, "report"))
         driver = start_browser(os.path.join(tmp, "profile"), console_log=True)
         try:
             driver.get(Path(paths["index.html"]).as_uri())
@@ -172,19 +172,19 @@ def test_detail_view_and_screenshot(page):
 def test_large_fleet_lays_out_one_page_of_rows(page, tmp_path):
     """Beyond PAGE_SIZE matching rows only the first ones are shown until "Show all" is clicked."""
     driver, _model = page
-    model = report.build(synthetic_fleet(report.PAGE_SIZE + 150))
-    driver.get(Path(report.write_report(model, str(tmp_path))["index.html"]).as_uri())
+    model = report.build(synthetic_fleet(report_page.PAGE_SIZE + 150))
+    driver.get(Path(report_page.write_report(model, str(tmp_path))["index.html"]).as_uri())
     total = model["summary"]["hosts"]
     show_all = driver.find_element(By.ID, "show-all")
     shown = visible_hosts(driver)
-    assert shown == [h["name"] for h in model["hosts"][: report.PAGE_SIZE]]  # problems first
+    assert shown == [h["name"] for h in model["hosts"][: report_page.PAGE_SIZE]]  # problems first
     assert driver.find_element(By.ID, "shown-count").text == str(total) and show_all.is_displayed()
     Select(driver.find_element(By.ID, "status-filter")).select_by_value("failing")
     want = [h["name"] for h in model["hosts"] if h["status"] == "failing"]
     assert visible_hosts(driver) == want and not show_all.is_displayed()
     Select(driver.find_element(By.ID, "status-filter")).select_by_value("")
     driver.find_element(By.CSS_SELECTOR, "#hosts thead th:nth-child(2)").click()  # sort by host
-    assert visible_hosts(driver) == sorted((h["name"] for h in model["hosts"]), key=str.lower)[: report.PAGE_SIZE]
+    assert visible_hosts(driver) == sorted((h["name"] for h in model["hosts"]), key=str.lower)[: report_page.PAGE_SIZE]
     show_all.click()
     assert len(visible_hosts(driver)) == total and not show_all.is_displayed()
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []

@@ -10,7 +10,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
 
 # What the report playbook leaves per host (registered results and set_fact).
 FACTS_VAR = "__tpm_report_facts"
@@ -78,7 +78,7 @@ class ActionModule(ActionBase):
         inventory = ", ".join(os.path.relpath(s) if s.startswith(os.getcwd()) else s for s in sources) or None
         model = report.build(records, quote_test=quote_test, ignore_groups=tuple(ignore), inventory=inventory)
         try:
-            paths = report.write_report(model, dest)
+            paths = report_page.write_report(model, dest)
         except OSError as exc:
             raise AnsibleActionFail(f"cannot write the report into {dest}: {exc}; choose tpm_report_dir") from None
         s = model["summary"]
