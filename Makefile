@@ -34,7 +34,7 @@ lint: setup
 	ansible-lint --profile production
 
 unit: setup
-	pytest -n auto --dist loadfile tests/unit tests/roles
+	pytest -n auto --dist loadfile tests/unit tests/roles tests/playbooks
 
 # The built collection as users get it, from outside the repository: a fresh
 # venv, the tarball in an empty collections directory, ansible-doc, syntax,

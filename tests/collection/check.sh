@@ -5,6 +5,8 @@
 #   - the collection installs and is the only tpmfleet.tpm found;
 #   - ansible-doc documents every plugin; the playbooks pass --syntax-check;
 #   - ansible-test sanity on the installed collection;
+#   - ansible-builder introspect lists the controller side's Python and
+#     system needs (meta/execution-environment.yml);
 #   - the execution environment's build context (ansible-builder create) and
 #     the collection entry of its galaxy requirements install;
 #   - collections/requirements.yml's git entry (the AWX project recipe)
@@ -105,6 +107,14 @@ for v in 24_2 24_3 25_0 25_1; do
 done
 (cd "$coll" && ansible-test sanity --python "$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
    --requirements ${TPMFLEET_SANITY_ARGS:-})
+
+step "ansible-builder introspect finds the controller side's needs in the installed collection"
+"$venv_src/bin/ansible-builder" introspect "$work/collections" > "$work/introspect.txt"
+for need in cryptography jsonschema openssh-client; do
+  grep -q "^- '$need.*# from collection tpmfleet.tpm'" "$work/introspect.txt" \
+    || { echo "check: ansible-builder introspect does not list $need from tpmfleet.tpm:" >&2; cat "$work/introspect.txt" >&2; exit 1; }
+done
+echo "ok"
 
 step "the execution environment's build context"
 rm -rf "$work/ee"
