@@ -10,7 +10,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet, report_page
 
 # What the report playbook leaves per host (registered results and set_fact).
 FACTS_VAR = "__tpm_report_facts"
@@ -22,6 +22,29 @@ SETTINGS_VAR = "__tpm_report_settings"
 def _plain(value):
     """Plain JSON data (hostvars hold lazy and tagged objects)."""
     return json.loads(json.dumps(value, default=to_text))
+
+
+def playbooks(playbook_dir, cwd=None):
+    """How fix commands name the playbooks.
+
+    A run from a checkout of this project (the play's playbook_dir is the checkout's
+    playbooks/ directory or its root: site.yml beside playbooks/quote_mode.yml) names
+    its files, relative to the current directory; any other run (the installed
+    collection's tpmfleet.tpm.report) names the collection's playbooks.
+    """
+    cwd = cwd or os.getcwd()
+    if playbook_dir:
+        for root in (playbook_dir, os.path.dirname(os.path.abspath(playbook_dir))):
+            site = os.path.join(root, "site.yml")
+            if os.path.isfile(site) and os.path.isfile(os.path.join(root, "playbooks", "quote_mode.yml")):
+                rel = os.path.relpath(root, cwd)
+                join = os.path.join if rel != "." else (lambda _r, p: p)
+                return {
+                    "site": join(rel, "site.yml"),
+                    "quote_mode": join(rel, "playbooks/quote_mode.yml"),
+                    "report": join(rel, "playbooks/report.yml"),
+                }
+    return dict(report.PLAYBOOKS)
 
 
 def host_input(name, hostvars):
@@ -65,7 +88,8 @@ class ActionModule(ActionBase):
         ignore = args.get("mixed_mode_ignore_groups") or []
         if not isinstance(ignore, list):
             raise AnsibleActionFail("mixed_mode_ignore_groups must be a list of group names")
-        dest = os.path.abspath(os.path.expanduser(to_text(args.get("dest") or "report")))
+        dest_arg = to_text(args.get("dest") or "report")
+        dest = os.path.abspath(os.path.expanduser(dest_arg))
         quote_test = self._bool(args.get("quote_test", False))
 
         hostvars = task_vars["hostvars"]
@@ -76,21 +100,31 @@ class ActionModule(ActionBase):
             records.append(host_input(name, hostvars[name]))
         sources = [to_text(s) for s in task_vars.get("ansible_inventory_sources") or []]
         inventory = ", ".join(os.path.relpath(s) if s.startswith(os.getcwd()) else s for s in sources) or None
-        model = report.build(records, quote_test=quote_test, ignore_groups=tuple(ignore), inventory=inventory)
+        model = report.build(
+            records,
+            quote_test=quote_test,
+            ignore_groups=tuple(ignore),
+            inventory=inventory,
+            playbooks=playbooks(task_vars.get("playbook_dir")),
+            limits_dir=dest_arg,
+        )
         try:
             paths = report_page.write_report(model, dest)
+            limit_files = report_fleet.write_limit_files(model, dest)
         except OSError as exc:
             raise AnsibleActionFail(f"cannot write the report into {dest}: {exc}; choose tpm_report_dir") from None
         s = model["summary"]
         result.update(
             changed=False,
             paths=paths,
+            limit_files=limit_files,
             summary=s,
             fleet_findings=len(model["fleet_findings"]),
             msg=(
                 f"{s['hosts']} hosts: {s['status']['healthy']} healthy, {s['status']['drifted']} drifted, "
-                f"{s['status']['failing']} failing, {s['status']['unreachable']} unreachable, "
-                f"{s['status']['no_tpm']} without TPM; report in {paths['index.html']}"
+                f"{s['status']['unverified']} unverified, {s['status']['failing']} failing, "
+                f"{s['status']['unreachable']} unreachable, {s['status']['no_tpm']} without TPM; "
+                f"{len(model['problem_groups'])} problem groups; report in {paths['index.html']}"
             ),
         )
         return result

@@ -54,6 +54,7 @@ def _script_json(value):
 STATUS_COLOURS = {
     "failing": "#c62828",
     "unreachable": "#6a1b9a",
+    "unverified": "#f9a825",
     "no_tpm": "#757575",
     "drifted": "#ef6c00",
     "healthy": "#2e7d32",
