@@ -27,23 +27,30 @@ def _plain(value):
 def playbooks(playbook_dir, cwd=None):
     """How fix commands name the playbooks.
 
-    A run from a checkout of this project (the play's playbook_dir is the checkout's
-    playbooks/ directory or its root: site.yml beside playbooks/quote_mode.yml) names
-    its files, relative to the current directory; any other run (the installed
-    collection's tpmfleet.tpm.report) names the collection's playbooks.
+    A run from a checkout of this project names its files, relative to the current
+    directory: the checkout is the play's playbook_dir or its parent, or the current
+    directory, when it holds site.yml beside playbooks/quote_mode.yml (the top-level
+    playbooks/report.yml imports the collection's playbook, whose playbook_dir is the
+    collection's). Any other run names the installed collection's playbooks
+    (``ansible-playbook tpmfleet.tpm.site``).
     """
     cwd = cwd or os.getcwd()
+    roots = [cwd]
     if playbook_dir:
-        for root in (playbook_dir, os.path.dirname(os.path.abspath(playbook_dir))):
-            site = os.path.join(root, "site.yml")
-            if os.path.isfile(site) and os.path.isfile(os.path.join(root, "playbooks", "quote_mode.yml")):
-                rel = os.path.relpath(root, cwd)
-                join = os.path.join if rel != "." else (lambda _r, p: p)
-                return {
-                    "site": join(rel, "site.yml"),
-                    "quote_mode": join(rel, "playbooks/quote_mode.yml"),
-                    "report": join(rel, "playbooks/report.yml"),
-                }
+        roots[:0] = [playbook_dir, os.path.dirname(os.path.abspath(playbook_dir))]
+    for root in roots:
+        if os.path.isfile(os.path.join(root, "site.yml")) and os.path.isfile(
+            os.path.join(root, "playbooks", "quote_mode.yml")
+        ):
+            rel = os.path.relpath(root, cwd)
+            return {
+                name: path if rel == "." else os.path.join(rel, path)
+                for name, path in (
+                    ("site", "site.yml"),
+                    ("quote_mode", "playbooks/quote_mode.yml"),
+                    ("report", "playbooks/report.yml"),
+                )
+            }
     return dict(report.PLAYBOOKS)
 
 
