@@ -297,3 +297,12 @@ def test_junitparser_reads_the_synthetic_fleet():
     assert suite.tests == 300 * len(report.CHECKS) + len(model["fleet_findings"])
     skipped = [c for c in suite if any(isinstance(r, junitparser.Skipped) for r in c.result)]
     assert len(skipped) == suite.skipped > 0
+
+
+def test_a_software_tpm_without_ek_certificate_is_not_judged_by_one():
+    record = host_record("h1", "kernel_rm", ek_cert=False)
+    record["facts"]["ansible_facts"]["tpm"]["properties"]["software_tpm"] = True
+    host = one(record)
+    assert host["status"] == "healthy" and checks(host)["ek_certificate"] == "skip"
+    record["facts"]["ansible_facts"]["tpm"]["properties"]["software_tpm"] = False
+    assert one(record)["status"] == "failing"

@@ -409,7 +409,13 @@ def evaluate_host(record, quote_test=False, playbooks=None):
             problems.extend(_access_problems(tpm, profile["mode"] if profile else None, not_run))
             props = tpm.get("properties")
             if props:
-                problems.extend(_tpm_problems(props, name))
+                found = _tpm_problems(props, name)
+                if props.get("software_tpm") and not any(c.get("present") for c in props.get("ek_certificates") or []):
+                    # no vendor CA signs a software TPM's EK: verifiers enrol it by its EK public key
+                    found = [p for p in found if p["title"] != "No EK certificate in NV"]
+                    skipped["ek_certificate"] = ("does not apply: a software TPM has no vendor EK certificate; "
+                                                 "enrol it by its EK public key (tpm.ek.public_key_sha256)")  # fmt: skip
+                problems.extend(found)
             else:
                 why_not = not_run.get("tpm_access") or "not run: the TPM could not be opened"
                 if not profile:

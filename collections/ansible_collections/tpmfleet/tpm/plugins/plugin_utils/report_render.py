@@ -94,7 +94,8 @@ def _junit_cases(model, counts):
                        f"{_t(fixes)}</failure>\n    </testcase>\n")  # fmt: skip
             elif status in ("skip", "not_run"):
                 counts["skipped"] += 1
-                yield f'{head}>\n      <skipped message="{_a(status + ": " + check["message"])}" />\n    </testcase>\n'
+                message = check["message"] if status == "not_run" else "skip: " + check["message"]
+                yield f'{head}>\n      <skipped message="{_a(message)}" />\n    </testcase>\n'
             elif check["message"]:
                 yield f"{head}>\n      <system-out>{_t(check['message'])}</system-out>\n    </testcase>\n"
             else:
@@ -114,8 +115,8 @@ def _junit_cases(model, counts):
 def render_junit(model):
     """JUnit XML: one test case per host and check (classname = tpmfleet.<host>), plus the fleet findings.
 
-    A check that could not run (not_run) or does not apply (skip) is a skipped case whose
-    message starts with its status; a failed check is a failure of its severity.
+    A check that could not run (not_run, its message starts with "not run:") or does not
+    apply (message "skip: ...") is a skipped case; a failed check is a failure of its severity.
     """
     counts = {"tests": 0, "failures": 0, "skipped": 0}
     cases = "".join(_junit_cases(model, counts))
