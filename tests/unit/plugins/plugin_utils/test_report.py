@@ -52,7 +52,9 @@ def test_every_other_mode_is_drift(mode):
         assert host["status"] == "drifted", (mode, other)
         assert host["observed_mode"] == other
         assert "drift_tcti_env" in problem_ids(host)
-        assert all(p["drift"] and "ansible-playbook tpmfleet.tpm.quote_mode -l h1" in p["fix"] for p in host["problems"])
+        assert all(
+            p["drift"] and "ansible-playbook tpmfleet.tpm.quote_mode -l h1" in p["fix"] for p in host["problems"]
+        )
 
 
 def test_abrmd_running_in_direct_mode():

@@ -115,10 +115,13 @@ def test_problem_groups_give_one_command_for_all_their_hosts():
     model = report.build(records, limits_dir="out dir")
     SCHEMA.validate(json.loads(report.render_json(model)))
     running = next(g for g in model["problem_groups"] if g["title"] == "tpm2-abrmd is running")
-    assert running["count"] == 4 and running["hosts"] == sorted(names, key=lambda n: [h["name"] for h in
-                                                                                     model["hosts"]].index(n))
+    assert running["count"] == 4 and running["hosts"] == sorted(
+        names, key=lambda n: [h["name"] for h in model["hosts"]].index(n)
+    )
     assert running["limit_file"] == f"limits/{running['id']}.txt" and running["not_in_limit_file"] == []
-    assert running["command"] == f"ansible-playbook tpmfleet.tpm.quote_mode --limit '@out dir/limits/{running['id']}.txt'"
+    assert (
+        running["command"] == f"ansible-playbook tpmfleet.tpm.quote_mode --limit '@out dir/limits/{running['id']}.txt'"
+    )
     assert running["command"] in running["fix"] and EVIL not in running["fix"]
     for h in model["hosts"]:
         for p in h["problems"]:
@@ -236,8 +239,8 @@ def _check_junit(text, model):
     assert root.tag == "testsuites" and [c.tag for c in root] == ["testsuite"]
     suite = root[0]
     cases = suite.findall("testcase")
-    assert len(cases) == len(list(suite)) == sum(len(h["checks"]) for h in model["hosts"]) + len(
-        model["fleet_findings"]
+    assert (
+        len(cases) == len(list(suite)) == sum(len(h["checks"]) for h in model["hosts"]) + len(model["fleet_findings"])
     )
     for attr in ("tests", "failures", "errors", "skipped"):
         assert suite.get(attr).isdigit()
@@ -251,7 +254,7 @@ def _check_junit(text, model):
     assert names == {report.xml_safe("tpmfleet." + h["name"]) for h in model["hosts"]}
     if junitparser is not None:
         xml = junitparser.JUnitXml.fromstring(text.encode("utf-8"))
-        parsed = list(xml)[0]
+        parsed = next(iter(xml))
         assert parsed.tests == len(cases) and parsed.failures == int(suite.get("failures"))
 
 
@@ -293,7 +296,7 @@ def test_junit_keeps_control_characters_visible_and_long_strings_whole():
 def test_junitparser_reads_the_synthetic_fleet():
     model = report.build(synthetic_fleet(300), quote_test=True)
     xml = junitparser.JUnitXml.fromstring(report.render_junit(model).encode("utf-8"))
-    suite = list(xml)[0]
+    suite = next(iter(xml))
     assert suite.tests == 300 * len(report.CHECKS) + len(model["fleet_findings"])
     skipped = [c for c in suite if any(isinstance(r, junitparser.Skipped) for r in c.result)]
     assert len(skipped) == suite.skipped > 0

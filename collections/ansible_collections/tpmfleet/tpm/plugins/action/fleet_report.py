@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -17,11 +16,6 @@ FACTS_VAR = "__tpm_report_facts"
 QUOTE_VAR = "__tpm_report_quote"
 MODE_ERROR_VAR = "__tpm_report_mode_error"
 SETTINGS_VAR = "__tpm_report_settings"
-
-
-def _plain(value):
-    """Plain JSON data (hostvars hold lazy and tagged objects)."""
-    return json.loads(json.dumps(value, default=to_text))
 
 
 def playbooks(playbook_dir, cwd=None):
@@ -54,26 +48,60 @@ def playbooks(playbook_dir, cwd=None):
     return dict(report.PLAYBOOKS)
 
 
-def host_input(name, hostvars):
-    """The report's record for one host (see plugin_utils/report.py) from its hostvars."""
-    get = hostvars.get
+def host_input(name, host_vars, templated=None):
+    """The report's record for one host (see plugin_utils/report.py) from its variables.
+
+    ``host_vars`` are the host's variables as stored (``HostVars.raw_get``): the
+    registered results and set_fact values the report reads are data already, and
+    templating them again (``hostvars[name][var]``) walks every result (about 1 ms per
+    host; no copy is made either: the report only reads them, and its renderings
+    turn any value JSON cannot carry into text). Only the requested mode of a host whose mode is invalid, which may come
+    from the inventory as a template, is read through ``templated`` (the templating
+    ``hostvars[name]``) when given.
+    """
+    get = host_vars.get
     profile = get("tpm_quote_mode_profile")
     error = get(MODE_ERROR_VAR)
-    requested = get("tpm_quote_mode")
-    if requested is None and profile:
+    if profile and not error:
         requested = profile.get("mode")
-    return _plain(
-        {
-            "name": name,
-            "groups": get("group_names") or [],
-            "requested_mode": requested,
-            "profile": None if error else profile,
-            "mode_error": error,
-            "settings": get(SETTINGS_VAR) or {},
-            "facts": get(FACTS_VAR),
-            "quote": get(QUOTE_VAR),
-        }
-    )
+    else:
+        requested = (templated if templated is not None else host_vars).get("tpm_quote_mode")
+    return {
+        "name": name,
+        "groups": get("group_names") or [],
+        "requested_mode": requested,
+        "profile": None if error else profile,
+        "mode_error": error,
+        "settings": get(SETTINGS_VAR) or {},
+        "facts": get(FACTS_VAR),
+        "quote": get(QUOTE_VAR),
+    }
+
+
+def collect(hostvars, hosts):
+    """Every host's record, from Ansible's HostVars (or a plain mapping of host -> variables)."""
+    raw_get = getattr(hostvars, "raw_get", None)
+    records = []
+    for name in hosts:
+        if name not in hostvars:
+            raise AnsibleActionFail(f"{name} is not an inventory host")
+        if raw_get is None:
+            records.append(host_input(name, hostvars[name]))
+            continue
+        host_vars = raw_get(name)
+        lazy = _Lazy(hostvars, name)
+        records.append(host_input(name, host_vars, lazy))
+    return records
+
+
+class _Lazy:
+    """``hostvars[name]``, made only when a value must be templated."""
+
+    def __init__(self, hostvars, name):
+        self._hostvars, self._name = hostvars, name
+
+    def get(self, key, default=None):
+        return self._hostvars[self._name].get(key, default)
 
 
 class ActionModule(ActionBase):
@@ -99,12 +127,7 @@ class ActionModule(ActionBase):
         dest = os.path.abspath(os.path.expanduser(dest_arg))
         quote_test = self._bool(args.get("quote_test", False))
 
-        hostvars = task_vars["hostvars"]
-        records = []
-        for name in hosts:
-            if name not in hostvars:
-                raise AnsibleActionFail(f"{name} is not an inventory host")
-            records.append(host_input(name, hostvars[name]))
+        records = collect(task_vars["hostvars"], hosts)
         sources = [to_text(s) for s in task_vars.get("ansible_inventory_sources") or []]
         inventory = ", ".join(os.path.relpath(s) if s.startswith(os.getcwd()) else s for s in sources) or None
         model = report.build(

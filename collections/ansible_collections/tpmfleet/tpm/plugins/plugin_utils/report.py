@@ -29,15 +29,15 @@ import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_fleet
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (  # noqa: F401 - re-exported
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
     CMD,
     PLAYBOOKS,
     _abrmd_observed,
     _problem,
     _str,
     command,
-    host_limit,
     drift,
+    host_limit,
     observed_mode,
 )
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_render import (  # noqa: F401 - re-exported
@@ -238,8 +238,6 @@ def _observed(tpm, settings):
     }
 
 
-
-
 def _access_problems(tpm, mode, not_run):
     """Problems of opening the TPM; a direct-mode TPM held by a consumer could not be read: not_run."""
     problems = []
@@ -301,8 +299,6 @@ def _tpm_problems(props, name):
                                  "-c owner -p <current password>."))  # fmt: skip
     del name
     return problems
-
-
 
 
 def _event_log_problems(log):
@@ -413,8 +409,10 @@ def evaluate_host(record, quote_test=False, playbooks=None):
                 if props.get("software_tpm") and not any(c.get("present") for c in props.get("ek_certificates") or []):
                     # no vendor CA signs a software TPM's EK: verifiers enrol it by its EK public key
                     found = [p for p in found if p["title"] != "No EK certificate in NV"]
-                    skipped["ek_certificate"] = ("does not apply: a software TPM has no vendor EK certificate; "
-                                                 "enrol it by its EK public key (tpm.ek.public_key_sha256)")  # fmt: skip
+                    skipped["ek_certificate"] = (
+                        "does not apply: a software TPM has no vendor EK certificate; enrol it by its EK public key "
+                        "(tpm.ek.public_key_sha256)"
+                    )
                 problems.extend(found)
             else:
                 why_not = not_run.get("tpm_access") or "not run: the TPM could not be opened"

@@ -42,7 +42,6 @@ def _problem(check, severity, title, cause, fix, drift=False, cmd=None):
             "_cmd": cmd}  # fmt: skip
 
 
-
 def _str(value):
     return "" if value is None else str(value)
 
@@ -157,8 +156,6 @@ def drift(profile, tpm, host="HOST"):
     return problems
 
 
-
-
 @functools.lru_cache(maxsize=64)
 def _profiles(tss_user, tss_group, abrmd_tcti):
     """Every mode's profile for one set of settings (cached: the same for most hosts)."""
@@ -190,8 +187,10 @@ def _signs(tpm, profiles):
             ok = True
             for path, want in profile["nodes"].items():
                 node = _node(tpm.get("devices"), path)
-                if node is None or not node.get("exists", True) or any(
-                    _str(node.get(k)) != _str(want[k]) for k in ("owner", "group", "mode")
+                if (
+                    node is None
+                    or not node.get("exists", True)
+                    or any(_str(node.get(k)) != _str(want[k]) for k in ("owner", "group", "mode"))
                 ):
                     ok = False
                     break

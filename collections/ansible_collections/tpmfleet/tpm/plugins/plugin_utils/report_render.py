@@ -52,10 +52,11 @@ def _json_chunks(model):
     keys = [k for k in model if k != "hosts"]
     yield "{\n"
     for key in keys:
-        body = json.dumps(model[key], indent=2).replace("\n", "\n  ")
+        body = json.dumps(model[key], indent=2, default=str).replace("\n", "\n  ")
         yield f"  {json.dumps(key)}: {body},\n"
     yield '  "hosts": ['
-    compact = json.JSONEncoder(separators=(",", ":")).encode
+    # default=str: values from hostvars that JSON cannot carry (none expected) become text
+    compact = json.JSONEncoder(separators=(",", ":"), default=str).encode
     for i, host in enumerate(model.get("hosts", ())):
         yield ("\n    " if i == 0 else ",\n    ") + compact(host)
     yield "\n  ]\n}\n"
@@ -89,8 +90,11 @@ def _junit_cases(model, counts):
             status = check["status"]
             if status == "fail":
                 counts["failures"] += 1
-                fixes = "\n".join(f"- {p['title']}: {p['cause']}\n  fix: {p['fix']}" for p in by_check.get(check["id"], ()))
-                yield (f'{head}>\n      <failure message="{_a(check["message"][:1000])}" type="{_a(check["severity"])}">'
+                fixes = "\n".join(
+                    f"- {p['title']}: {p['cause']}\n  fix: {p['fix']}" for p in by_check.get(check["id"], ())
+                )
+                message, severity = _a(check["message"][:1000]), _a(check["severity"])
+                yield (f'{head}>\n      <failure message="{message}" type="{severity}">'
                        f"{_t(fixes)}</failure>\n    </testcase>\n")  # fmt: skip
             elif status in ("skip", "not_run"):
                 counts["skipped"] += 1
