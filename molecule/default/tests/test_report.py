@@ -95,8 +95,15 @@ def test_every_host_is_in_the_report_with_its_mode_and_status(broken_fleet):
         "mode-notpm": "no_tpm",
     }
     assert (hosts["mode-abrmd"]["mode"], hosts["mode-abrmd"]["observed_mode"]) == ("abrmd", "abrmd")
+    # asked direct, tpm2-abrmd started by hand and holding /dev/tpm0: its signs disagree
+    assert (hosts["mode-direct"]["mode"], hosts["mode-direct"]["observed_mode"]) == ("direct", "conflicting")
     assert fleet["summary"]["hosts"] == 4
-    assert fleet["summary"]["status"] == {"failing": 2, "unreachable": 0, "no_tpm": 1, "drifted": 0, "healthy": 1}
+    assert fleet["summary"]["status"] == {
+        "failing": 2, "unreachable": 0, "unverified": 0, "no_tpm": 1, "drifted": 0, "healthy": 1,
+    }  # fmt: skip
+    assert sum(fleet["summary"]["observed_modes"].values()) == 4
+    # green means proven: every check of the healthy host ran and passed (or does not apply)
+    assert {c["status"] for c in hosts["mode-abrmd"]["checks"]} <= {"pass", "skip"}
 
 
 def test_the_drifted_direct_host_names_abrmd_and_the_fix(broken_fleet):
@@ -107,6 +114,8 @@ def test_the_drifted_direct_host_names_abrmd_and_the_fix(broken_fleet):
     assert problems["drift_holders"]["drift"] is True and "tpm2-abrmd" in problems["drift_holders"]["cause"]
     assert "busy" in problems["tpm_access"]["title"].lower()
     assert "playbooks/quote_mode.yml -l mode-direct" in problems["drift_abrmd"]["fix"]
+    group = next(g for g in fleet["problem_groups"] if g["id"] == problems["drift_abrmd"]["group"])
+    assert "mode-direct" in group["hosts"] and "--limit @" in group["command"]
 
 
 def test_the_locked_out_tpm_is_reported_with_its_counter_and_fix(broken_fleet):

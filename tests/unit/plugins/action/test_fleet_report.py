@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 import yaml
-from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import host_input
+from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import host_input, playbooks
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from conftest import ANSIBLE, REPO, free_port_pair
@@ -20,8 +20,9 @@ PLAYBOOK = str(ANSIBLE) + "-playbook"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Run playbooks/report.yml over a local host without TPM, a host with an invalid mode and an
-    unreachable host, in check mode; returns (process, report dir)."""
+    """Run playbooks/report.yml over a local host without TPM, a host with an invalid mode, a host whose
+    TPM read cannot start (a broken ansible_python_interpreter) and an unreachable host, in check mode;
+    returns (process, report dir)."""
     tmp = tmp_path_factory.mktemp("report")
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = {
@@ -31,6 +32,7 @@ def run(tmp_path_factory):
                     "hosts": {
                         "tpmless": dict(local, tpm_quote_mode="direct", tpm_kernel_require_device=False),
                         "badmode": dict(local, tpm_quote_mode="fast"),
+                        "brokenpy": dict(local, tpm_quote_mode="direct", ansible_python_interpreter="/usr/bin/false"),
                         "gone": {
                             "ansible_host": "127.0.0.1",
                             "ansible_port": free_port_pair(),
@@ -56,10 +58,12 @@ def test_playbook_succeeds_and_changes_nothing(run):
     proc, _out = run
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recap = proc.stdout[proc.stdout.index("PLAY RECAP") :]
-    for host in ("tpmless", "badmode", "gone"):
+    for host in ("tpmless", "badmode", "gone", "brokenpy"):
         line = next(x for x in recap.splitlines() if x.startswith(host))
         assert "changed=0" in line and "failed=0" in line, line
-    assert "3 hosts: 0 healthy, 0 drifted, 1 failing, 1 unreachable, 1 without TPM" in proc.stdout
+    # the failed read is not hidden: Ansible counts it as ignored, the report as failing
+    assert "ignored=1" in next(x for x in recap.splitlines() if x.startswith("brokenpy"))
+    assert "4 hosts: 0 healthy, 0 drifted, 0 unverified, 2 failing, 1 unreachable, 1 without TPM" in proc.stdout
 
 
 def test_every_host_is_in_the_report(run):
@@ -73,12 +77,24 @@ def test_every_host_is_in_the_report(run):
     assert hosts["tpmless"]["tpm"]["present"] is False and hosts["tpmless"]["expected"]["tcti"] == "device:/dev/tpm0"
     assert hosts["badmode"]["status"] == "failing" and hosts["badmode"]["mode"] == "fast"
     assert "tpm_quote_mode must be one of" in hosts["badmode"]["problems"][0]["cause"]
-    assert model["summary"]["status"] == {"failing": 1, "unreachable": 1, "no_tpm": 1, "drifted": 0, "healthy": 0}
+    broken = hosts["brokenpy"]
+    assert broken["status"] == "failing" and broken["tpm"] is None
+    facts = next(p for p in broken["problems"] if p["check"] == "facts")
+    assert facts["cause"].startswith("tpm_facts failed: rc 1; Module result deserialization failed"), facts
+    assert model["summary"]["status"] == {
+        "failing": 2, "unreachable": 1, "unverified": 0, "no_tpm": 1, "drifted": 0, "healthy": 0,
+    }  # fmt: skip
+    observed = model["summary"]["observed_modes"]
+    assert observed["not_read"] == 2 and sum(observed.values()) == 4  # gone and brokenpy were not read
+    # run from the checkout: the fixes name its playbook files; a limit file per problem group
+    group = next(g for g in model["problem_groups"] if g["check"] == "facts")
+    assert group["command"] == f"ansible-playbook playbooks/report.yml --limit @{out}/{group['limit_file']}"
+    assert (out / group["limit_file"]).read_text() == "brokenpy\n"
     assert "hosts.yml" in model["inventory"]
     page = (out / "index.html").read_text()
     assert all(f'data-host="{h}"' in page for h in hosts)
     junit = (out / "junit.xml").read_text()
-    assert junit.count("<testcase ") == 3 * len(report.CHECKS) + len(model["fleet_findings"])
+    assert junit.count("<testcase ") == 4 * len(report.CHECKS) + len(model["fleet_findings"])
 
 
 def test_host_input_reads_what_the_playbook_left():
@@ -89,3 +105,15 @@ def test_host_input_reads_what_the_playbook_left():
     assert record["requested_mode"] == "abrmd" and record["profile"] == profile and record["quote"] is None
     record = host_input("h", dict(hv, tpm_quote_mode="x", __tpm_report_mode_error="bad"))
     assert record["profile"] is None and record["mode_error"] == "bad" and record["requested_mode"] == "x"
+
+
+def test_fix_commands_name_the_checkout_or_the_collection(tmp_path):
+    assert playbooks(str(REPO / "playbooks"), cwd=str(REPO)) == {
+        "site": "site.yml", "quote_mode": "playbooks/quote_mode.yml", "report": "playbooks/report.yml",
+    }  # fmt: skip
+    assert playbooks(str(REPO), cwd=str(tmp_path))["site"] == os.path.join(os.path.relpath(REPO, tmp_path), "site.yml")
+    collection_playbooks = REPO / "collections" / "ansible_collections" / "tpmfleet" / "tpm" / "playbooks"
+    assert playbooks(str(collection_playbooks), cwd=str(tmp_path)) == report.PLAYBOOKS
+    assert playbooks(None, cwd=str(tmp_path)) == report.PLAYBOOKS == {
+        "site": "tpmfleet.tpm.site", "quote_mode": "tpmfleet.tpm.quote_mode", "report": "tpmfleet.tpm.report",
+    }  # fmt: skip

@@ -2,7 +2,9 @@
 
 ``host_record(name, mode, ...)`` gives a host whose observed state is exactly what
 its quote mode implies (healthy); keyword arguments break it in one way each.
-``synthetic_fleet(n)`` mixes every status for the browser test and the benchmark.
+``synthetic_fleet(n)`` mixes every status (failing, unreachable, unverified, no_tpm,
+drifted, healthy), failed reads, busy direct-mode TPMs, conflicting observed modes and
+host-provided strings with control characters, for the tests, the page and the benchmarks.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def host_record(
     event_log=True,
     quote=None,
     mode_error=None,
+    read_failure=None,
 ):
     """A registered-result record for one host; healthy in ``mode`` unless told otherwise."""
     profile = None if mode_error else qm.profile(mode)
@@ -100,6 +103,21 @@ def host_record(
         "settings": {"tss_group": "tss", "docker_group": "docker", "require_device": require_device},
         "quote": quote,
     }
+    if read_failure is not None:
+        # What ansible registers when the module could not start (e.g. a broken
+        # ansible_python_interpreter); failed_when: false would turn failed into False.
+        record["facts"] = {
+            "failed": read_failure != "hidden",
+            "rc": 127,
+            "msg": "The module failed to execute correctly, you probably need to set the interpreter.\n"
+            "See stdout/stderr for the exact error",
+            "module_stdout": "",
+            "module_stderr": "/bin/sh: 1: /usr/bin/python3: not found\n",
+            "changed": False,
+        }
+        if read_failure == "hidden":
+            record["facts"]["failed_when_result"] = False
+        return record
     if unreachable:
         record["facts"] = {"unreachable": True, "changed": False,
                            "msg": f"Failed to connect to the host via ssh: ssh: connect to host {name} port 22: "
@@ -185,11 +203,29 @@ def synthetic_fleet(n, seed=7):
             kwargs["tcti_env"] = dict.fromkeys(qm.TCTI_VARIABLES, tcti)
         elif roll < 0.17:
             kwargs["access_error"] = ("busy", "/dev/tpm0 is busy (Device or resource busy), held by pid 702")
+            if mode == "direct":  # a consumer quoting: the TPM's state is unread (unverified)
+                kwargs["extra_holders"] = [AGENT_PROC]
         elif roll < 0.2:
             kwargs["ek_cert"] = False
         elif roll < 0.22:
             kwargs["node_mode"] = {"/dev/tpmrm0": "0666"}
         elif roll < 0.23:
             kwargs["event_log"] = False
-        records.append(host_record(name, mode, groups=groups, **kwargs))
+        elif roll < 0.25:
+            kwargs["read_failure"] = "hidden" if i % 2 else "failed"
+        elif roll < 0.26:
+            kwargs["present"] = False
+            kwargs["require_device"] = False
+        elif roll < 0.27:
+            # a direct host whose tpm2-abrmd was started by hand: its signs disagree (conflicting)
+            kwargs["abrmd_running"] = mode == "direct"
+            kwargs["tcti_env"] = dict.fromkeys(qm.TCTI_VARIABLES, "device:/dev/tpm0")
+        if i % 97 == 5 and not kwargs.get("unreachable"):
+            # host-provided strings with ANSI colour codes and other control characters
+            kwargs["extra_holders"] = [dict(AGENT_PROC, comm="\x1b[31magent\x1b[0m\x00", unit="a\x07\r.service")]
+        record = host_record(name, mode, groups=groups, **kwargs)
+        if i % 101 == 3:
+            record["facts"] = {"unreachable": True, "changed": False,
+                               "msg": f"\x1b[0;31mFailed to connect to {name}: Connection refused\x1b[0m"}  # fmt: skip
+        records.append(record)
     return copy.deepcopy(records)

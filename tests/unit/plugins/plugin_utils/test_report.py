@@ -52,7 +52,9 @@ def test_every_other_mode_is_drift(mode):
         assert host["status"] == "drifted", (mode, other)
         assert host["observed_mode"] == other
         assert "drift_tcti_env" in problem_ids(host)
-        assert all(p["drift"] and "playbooks/quote_mode.yml -l h1" in p["fix"] for p in host["problems"])
+        assert all(
+            p["drift"] and "ansible-playbook tpmfleet.tpm.quote_mode -l h1" in p["fix"] for p in host["problems"]
+        )
 
 
 def test_abrmd_running_in_direct_mode():
@@ -111,14 +113,15 @@ def test_lockout_is_failing_and_a_counter_is_a_warning():
     assert locked["status"] == "failing" and checks(locked)["lockout"] == "fail"
     assert "tpm2_dictionarylockout --clear-lockout" in locked["problems"][0]["fix"]
     counting = one(host_record("h1", "kernel_rm", lockout_counter=3))
-    assert counting["status"] == "healthy" and checks(counting)["lockout"] == "fail"
+    # a warning fails its check: not proven healthy
+    assert counting["status"] == "failing" and checks(counting)["lockout"] == "fail"
     assert counting["problems"][0]["severity"] == "warning" and "3 of max_tries 32" in counting["problems"][0]["cause"]
 
 
 def test_missing_ek_certificate_owner_auth_and_event_log():
     host = one(host_record("h1", "abrmd", ek_cert=False, owner_auth=True, event_log=False))
     assert problem_ids(host) == ["auth", "ek_certificate", "event_log"]
-    assert host["status"] == "healthy"  # warnings only: shown, but the host can quote
+    assert host["status"] == "failing"  # warnings fail their checks: green means every check passed
     ek = next(p for p in host["problems"] if p["check"] == "ek_certificate")
     assert "0x01c00002" in ek["cause"] and "0x01c0000a" in ek["cause"]
 
@@ -134,15 +137,20 @@ def test_access_failure_names_its_fix():
     assert host["status"] == "failing" and checks(host)["tpm_access"] == "fail"
     problem = host["problems"][0]
     assert problem["title"] == "Cannot open the TPM (busy)" and "held by pid 702" in problem["cause"]
-    assert "ansible-playbook playbooks/quote_mode.yml -l h1" in problem["fix"]
-    assert checks(host)["lockout"] == "skip"
+    assert "ansible-playbook tpmfleet.tpm.quote_mode -l h1" in problem["fix"]
+    assert checks(host)["lockout"] == "not_run"
 
 
-def test_busy_in_direct_mode_with_a_consumer_holding_the_tpm_is_a_warning():
+def test_busy_in_direct_mode_with_a_consumer_holding_the_tpm_is_unverified():
+    """The TPM's state was not read: lockout, EK and auth did not run, so the host is not green."""
     busy = ("busy", "/dev/tpm0 is busy (Device or resource busy), held by pid 702 (keylime_agent)")
     host = one(host_record("h1", "direct", extra_holders=[AGENT_PROC], access_error=busy))
-    assert host["status"] == "healthy" and checks(host)["tpm_access"] == "fail"
+    assert host["status"] == "unverified"
+    states = checks(host)
+    tpm_checks = ("tpm_access", "lockout", "ek_certificate", "auth")
+    assert {c: states[c] for c in tpm_checks} == dict.fromkeys(tpm_checks, "not_run")
     assert host["problems"][0]["title"] == "TPM busy: a consumer holds /dev/tpm0"
+    assert host["observed_mode"] == "direct"  # a consumer holds /dev/tpm0, abrmd masked
     # tpm2-abrmd holding it in direct mode is drift and a failure
     host = one(host_record("h1", "direct", abrmd_running=True, access_error=busy))
     assert host["status"] == "failing" and host["problems"][0]["title"] == "Cannot open the TPM (busy)"
@@ -152,7 +160,7 @@ def test_unreachable_host_is_kept_with_every_other_check_skipped():
     host = one(host_record("h1", "kernel_rm", unreachable=True))
     assert host["status"] == "unreachable" and host["reachable"] is False and host["tpm"] is None
     states = checks(host)
-    assert states.pop("reachable") == "fail" and set(states.values()) == {"skip"}
+    assert states.pop("reachable") == "fail" and set(states.values()) == {"not_run"}
     assert "Connection timed out" in host["problems"][0]["cause"]
 
 
@@ -160,9 +168,13 @@ def test_host_without_tpm():
     expected = one(host_record("h1", "kernel_rm", present=False, require_device=False))
     assert expected["status"] == "no_tpm" and checks(expected)["tpm_present"] == "pass"
     assert expected["problems"][0]["severity"] == "info"
+    assert checks(expected)["lockout"] == "skip"
+    # tpm_kernel_require_device true (the default) and no TPM: failing, the TPM checks did not run
     required = one(host_record("h1", "kernel_rm", present=False))
-    assert required["status"] == "no_tpm" and checks(required)["tpm_present"] == "fail"
+    assert required["status"] == "failing" and checks(required)["tpm_present"] == "fail"
+    assert checks(required)["lockout"] == "not_run"
     assert "tpm_kernel_require_device: false" in required["problems"][0]["fix"]
+    assert "ansible-playbook tpmfleet.tpm.site -l h1" in required["problems"][0]["fix"]
 
 
 def test_invalid_mode():
@@ -170,15 +182,17 @@ def test_invalid_mode():
     record.update(requested_mode="fast", profile=None, mode_error="tpm_quote_mode must be one of direct, ...")
     host = one(record)
     assert host["status"] == "failing" and host["mode"] == "fast"
-    assert checks(host)["mode"] == "fail" and checks(host)["drift_abrmd"] == "skip"
-    assert "host_vars/h1.yml" in host["problems"][0]["fix"]
+    assert checks(host)["mode"] == "fail" and checks(host)["drift_abrmd"] == "not_run"
+    assert "host_vars" in host["problems"][0]["fix"]
+    assert host["observed_mode"] == "kernel_rm"  # read from the host, whatever was asked
 
 
 def test_failed_facts():
     record = host_record("h1", "kernel_rm")
     record["facts"] = {"failed": True, "msg": "Failed to import the required Python library (tpm2-pytss)"}
     host = one(record)
-    assert host["status"] == "failing" and checks(host)["facts"] == "fail" and checks(host)["tpm_present"] == "skip"
+    assert host["status"] == "failing" and checks(host)["facts"] == "fail"
+    assert checks(host)["tpm_present"] == "not_run"
 
 
 def test_test_quote_only_when_asked():
@@ -217,7 +231,9 @@ def test_fleet_findings_gids_and_mixed_modes():
 def test_summary_counts_and_problems_first():
     model = report.build(synthetic_fleet(300))
     s = model["summary"]
-    assert s["hosts"] == 300 == sum(s["status"].values())
+    assert s["hosts"] == 300 == sum(s["status"].values()) == sum(s["observed_modes"].values())
+    assert s["observed_modes"]["not_read"] == sum(h["tpm"] is None for h in model["hosts"]) > 0
+    assert s["observed_modes"]["conflicting"] > 0
     for status in report.STATUSES:
         assert s["status"][status] == sum(h["status"] == status for h in model["hosts"])
         assert s["status"][status] > 0, status  # the synthetic fleet has every status
@@ -253,12 +269,13 @@ def test_junit_has_one_case_per_host_and_check():
     assert int(suite.get("tests")) == len(cases)
     assert int(suite.get("failures")) == len(suite.findall("testcase/failure")) > 0
     assert int(suite.get("skipped")) == len(suite.findall("testcase/skipped")) > 0
+    assert any(s.get("message").startswith("not run: ") for s in suite.findall("testcase/skipped"))
     unreachable = next(h["name"] for h in model["hosts"] if h["status"] == "unreachable")
     mine = [c for c in cases if c.get("classname") == f"tpmfleet.{unreachable}"]
     assert [c.get("name") for c in mine] == [c for c, _ in report.CHECKS]
     assert sum(c.find("skipped") is not None for c in mine) == len(report.CHECKS) - 1
     failure = mine[0].find("failure")
-    assert failure.get("type") == "error" and "fix: Check the connection" in failure.text
+    assert failure.get("type") == "error" and "fix: Check the connection (ansible all -l " in failure.text
 
 
 class _Tags(html.parser.HTMLParser):

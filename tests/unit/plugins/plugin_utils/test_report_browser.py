@@ -150,7 +150,7 @@ def test_detail_view_and_screenshot(page):
     assert detail.is_displayed()
     assert detail.find_element(By.TAG_NAME, "h3").text == XSS_NAME
     assert f"Problems ({len(host['problems'])})" in detail.text
-    assert "tpm2-abrmd is running" in detail.text and "playbooks/quote_mode.yml" in detail.text
+    assert "tpm2-abrmd is running" in detail.text and "tpmfleet.tpm.quote_mode" in detail.text
     assert driver.execute_script("return window.__xss === undefined")
     # the screenshot shows the summary and the host table with the first failing host's details open
     failing = next(h for h in model["hosts"] if h["status"] == "failing")

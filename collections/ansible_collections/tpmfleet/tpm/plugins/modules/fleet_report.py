@@ -13,10 +13,18 @@ description:
   - Runs on the controller only (an action plugin). It reads, for every host in O(hosts), what the
     C(tpmfleet.tpm.report) playbook left in hostvars (the registered C(tpm_facts) and optional C(tpm_quote) results,
     the C(tpm_quote_mode_profile) fact of the tpm_quote_mode role or why the mode is invalid) and writes
-    C(index.html), C(fleet.json) and C(junit.xml) into O(dest).
+    C(index.html), C(fleet.json), C(junit.xml) and C(limits/<id>.txt) (the hosts of one problem group or fleet
+    finding, one per line, for C(--limit @<dest>/limits/<id>.txt)) into O(dest).
+  - It reads each host's variables as stored (C(HostVars.raw_get)); a registered result whose task failed
+    (C(failed), an rc other than 0, the module's stderr, no facts) makes the host C(failing), never C(healthy).
+  - A host is C(healthy) only when every check that applies ran and passed; a check that could not run is
+    C(not_run) and makes the host C(unverified) (for example a TPM busy in quote mode direct).
   - Drift is the host's observed state (tpm2-abrmd, the TCTI environment file, device node owners and modes, holders
     of C(/dev/tpm0)) against what its quote mode implies (C(tpmfleet.tpm.quote_mode), the single source of truth).
-  - Unreachable hosts and hosts without a TPM are reported as such.
+  - Unreachable hosts and hosts without a TPM are reported as such; a host that requires a TPM and has none is
+    C(failing).
+  - Fix commands quote host names for the shell and name the installed collection's playbooks
+    (C(ansible-playbook tpmfleet.tpm.site)), or the checkout's files when the run came from a checkout.
   - C(fleet.json) follows the JSON Schema C(plugins/plugin_utils/fleet-report.schema.json) of the collection.
 version_added: "0.2.0"
 author: tpmfleet contributors (@tpmfleet)
@@ -27,7 +35,9 @@ options:
     elements: str
     required: true
   dest:
-    description: Directory on the controller for the three files; relative to the current directory.
+    description:
+      - Directory on the controller for the report's files; relative to the current directory.
+      - The problem groups' commands name their limit files under it as given here.
     type: path
     default: report
   quote_test:
@@ -70,9 +80,16 @@ paths:
   returned: success
   type: dict
 summary:
-  description: The C(summary) object of C(fleet.json) (hosts, status, modes, observed_modes, by_mode, problems).
+  description:
+    - The C(summary) object of C(fleet.json) (hosts, status, modes, observed_modes, by_mode, problems).
+    - C(status) counts hosts as failing, unreachable, unverified, no_tpm, drifted and healthy.
   returned: success
   type: dict
+limit_files:
+  description: Paths of the limit files written (one per problem group or fleet finding with hosts).
+  returned: success
+  type: list
+  elements: str
 fleet_findings:
   description: Number of fleet-level findings (GIDs differing between hosts, mixed modes within a group).
   returned: success

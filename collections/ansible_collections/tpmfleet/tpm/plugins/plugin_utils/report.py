@@ -1,6 +1,6 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet report (controller side): per-host checks, drift, fleet findings, and the three renderings.
+"""The fleet report (controller side): per-host checks and statuses, drift, the observed quote mode.
 
 Input is one record per host, as the ``tpmfleet.tpm.fleet_report`` action collects
 it from hostvars (see ``host_input``)::
@@ -10,38 +10,62 @@ it from hostvars (see ``host_input``)::
      "profile": {...} or None,               # quote_mode.profile() of that mode: the single source of truth
      "mode_error": None or "why the mode is invalid",
      "settings": {"tss_group": "tss", "docker_group": "docker", "require_device": True},
-     "facts": <registered tpm_facts result>,  # may be unreachable / failed / skipped
+     "facts": <registered tpm_facts result>,  # may be unreachable / failed / skipped / missing
      "quote": <registered tpm_quote result> or None}
 
-``build(hosts, options)`` returns the fleet model (the content of fleet.json, whose
-schema is ``fleet-report.schema.json`` beside this file); ``render_junit`` and
-``render_json`` turn it into two of the report's files, ``report_page`` into
-the HTML page (and writes all three).
+``build(hosts, ...)`` returns the fleet model (the content of fleet.json, whose
+schema is ``fleet-report.schema.json`` beside this file). Green means proven: a
+host is healthy only when every check that applies to it ran and passed; a check
+that applies but could not run is ``not_run`` and makes the host ``unverified``.
+Fleet findings and problem groups are in ``report_fleet``, the JSON and JUnit
+renderings in ``report_render`` (re-exported here), the page in ``report_page``.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime
-import json
 import os
-import xml.etree.ElementTree as ET
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_fleet
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
+    CMD,
+    PLAYBOOKS,
+    _abrmd_observed,
+    _problem,
+    _str,
+    command,
+    drift,
+    host_limit,
+    observed_mode,
+)
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_render import (  # noqa: F401 - re-exported
+    render_json,
+    render_junit,
+    write_json,
+    xml_safe,
+)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_ID = "https://tpmfleet.invalid/schemas/fleet-report/1.0"
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "fleet-report.schema.json")
 
-STATUSES = ("failing", "unreachable", "no_tpm", "drifted", "healthy")
+# Display order: problems first. "unverified": a check that applies could not run.
+STATUSES = ("failing", "unreachable", "unverified", "no_tpm", "drifted", "healthy")
 STATUS_LABELS = {
     "failing": "Failing",
     "unreachable": "Unreachable",
+    "unverified": "Unverified",
     "no_tpm": "No TPM",
     "drifted": "Drifted",
     "healthy": "Healthy",
 }
 SEVERITIES = ("error", "warning", "info")
+CHECK_STATUSES = ("pass", "fail", "skip", "not_run")
+# Observed modes besides the quote modes: what the host shows matches no single mode
+# (unknown) or its signs point at different modes (conflicting); not_read: no facts.
+OBSERVED_EXTRA = ("unknown", "conflicting", "not_read")
 
 # (id, title) in the order they are reported; one JUnit test case per host and check.
 CHECKS = (
@@ -61,30 +85,32 @@ CHECKS = (
     ("quote", "A test quote verifies on the controller"),
 )
 CHECK_TITLES = dict(CHECKS)
+CHECK_INDEX = {check: i for i, (check, _title) in enumerate(CHECKS)}
 DRIFT_CHECKS = ("drift_abrmd", "drift_tcti_env", "drift_nodes", "drift_holders")
+TPM_CHECKS = ("tpm_access", "lockout", "ek_certificate", "auth", "event_log", "drift_nodes", "drift_holders")
 
-RERUN = "ansible-playbook playbooks/quote_mode.yml -l {host}"
-SITE = "ansible-playbook site.yml -l {host}"
-
-# What to do for each classified TPM access failure (tcti.TpmAccessError kinds).
+# What to do for each classified TPM access failure (tcti.TpmAccessError kinds): (fix, command kind).
 ACCESS_FIXES = {
-    "missing_library": "Install python3-tpm2-pytss on the host: run " + SITE + " (tpm_verify installs it while "
-    "tpm_verify_install_packages is true).",
-    "permission": "Run " + SITE + " (tpm_udev sets the node's group and mode, tpm_access adds the consumers "
-    "to the tss group).",
-    "busy": "Another process holds /dev/tpm0: reconcile the quote mode with " + RERUN + " (stops tpm2-abrmd in "
-    "direct mode), or stop that process.",
-    "broker_unreachable": "Start tpm2-abrmd with " + RERUN + ", or set tpm_quote_mode: kernel_rm for this host.",
-    "tcti_unavailable": "Install the TCTI library: run " + SITE + ".",
-    "no_device": "Enable the TPM and load its driver: run " + SITE + " (tpm_kernel).",
-    "lockout": "Wait for the lockout recovery time or clear it on the host with tpm2_dictionarylockout "
-    "--clear-lockout -p <lockout auth>.",
-    "timeout": "The TPM or its TCTI endpoint does not answer: check dmesg on the host; reboot if it stays hung.",
-    "failure_mode": "The TPM is in failure mode: power-cycle the host and check tpm2_gettestresult.",
-    "not_started": "Run tpm2_startup -c on the host (normally done by firmware).",
-    "object_memory": "Flush leaked objects (tpm2_flushcontext -t) or use quote mode kernel_rm: set "
-    "tpm_quote_mode: kernel_rm and run " + RERUN + ".",
-}
+    "missing_library": ("Install python3-tpm2-pytss on the host: run " + CMD + " (tpm_verify installs it while "
+                        "tpm_verify_install_packages is true).", "site"),
+    "permission": ("Run " + CMD + " (tpm_udev sets the node's group and mode, tpm_access adds the consumers "
+                   "to the tss group).", "site"),
+    "busy": ("Another process holds /dev/tpm0: reconcile the quote mode with " + CMD + " (stops tpm2-abrmd in "
+             "direct mode), or stop that process.", "quote_mode"),
+    "broker_unreachable": ("Start tpm2-abrmd with " + CMD + ", or set tpm_quote_mode: kernel_rm for this host.",
+                           "quote_mode"),
+    "tcti_unavailable": ("Install the TCTI library: run " + CMD + ".", "site"),
+    "no_device": ("Enable the TPM and load its driver: run " + CMD + " (tpm_kernel).", "site"),
+    "lockout": ("Wait for the lockout recovery time or clear it on the host with tpm2_dictionarylockout "
+                "--clear-lockout -p <lockout auth>.", None),
+    "timeout": ("The TPM or its TCTI endpoint does not answer: check dmesg on the host; reboot if it stays hung.",
+                None),
+    "failure_mode": ("The TPM is in failure mode: power-cycle the host and check tpm2_gettestresult.", None),
+    "not_started": ("Run tpm2_startup -c on the host (normally done by firmware).", None),
+    "object_memory": ("Flush leaked objects (tpm2_flushcontext -t) or use quote mode kernel_rm: set "
+                      "tpm_quote_mode: kernel_rm and run " + CMD + ".", "quote_mode"),
+}  # fmt: skip
+FOLLOW = ("Follow the message, then run " + CMD + ".", "site")
 
 
 # --------------------------------------------------------------------------
@@ -92,157 +118,33 @@ ACCESS_FIXES = {
 # --------------------------------------------------------------------------
 
 
-def _problem(check, severity, title, cause, fix, drift=False):
-    return {"check": check, "severity": severity, "title": title, "cause": cause, "fix": fix, "drift": drift}
+def _read_state(result, facts=False):
+    """('missing' | 'unreachable' | 'skipped' | 'failed' | 'ok', why) for a registered task result.
 
-
-def _result_state(result):
-    """'missing', 'unreachable', 'failed', 'skipped' or 'ok' for a registered task result."""
+    A result is failed when the module said so, and also when the task hid it
+    (failed_when: false keeps rc and msg): an rc other than 0, an exception, the
+    module's stderr without a result, or (facts) no ``ansible_facts.tpm``.
+    """
     if not isinstance(result, dict) or not result:
-        return "missing"
+        return "missing", "no result: the task did not run for this host"
     if result.get("unreachable"):
-        return "unreachable"
+        return "unreachable", _str(result.get("msg")) or "the host is unreachable"
     if result.get("skipped"):
-        return "skipped"
-    if result.get("failed"):
-        return "failed"
-    return "ok"
-
-
-def _str(value):
-    return "" if value is None else str(value)
-
-
-def _node(devices, path):
-    for dev in devices or []:
-        if dev.get("path") == path:
-            return dev
-    return None
-
-
-def _abrmd_observed(abrmd):
-    abrmd = abrmd or {}
-    systemd = abrmd.get("systemd") or {}
-    active = systemd.get("active_state")
-    return {
-        "running": bool(abrmd.get("running")) or active in ("active", "activating", "reloading"),
-        "active_state": active,
-        "unit_file_state": systemd.get("unit_file_state"),
-        "load_state": systemd.get("load_state"),
-        "systemd": bool(systemd),
-    }
-
-
-# --------------------------------------------------------------------------
-# Drift: observed state against what a profile implies
-# --------------------------------------------------------------------------
-
-
-def drift(profile, tpm, host="HOST"):
-    """Drift problems of a host's observed ``tpm`` facts against ``profile`` (quote_mode.profile)."""
-    mode = profile["mode"]
-    fix = f"Run {RERUN.format(host=host)} to bring the host back to quote mode {mode}, or set tpm_quote_mode to "
-    fix += "the mode the host should have."
-    problems = []
-
-    abrmd = _abrmd_observed(tpm.get("abrmd"))
-    want = profile["abrmd"]
-    if want["running"]:
-        if abrmd["load_state"] == "not-found":
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd is not installed",
-                                     f"quote mode {mode} needs the tpm2-abrmd broker; the unit does not exist",
-                                     fix, True))  # fmt: skip
-        elif not abrmd["running"]:
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd is not running",
-                                     f"quote mode {mode} needs tpm2-abrmd running; its unit is "
-                                     f"{abrmd['active_state'] or 'unknown'}", fix, True))  # fmt: skip
-        if abrmd["systemd"] and abrmd["load_state"] != "not-found" and abrmd["unit_file_state"] != "enabled":
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd does not start at boot",
-                                     f"quote mode {mode} needs tpm2-abrmd enabled; its unit file state is "
-                                     f"{abrmd['unit_file_state']}", fix, True))  # fmt: skip
-    else:
-        if abrmd["running"]:
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd is running",
-                                     f"quote mode {mode} needs tpm2-abrmd stopped (it holds /dev/tpm0)",
-                                     fix, True))  # fmt: skip
-        if abrmd["unit_file_state"] == "enabled":
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd starts at boot",
-                                     f"quote mode {mode} needs tpm2-abrmd disabled; its unit is enabled",
-                                     fix, True))  # fmt: skip
-        if want["masked"] and abrmd["systemd"] and abrmd["unit_file_state"] != "masked":
-            problems.append(_problem("drift_abrmd", "warning", "tpm2-abrmd is not masked",
-                                     f"quote mode {mode} masks tpm2-abrmd so that nothing can start it; its unit "
-                                     f"file state is {abrmd['unit_file_state'] or 'unknown'}", fix, True))  # fmt: skip
-
-    env = tpm.get("tcti_env") or {}
-    if not env.get("exists"):
-        problems.append(_problem("drift_tcti_env", "warning", "TCTI environment file is missing",
-                                 f"{env.get('path', 'the TCTI env file')} does not exist: consumers fall back to "
-                                 "the TSS default TCTI", fix, True))  # fmt: skip
-    else:
-        variables = env.get("variables") or {}
-        wrong = [
-            f"{name}={variables.get(name, '(unset)')}"
-            for name, value in sorted(profile["tcti_variables"].items())
-            if variables.get(name) != value
-        ]
-        if wrong:
-            problems.append(_problem("drift_tcti_env", "warning", "TCTI environment file names another TCTI",
-                                     f"{env['path']} has {', '.join(wrong)}; quote mode {mode} uses {profile['tcti']}",
-                                     fix, True))  # fmt: skip
-
-    if tpm.get("present"):
-        for path, want_node in sorted(profile["nodes"].items()):
-            node = _node(tpm.get("devices"), path)
-            if node is None or not node.get("exists", True):
-                problems.append(_problem("drift_nodes", "warning", f"{path} is missing",
-                                         f"quote mode {mode} expects {path} ({want_node['owner']}:"
-                                         f"{want_node['group']} {want_node['mode']})", fix, True))  # fmt: skip
-                continue
-            got = {k: _str(node.get(k)) for k in ("owner", "group", "mode")}
-            if got != {k: _str(want_node[k]) for k in ("owner", "group", "mode")}:
-                problems.append(_problem("drift_nodes", "warning", f"{path} has other owner, group or mode",
-                                         f"{path} is {got['owner']}:{got['group']} {got['mode']}; quote mode {mode} "
-                                         f"needs {want_node['owner']}:{want_node['group']} {want_node['mode']}",
-                                         fix, True))  # fmt: skip
-
-    holders = (tpm.get("holders") or {}).get("/dev/tpm0") or []
-    unexpected = []
-    for h in holders:
-        is_abrmd = h.get("comm") == "tpm2-abrmd"
-        if (mode == "direct" and is_abrmd) or mode == "kernel_rm" or (mode == "abrmd" and not is_abrmd):
-            unit = f", unit {h['unit']}" if h.get("unit") else ""
-            unexpected.append(f"pid {h.get('pid')} ({h.get('comm')}{unit})")
-    if unexpected:
-        allowed = {"direct": "consumers only, never tpm2-abrmd", "kernel_rm": "nothing",
-                   "abrmd": "only tpm2-abrmd"}[mode]  # fmt: skip
-        problems.append(_problem("drift_holders", "warning", "/dev/tpm0 is held by an unexpected process",
-                                 f"held by {'; '.join(unexpected)}; in quote mode {mode} it may be held by {allowed}",
-                                 fix, True))  # fmt: skip
-    return problems
-
-
-def observed_mode(profile, tpm, host):
-    """The quote mode the host's state matches: one without drift, else the one its TCTI env file names."""
-    settings = {
-        "tss_user": profile["nodes"]["/dev/tpmrm0"]["owner"],
-        "tss_group": profile["nodes"]["/dev/tpmrm0"]["group"],
-        "abrmd_tcti": profile["abrmd"]["tcti"],
-    }
-    clean = []
-    for mode in qm.modes():
-        candidate = profile if mode == profile["mode"] else qm.profile(mode, **settings)
-        if not drift(candidate, tpm, host):
-            clean.append(mode)
-    if profile["mode"] in clean:
-        return profile["mode"]
-    if clean:
-        return clean[0]
-    tcti = ((tpm.get("tcti_env") or {}).get("variables") or {}).get("TCTI")
-    for mode in qm.modes():
-        if qm.QUOTE_MODES[mode]["tcti"] == tcti:
-            return mode
-    return None
+        return "skipped", _str(result.get("skip_reason")) or "the task was skipped"
+    rc = result.get("rc")
+    bad_rc = rc is not None and rc != 0
+    tpm = (result.get("ansible_facts") or {}).get("tpm") if isinstance(result.get("ansible_facts"), dict) else None
+    no_facts = facts and not isinstance(tpm, dict)
+    if result.get("failed") or bad_rc or result.get("exception") or no_facts:
+        parts = []
+        if rc is not None:
+            parts.append(f"rc {rc}")
+        parts.append(_str(result.get("msg")) or "the module returned no result")
+        for key in ("module_stderr", "module_stdout"):
+            if _str(result.get(key)).strip():
+                parts.append(f"{key}: {_str(result.get(key)).strip()[:2000]}")
+        return "failed", "; ".join(parts)
+    return "ok", None
 
 
 # --------------------------------------------------------------------------
@@ -336,7 +238,8 @@ def _observed(tpm, settings):
     }
 
 
-def _access_problems(tpm, name, mode=None):
+def _access_problems(tpm, mode, not_run):
+    """Problems of opening the TPM; a direct-mode TPM held by a consumer could not be read: not_run."""
     problems = []
     holders = (tpm.get("holders") or {}).get("/dev/tpm0") or []
     for err in tpm.get("errors") or []:
@@ -346,14 +249,16 @@ def _access_problems(tpm, name, mode=None):
         if reason == "busy" and mode == "direct" and holders and all(h.get("comm") != "tpm2-abrmd" for h in holders):
             # direct mode: one consumer at a time by design; the report's own read found it quoting
             who = "; ".join(f"pid {h.get('pid')} ({h.get('comm')})" for h in holders)
-            problems.append(_problem("tpm_access", "warning", "TPM busy: a consumer holds /dev/tpm0",
-                                     f"held by {who} while the report read the TPM; in quote mode direct one "
-                                     "consumer opens /dev/tpm0 at a time", "Nothing if the holder is the "
-                                     "host's consumer; run the report again to read the TPM's state, or use "
-                                     "quote mode kernel_rm where consumers share the TPM."))  # fmt: skip
+            cause = (f"held by {who} while the report read the TPM; in quote mode direct one consumer opens "
+                     "/dev/tpm0 at a time, so the TPM's state was not read")  # fmt: skip
+            problems.append(_problem("tpm_access", "warning", "TPM busy: a consumer holds /dev/tpm0", cause,
+                                     "Run the report again when the consumer is idle (" + CMD + "), or use quote "
+                                     "mode kernel_rm where consumers share the TPM.", cmd="report"))  # fmt: skip
+            not_run["tpm_access"] = f"not run: the TPM was busy ({cause})"
             continue
-        fix = ACCESS_FIXES.get(reason, f"Follow the message, then run {SITE}.").format(host=name)
-        problems.append(_problem("tpm_access", "error", f"Cannot open the TPM ({reason})", _str(err.get("msg")), fix))
+        fix, kind = ACCESS_FIXES.get(reason, FOLLOW)
+        problems.append(_problem("tpm_access", "error", f"Cannot open the TPM ({reason})", _str(err.get("msg")), fix,
+                                 cmd=kind))  # fmt: skip
     return problems
 
 
@@ -365,7 +270,7 @@ def _tpm_problems(props, name):
         problems.append(_problem("lockout", "error", "TPM is in dictionary-attack lockout",
                                  f"{lockout.get('counter')} failed authorizations reached max_tries "
                                  f"{lockout.get('max_tries')}; recovery after {lockout.get('recovery_s')} s of "
-                                 "lockout_recovery", ACCESS_FIXES["lockout"]))  # fmt: skip
+                                 "lockout_recovery", ACCESS_FIXES["lockout"][0]))  # fmt: skip
     elif lockout.get("counter"):
         problems.append(_problem("lockout", "warning", "Failed authorizations are counting towards lockout",
                                  f"lockout counter {lockout.get('counter')} of max_tries {lockout.get('max_tries')}; "
@@ -398,8 +303,6 @@ def _tpm_problems(props, name):
 
 def _event_log_problems(log):
     """A missing event log is a problem; who may read it (root only on Linux) is shown, not judged."""
-    if not log:
-        return []
     if not log.get("exists"):
         return [_problem("event_log", "warning", "No boot event log",
                          f"{log.get('path')} does not exist: {log.get('reason', 'unknown reason')}; verifiers cannot "
@@ -408,140 +311,171 @@ def _event_log_problems(log):
     return []
 
 
-def _checks(problems, skipped):
-    """Per check: pass / fail (error or warning problem) / skip, with a message."""
+def _checks(problems, skipped, not_run):
+    """Per check: fail (an error, or a warning that ran) / not_run (applies, could not run) / skip / pass."""
     out = []
     by_check = collections.defaultdict(list)
     for p in problems:
         by_check[p["check"]].append(p)
     for check, title in CHECKS:
-        items = by_check.get(check, [])
+        items = by_check.get(check, ())
+        errors = [p for p in items if p["severity"] == "error"]
         failing = [p for p in items if p["severity"] in ("error", "warning")]
-        if check in skipped and not items:
-            out.append({"id": check, "title": title, "status": "skip", "severity": None, "message": skipped[check]})
+        if check in not_run and not errors:
+            out.append({"id": check, "title": title, "status": "not_run", "severity": None,
+                        "message": not_run[check]})  # fmt: skip
         elif failing:
-            worst = min(failing, key=lambda p: SEVERITIES.index(p["severity"]))
-            out.append({"id": check, "title": title, "status": "fail", "severity": worst["severity"],
+            worst = "error" if errors else "warning"
+            out.append({"id": check, "title": title, "status": "fail", "severity": worst,
                         "message": "; ".join(f"{p['title']}: {p['cause']}" for p in failing)})  # fmt: skip
+        elif check in skipped and not items:
+            out.append({"id": check, "title": title, "status": "skip", "severity": None, "message": skipped[check]})
         else:
             message = "; ".join(f"{p['title']}: {p['cause']}" for p in items)
             out.append({"id": check, "title": title, "status": "pass", "severity": None, "message": message})
     return out
 
 
-def evaluate_host(record, quote_test=False):
-    """One host's entry of the fleet model."""
+def _status(state, tpm, settings, problems, checks):
+    if state == "unreachable":
+        return "unreachable"
+    failed = {c["id"] for c in checks if c["status"] == "fail"}
+    if any(p["check"] in failed and not p["drift"] and p["severity"] != "info" for p in problems):
+        return "failing"
+    if tpm is not None and not tpm.get("present") and not settings["require_device"]:
+        return "no_tpm"
+    if any(c["status"] == "not_run" for c in checks):
+        return "unverified"
+    if failed:
+        return "drifted"
+    return "healthy"
+
+
+def evaluate_host(record, quote_test=False, playbooks=None):
+    """One host's entry of the fleet model (its problems keep their fix template in ``_fix``)."""
     name = _str(record.get("name"))
     settings = {"tss_group": "tss", "docker_group": "docker", "require_device": True}
     settings.update({k: v for k, v in (record.get("settings") or {}).items() if v is not None})
+    settings["require_device"] = bool(settings["require_device"])
     profile = record.get("profile")
     requested = record.get("requested_mode")
     if requested is None and profile:
         requested = profile["mode"]
-    facts = record.get("facts")
-    state = _result_state(facts)
+    state, why = _read_state(record.get("facts"), facts=True)
     quote = record.get("quote")
     problems = []
     skipped = {}
-    tpm = (facts or {}).get("ansible_facts", {}).get("tpm") if state == "ok" else None
+    not_run = {}
+    tpm = record["facts"]["ansible_facts"]["tpm"] if state == "ok" else None
 
     if state == "unreachable":
-        problems.append(_problem("reachable", "error", "Host is unreachable", _str(facts.get("msg")),
-                                 f"Check the connection (ansible -m ansible.builtin.ping {name}: SSH, address, "
-                                 "credentials), then run the report again."))  # fmt: skip
-    elif state in ("failed", "missing", "skipped"):
-        why = _str((facts or {}).get("msg")) or f"tpm_facts result is {state}"
-        problems.append(_problem("facts", "error", "TPM facts could not be gathered", why,
-                                 "Follow the message (Python and tpm2-pytss on the host, become), then run the "
-                                 "report again."))  # fmt: skip
+        problems.append(_problem("reachable", "error", "Host is unreachable", why,
+                                 "Check the connection (" + CMD + ": SSH, address, credentials), then run the "
+                                 "report again.", cmd="ping"))  # fmt: skip
+    elif state != "ok":
+        problems.append(_problem("facts", "error", "TPM facts could not be read", f"tpm_facts {state}: {why}",
+                                 "Follow the message (the host's Python interpreter, tpm2-pytss, become), then run "
+                                 "the report again: " + CMD + ".", cmd="report"))  # fmt: skip
     if record.get("mode_error") or not profile:
         problems.append(_problem("mode", "error", "tpm_quote_mode is invalid",
                                  _str(record.get("mode_error")) or f"tpm_quote_mode {requested!r} is not a mode",
-                                 f"Set tpm_quote_mode to one of {', '.join(qm.modes())} in host_vars/{name}.yml or "
-                                 "the host's group_vars."))  # fmt: skip
+                                 f"Set tpm_quote_mode to one of {', '.join(qm.modes())} in the host's host_vars or "
+                                 "group_vars."))  # fmt: skip
 
     obs_mode = None
     if state != "ok":
         for check, _title in CHECKS[1:] if state == "unreachable" else CHECKS[2:]:
-            skipped.setdefault(check, f"not checked: the host is {state}")
+            not_run.setdefault(check, f"not run: the TPM facts are {state}")
     if tpm is not None:
+        obs_mode = observed_mode(profile, tpm, settings=settings)
         if not tpm.get("present"):
-            severity = "error" if settings["require_device"] else "info"
-            problems.append(_problem("tpm_present", severity, "No TPM on this host",
-                                     "the kernel registered no TPM and there is no /dev/tpm* node",
-                                     "Enable the TPM in firmware or the hypervisor and run "
-                                     f"{SITE.format(host=name)} (tpm_kernel loads tpm_tis/tpm_crb); for a host "
-                                     "without a TPM set tpm_kernel_require_device: false."))  # fmt: skip
-            for check in ("tpm_access", "lockout", "ek_certificate", "auth", "event_log", "drift_nodes",
-                          "drift_holders", "quote"):  # fmt: skip
-                skipped[check] = "not checked: no TPM"
+            required = settings["require_device"]
+            problems.append(_problem("tpm_present", "error" if required else "info", "No TPM on this host",
+                                     "the kernel registered no TPM and there is no /dev/tpm* node"
+                                     + ("; tpm_kernel_require_device is true" if required else ""),
+                                     "Enable the TPM in firmware or the hypervisor and run " + CMD + " (tpm_kernel "
+                                     "loads tpm_tis/tpm_crb); for a host without a TPM set "
+                                     "tpm_kernel_require_device: false.", cmd="site"))  # fmt: skip
+            for check in (*TPM_CHECKS, "quote"):
+                if required:
+                    not_run[check] = "not run: no TPM (tpm_kernel_require_device is true)"
+                else:
+                    skipped[check] = "does not apply: no TPM and tpm_kernel_require_device is false"
         else:
-            problems.extend(_access_problems(tpm, name, profile["mode"] if profile else None))
+            problems.extend(_access_problems(tpm, profile["mode"] if profile else None, not_run))
             props = tpm.get("properties")
             if props:
-                problems.extend(_tpm_problems(props, name))
+                found = _tpm_problems(props, name)
+                if props.get("software_tpm") and not any(c.get("present") for c in props.get("ek_certificates") or []):
+                    # no vendor CA signs a software TPM's EK: verifiers enrol it by its EK public key
+                    found = [p for p in found if p["title"] != "No EK certificate in NV"]
+                    skipped["ek_certificate"] = (
+                        "does not apply: a software TPM has no vendor EK certificate; enrol it by its EK public key "
+                        "(tpm.ek.public_key_sha256)"
+                    )
+                problems.extend(found)
             else:
+                why_not = not_run.get("tpm_access") or "not run: the TPM could not be opened"
+                if not profile:
+                    why_not = "not run: no valid quote mode to open the TPM with"
                 for check in ("lockout", "ek_certificate", "auth"):
-                    skipped[check] = "not checked: the TPM could not be opened"
-            problems.extend(_event_log_problems(tpm.get("event_log")))
+                    not_run[check] = why_not
+            if isinstance(tpm.get("event_log"), dict):
+                problems.extend(_event_log_problems(tpm["event_log"]))
+            else:
+                not_run["event_log"] = "not run: the facts have no event log state"
             if tpm.get("holders_complete") is False:
-                problems.append(_problem("drift_holders", "info", "Holders of the TPM nodes may be incomplete",
-                                         "some /proc/PID/fd could not be read",
-                                         "Run the report with become (-b) to see every holder."))  # fmt: skip
+                not_run["drift_holders"] = ("not run: some /proc/PID/fd could not be read; run the report with "
+                                            "become (-b) to see every holder")  # fmt: skip
+        if (tpm.get("abrmd") or {}).get("systemd") is None:
+            not_run["drift_abrmd"] = "not run: the state of tpm2-abrmd.service could not be read"
         if profile:
-            problems.extend(drift(profile, tpm, name))
-            obs_mode = observed_mode(profile, tpm, name)
+            problems.extend(drift(profile, tpm))
         else:
             for check in DRIFT_CHECKS:
-                skipped[check] = "not checked: no valid quote mode"
+                not_run[check] = "not run: no valid quote mode to compare with"
 
     quote_info = None
-    q_state = _result_state(quote)
+    q_state, q_why = _read_state(quote)
     if not quote_test:
         skipped["quote"] = "test quote not requested (tpm_report_quote: true)"
+    elif "quote" in skipped or "quote" in not_run:
+        pass
     elif q_state in ("missing", "skipped"):
-        skipped.setdefault("quote", "no test quote: the TPM could not be read")
-    elif q_state == "unreachable" or q_state == "failed" or not quote.get("verified"):
+        not_run["quote"] = "not run: no test quote, the TPM could not be read"
+    elif q_state != "ok" or not quote.get("verified"):
         reason = quote.get("reason") or q_state
-        problems.append(_problem("quote", "error", f"Test quote failed ({reason})", _str(quote.get("msg")),
-                                 ACCESS_FIXES.get(reason, f"Follow the message, then run {SITE}.").format(
-                                     host=name)))  # fmt: skip
-        quote_info = {"verified": False, "reason": reason}
+        fix, kind = ACCESS_FIXES.get(reason, FOLLOW)
+        problems.append(_problem("quote", "error", f"Test quote failed ({reason})", q_why or _str(quote.get("msg")),
+                                 fix, cmd=kind))  # fmt: skip
+        quote_info = {"verified": False, "reason": _str(reason)}
     else:
         quote_info = {"verified": True, "reason": None}
 
-    problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), [name for name, _label in CHECKS].index(p["check"])))
-    if state == "unreachable":
-        status = "unreachable"
-    elif tpm is not None and not tpm.get("present") and not record.get("mode_error"):
-        status = "no_tpm"
-    elif any(p["severity"] == "error" for p in problems):
-        status = "failing"
-    elif any(p["drift"] and p["severity"] != "info" for p in problems):
-        status = "drifted"
-    else:
-        status = "healthy"
-    if status == "no_tpm" and any(p["severity"] == "error" and p["check"] != "tpm_present" for p in problems):
-        status = "failing"
-
+    problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), CHECK_INDEX[p["check"]]))
+    limit = host_limit(name)
+    for p in problems:
+        p["_fix"] = p["fix"]
+        p["fix"] = p["fix"].replace(CMD, command(p["_cmd"], limit, playbooks) or "")
+    checks = _checks(problems, skipped, not_run)
     return {
         "name": name,
         "groups": sorted(_str(g) for g in record.get("groups") or []),
-        "status": status,
+        "status": _status(state, tpm, settings, problems, checks),
         "mode": _str(requested) if requested is not None else None,
         "observed_mode": obs_mode,
         "reachable": state != "unreachable",
         "settings": {
             "tss_group": _str(settings["tss_group"]),
             "docker_group": _str(settings["docker_group"]),
-            "require_device": bool(settings["require_device"]),
+            "require_device": settings["require_device"],
         },
         "tpm": _tpm_summary(tpm) if tpm is not None else None,
         "expected": _expected(profile),
         "observed": _observed(tpm, settings) if tpm is not None else None,
         "quote": quote_info,
         "problems": problems,
-        "checks": _checks(problems, skipped),
+        "checks": checks,
     }
 
 
@@ -550,97 +484,40 @@ def evaluate_host(record, quote_test=False):
 # --------------------------------------------------------------------------
 
 
-def _names(names, limit=6):
-    """At most ``limit`` names, then how many more (the finding's ``hosts`` lists them all)."""
-    names = sorted(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
-
-
-def _id_finding(hosts, key, group_key, variable, label):
-    values = collections.defaultdict(list)
-    for h in hosts:
-        if h["observed"] and h["observed"].get(key) is not None:
-            group = h["settings"][group_key]
-            values[(group, h["observed"][key])].append(h["name"])
-    by_group = collections.defaultdict(dict)
-    for (group, gid), names in values.items():
-        by_group[group][gid] = sorted(names)
-    findings = []
-    for group, gids in sorted(by_group.items()):
-        if len(gids) < 2:
-            continue
-        common = max(gids.items(), key=lambda kv: (len(kv[1]), -kv[0]))[0]
-        spread = "; ".join(f"{gid} on {_names(names)}" for gid, names in sorted(gids.items()))
-        affected = sorted(n for gid, names in gids.items() if gid != common for n in names)
-        findings.append(
-            {
-                "id": f"{key}_differs",
-                "severity": "warning",
-                "title": f"The {label} group {group} has different GIDs across hosts",
-                "cause": f"GID {spread}: files, volumes and container images carry numbers that mean another group "
-                "on other hosts",
-                "fix": f"Pin {variable}: {common} in group_vars (the most common GID) with "
-                "tpm_access_allow_gid_change: true, and run ansible-playbook site.yml --tags tpm_access.",
-                "hosts": affected,
-            }
-        )
-    return findings
-
-
-def fleet_findings(hosts, ignore_groups=()):
-    findings = _id_finding(hosts, "tss_gid", "tss_group", "tpm_access_tss_gid", "tss")
-    findings += _id_finding(hosts, "docker_gid", "docker_group", "tpm_access_docker_gid", "docker")
-    ignored = {"all", "ungrouped", *ignore_groups}
-    groups = collections.defaultdict(lambda: collections.defaultdict(list))
-    for h in hosts:
-        for g in h["groups"]:
-            if g not in ignored and h["mode"] is not None:
-                groups[g][h["mode"]].append(h["name"])
-    for group, modes in sorted(groups.items()):
-        if len(modes) < 2:
-            continue
-        spread = "; ".join(f"{m}: {_names(n)}" for m, n in sorted(modes.items()))
-        findings.append(
-            {
-                "id": "mixed_modes",
-                "severity": "info",
-                "title": f"Group {group} mixes quote modes",
-                "cause": spread,
-                "fix": f"If the hosts of {group} should share one mode, set tpm_quote_mode in group_vars/{group}.yml "
-                f"and run ansible-playbook playbooks/quote_mode.yml -l {group}; otherwise add {group} to "
-                "tpm_report_mixed_mode_ignore_groups.",
-                "hosts": sorted(n for names in modes.values() for n in names),
-            }
-        )
-    return findings
-
-
 def _sort_key(host):
     worst = min((SEVERITIES.index(p["severity"]) for p in host["problems"]), default=len(SEVERITIES))
-    return (STATUSES.index(host["status"]), worst, host["name"])
+    return (STATUS_INDEX[host["status"]], worst, host["name"])
 
 
-def build(records, quote_test=False, ignore_groups=(), generated_at=None, inventory=None):
-    """The fleet model (fleet.json) from per-host records."""
-    hosts = sorted((evaluate_host(r, quote_test=quote_test) for r in records), key=_sort_key)
-    status_counts = {s: 0 for s in STATUSES}
-    modes = {m: 0 for m in qm.modes()}
-    observed = {m: 0 for m in qm.modes()}
-    observed["unknown"] = 0
-    severity_counts = {s: 0 for s in SEVERITIES}
+STATUS_INDEX = {s: i for i, s in enumerate(STATUSES)}
+
+
+def build(records, quote_test=False, ignore_groups=(), generated_at=None, inventory=None, playbooks=None,
+          limits_dir="report"):  # fmt: skip
+    """The fleet model (fleet.json) from per-host records.
+
+    ``playbooks`` names the site/quote_mode/report playbooks in fix commands (default: the
+    installed collection's); ``limits_dir`` is the report directory as the user names it,
+    for the ``--limit @<limits_dir>/limits/<id>.txt`` of the problem groups' commands.
+    """
+    playbooks = playbooks or PLAYBOOKS
+    hosts = [evaluate_host(r, quote_test=quote_test, playbooks=playbooks) for r in records]
+    hosts.sort(key=_sort_key)
+    status_counts = dict.fromkeys(STATUSES, 0)
+    modes = dict.fromkeys(qm.modes(), 0)
+    observed = dict.fromkeys((*qm.modes(), *OBSERVED_EXTRA), 0)
+    severity_counts = dict.fromkeys(SEVERITIES, 0)
     by_mode = {}
     for h in hosts:
         status_counts[h["status"]] += 1
         key = h["mode"] if h["mode"] in modes else "invalid"
         modes[key] = modes.get(key, 0) + 1
-        by_mode.setdefault(key, {s: 0 for s in STATUSES})[h["status"]] += 1
-        if h["tpm"] is not None:
-            observed[h["observed_mode"] or "unknown"] += 1
+        by_mode.setdefault(key, dict.fromkeys(STATUSES, 0))[h["status"]] += 1
+        observed[h["observed_mode"] if h["tpm"] is not None else "not_read"] += 1
         for p in h["problems"]:
             severity_counts[p["severity"]] += 1
-    findings = fleet_findings(hosts, ignore_groups)
+    groups = report_fleet.problem_groups(hosts, playbooks, limits_dir)
+    findings = report_fleet.fleet_findings(hosts, ignore_groups, playbooks, limits_dir)
     for f in findings:
         severity_counts[f["severity"]] += 1
     return {
@@ -658,53 +535,7 @@ def build(records, quote_test=False, ignore_groups=(), generated_at=None, invent
             "by_mode": by_mode,
             "problems": severity_counts,
         },
+        "problem_groups": groups,
         "fleet_findings": findings,
         "hosts": hosts,
     }
-
-
-# --------------------------------------------------------------------------
-# Renderings
-# --------------------------------------------------------------------------
-
-
-def render_json(model):
-    return json.dumps(model, indent=2, sort_keys=False) + "\n"
-
-
-def render_junit(model):
-    """JUnit XML: one test case per host and check (classname = host), plus the fleet findings."""
-    suite = ET.Element("testsuite", name="tpmfleet fleet report", timestamp=model["generated_at"])
-    tests = failures = skipped = 0
-    for host in model["hosts"]:
-        for check in host["checks"]:
-            case = ET.SubElement(suite, "testcase", classname=f"tpmfleet.{host['name']}", name=check["id"])
-            tests += 1
-            if check["status"] == "fail":
-                failures += 1
-                problems = [p for p in host["problems"] if p["check"] == check["id"]]
-                fixes = "\n".join(f"- {p['title']}: {p['cause']}\n  fix: {p['fix']}" for p in problems)
-                node = ET.SubElement(case, "failure", message=check["message"][:1000], type=check["severity"])
-                node.text = fixes
-            elif check["status"] == "skip":
-                skipped += 1
-                ET.SubElement(case, "skipped", message=check["message"])
-            elif check["message"]:
-                ET.SubElement(case, "system-out").text = check["message"]
-    for finding in model["fleet_findings"]:
-        case = ET.SubElement(suite, "testcase", classname="tpmfleet.fleet", name=finding["id"])
-        tests += 1
-        if finding["severity"] in ("error", "warning"):
-            failures += 1
-            node = ET.SubElement(case, "failure", message=finding["title"], type=finding["severity"])
-            node.text = f"{finding['cause']}\nfix: {finding['fix']}"
-        else:
-            ET.SubElement(case, "system-out").text = f"{finding['title']}: {finding['cause']}\nfix: {finding['fix']}"
-    suite.set("tests", str(tests))
-    suite.set("failures", str(failures))
-    suite.set("errors", "0")
-    suite.set("skipped", str(skipped))
-    root = ET.Element("testsuites", name="tpmfleet")
-    root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

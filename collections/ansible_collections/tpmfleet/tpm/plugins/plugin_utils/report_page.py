@@ -54,6 +54,7 @@ def _script_json(value):
 STATUS_COLOURS = {
     "failing": "#c62828",
     "unreachable": "#6a1b9a",
+    "unverified": "#f9a825",
     "no_tpm": "#757575",
     "drifted": "#ef6c00",
     "healthy": "#2e7d32",
@@ -176,7 +177,7 @@ def render_html(model):
     """One self-contained page: summary, fleet findings, sortable and filterable host table, detail view."""
     s = model["summary"]
     cards = [f'<div class="card" id="count-hosts"><div class="n">{s["hosts"]}</div><div class="l">hosts</div></div>']
-    for status in ("healthy", "drifted", "failing", "unreachable", "no_tpm"):
+    for status in ("healthy", "drifted", "unverified", "failing", "unreachable", "no_tpm"):
         cards.append(
             f'<div class="card s-{status}" id="count-{status}"><div class="n">{s["status"][status]}</div>'
             f'<div class="l">{_e(STATUS_LABELS[status])}</div></div>'
