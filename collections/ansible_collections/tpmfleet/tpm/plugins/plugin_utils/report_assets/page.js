@@ -135,7 +135,7 @@
     order = rows.map(function (_r, k) { return k; });
     order.sort(function (a, b) {
       var x = ks[a], y = ks[b];
-      return x < y ? -sign : x > y ? sign : a - b;
+      return sign * (x < y ? -1 : x > y ? 1 : a - b); // descending is the exact reverse of ascending
     });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, c) {
       th.setAttribute("aria-sort", c === col ? sortDir : "none");
