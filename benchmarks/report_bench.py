@@ -116,15 +116,17 @@ def browser(driver, index_html, repeat, names, screenshot=None):
         result["sort_ms"][column] = dict(stats(runs, 2), first=round(runs[0], 2))
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     result["console_errors"] = len(severe)
-    if screenshot:
-        driver.execute_script(FILTER_JS, "filter", "")
-        driver.execute_script(SORT_JS, "Status")  # problems first again
-        driver.execute_script(SORT_JS, "Status")
+    if screenshot:  # the page as loaded (problems first), tall enough for the table, one host's detail open
+        driver.get(Path(index_html).as_uri())
+        driver.execute_async_script(READY_JS)
+        size = driver.get_window_size()
+        driver.set_window_size(1700, 2100)
         driver.execute_script(
             "const b = document.querySelector('#hosts tbody button.host-link');"
-            "window.tpmfleetReport.showDetail(Number(b.dataset.i), b); window.scrollTo(0, 0);"
+            "b.click(); window.scrollTo(0, 0);"
         )
         driver.save_screenshot(str(screenshot))
+        driver.set_window_size(size["width"], size["height"])
     return result
 
 

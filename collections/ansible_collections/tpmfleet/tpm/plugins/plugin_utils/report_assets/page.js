@@ -205,7 +205,8 @@
   }
   function dl(pairs) {
     var d = el("dl");
-    pairs.forEach(function (p) { d.appendChild(el("dt", null, p[0])); d.appendChild(el("dd", null, fmt(p[1]))); });
+    pairs.forEach(function (p) {
+      if (p[2] === "optional" && (p[1] === null || p[1] === undefined)) { return; } d.appendChild(el("dt", null, p[0])); d.appendChild(el("dd", null, fmt(p[1]))); });
     return d;
   }
   var detail = $("detail"), opener = null;
@@ -226,7 +227,7 @@
     detail.appendChild(close);
     detail.appendChild(el("h3", null, str(h.name)));
     var name = str(h.name), mode = h.mode;
-    detail.appendChild(dl([["Name (JSON)", name !== shown(name) ? JSON.stringify(name) : null],
+    detail.appendChild(dl([["Name (JSON)", name !== shown(name) ? JSON.stringify(name) : null, "optional"],
       ["Status", statusLabel[h.status] || h.status],
       ["Requested mode", mode === null || mode === undefined ? "(not set)" : (validModes.indexOf(mode) !== -1 ? mode :
         JSON.stringify(mode) + " (not a valid mode)")],
