@@ -122,8 +122,7 @@ def browser(driver, index_html, repeat, names, screenshot=None):
         size = driver.get_window_size()
         driver.set_window_size(1700, 2100)
         driver.execute_script(
-            "const b = document.querySelector('#hosts tbody button.host-link');"
-            "b.click(); window.scrollTo(0, 0);"
+            "const b = document.querySelector('#hosts tbody button.host-link');b.click(); window.scrollTo(0, 0);"
         )
         driver.save_screenshot(str(screenshot))
         driver.set_window_size(size["width"], size["height"])

@@ -184,10 +184,10 @@ COLUMNS = (
     ("Mode", "7em"),
     ("Observed", "7em"),
     ("TPM", "10em"),
-    ("DA lockout", "7em"),
-    ("EK cert", "5em"),
-    ("tss GID", "4.5em"),
-    ("docker GID", "5.5em"),
+    ("DA lockout", "7.5em"),
+    ("EK cert", "5.5em"),
+    ("tss GID", "5.5em"),
+    ("docker GID", "7em"),
     ("Problem", "auto"),
 )
 
