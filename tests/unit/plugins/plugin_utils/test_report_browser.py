@@ -34,7 +34,7 @@ if not installed():
 # Imported after the skip: only needed where Chromium is installed.
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,8 @@ def test_contract_model_statuses_and_problem_groups(browser):
     assert groups[0].find_element(By.CSS_SELECTOR, ".limit a").get_attribute("href").endswith(first["limit_file"])
     button = groups[0].find_element(By.CSS_SELECTOR, ".cmd button.copy")
     button.click()
-    assert button.text in ("Copied", "Copy failed: select the command")
+    WebDriverWait(driver, 10).until(lambda _d: button.get_attribute("data-copied"))
+    assert button.get_attribute("data-copied") == "ok"
     groups[0].find_element(By.CSS_SELECTOR, "details summary").click()
     names = [model["hosts"][int(b.get_attribute("data-i"))]["name"]
              for b in groups[0].find_elements(By.CSS_SELECTOR, ".hostlist button.host-link")]  # fmt: skip

@@ -310,6 +310,7 @@
   function copy(value, btn) {
     var label = btn.textContent;
     function done(ok) {
+      btn.dataset.copied = ok ? "ok" : "failed";
       btn.textContent = ok ? "Copied" : "Copy failed: select the command";
       setTimeout(function () { btn.textContent = label; }, 2000);
     }
