@@ -299,12 +299,12 @@ def test_html_escapes_every_host_provided_string():
     page = report_page.render_html(report.build(records))
     for raw in (XSS_NAME, "<b>grp</b>", "<script>alert(1)</script>", "<svg onload", "<i>mode</i>", "<u>bad</u>"):
         assert raw not in page, raw
-    assert "&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;&quot;&#x27;&amp;&lt;/script&gt;" in page
+    assert '\\u003cimg src=x onerror=\\"window.__xss=1\\"\\u003e\\"\'\\u0026\\u003c/script\\u003e' in page
     parser = _Tags()
     parser.feed(page)
     tags = [t for t, _a in parser.tags]
-    assert tags.count("script") == 2 and "img" not in tags and "u" not in tags and "i" not in tags
-    assert page.count("</script>") == 2
+    assert tags.count("script") == 3 and "img" not in tags and "u" not in tags and "i" not in tags
+    assert page.count("</script>") == 3
     # the embedded data still carries the exact names
     start = page.index('<script type="application/json" id="fleet-data">') + len(
         '<script type="application/json" id="fleet-data">'
@@ -318,7 +318,7 @@ def test_html_summary_numbers_and_chart():
     page = report_page.render_html(model)
     for status, n in model["summary"]["status"].items():
         assert f'id="count-{status}"><div class="n">{n}</div>' in page
-    assert page.count("<tr data-host=") == 90
+    assert "<tbody></tbody>" in page  # the host rows are built in the browser (test_report_browser.py)
     assert '<svg id="mode-chart"' in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 

@@ -5,9 +5,15 @@
 ``render_html(model)`` turns the fleet model of ``report.build`` into one
 self-contained page; its style and script are the files in ``report_assets/``
 beside this module, inlined into the page when it is rendered (nothing is
-fetched: the page's CSP allows only its own inline style and script). Every
-host-provided string is escaped in the HTML (text and attributes) and the
-embedded JSON cannot close its script element. ``write_report`` writes
+fetched: the page's CSP allows only its own inline style and script).
+
+The server renders the summary (cards, chart, modes), the fleet findings and
+empty containers; the model itself is embedded as JSON (``<script
+type="application/json">`` that no string can close) and the script builds the
+problems view and one page of the host table at a time from it, so a fleet of
+10,000 hosts costs the browser one page of rows, not 10,000. Every
+host-provided string the server writes is escaped; the script writes strings
+only as text (``textContent``), never as markup. ``write_report`` writes
 index.html, fleet.json and junit.xml.
 """
 
@@ -20,7 +26,6 @@ import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report import (
-    SEVERITIES,
     STATUS_LABELS,
     STATUSES,
     _str,
@@ -29,6 +34,28 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report import (
 )
 
 _ASSETS = os.path.join(os.path.dirname(__file__), "report_assets")
+
+# Nothing is fetched: no other origin, only the page's own inline style and script.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+
+# Host table rows per page (the operator can choose 50 to 500); rows are built for one page only.
+PAGE_SIZE = 100
+
+# Display order and colour of the statuses the page knows; a status the model adds later is shown too,
+# after these, with a colour of _SPARE_COLOURS (the model's STATUSES and summary decide what exists).
+_ORDER = ("failing", "unreachable", "unverified", "no_tpm", "drifted", "healthy")
+STATUS_COLOURS = {
+    "failing": "#c62828",
+    "unreachable": "#6a1b9a",
+    "unverified": "#00838f",
+    "no_tpm": "#757575",
+    "drifted": "#ef6c00",
+    "healthy": "#2e7d32",
+}
+_SPARE_COLOURS = ("#5d4037", "#283593", "#9e9d24", "#ad1457")
+
+# A value longer than this is cut with an ellipsis where the server shows it (chart labels, findings titles).
+_CUT = 60
 
 
 @functools.cache
@@ -42,6 +69,15 @@ def _e(value):
     return html.escape(_str(value), quote=True)
 
 
+def _shown(value, valid=()):
+    """A value as the page shows it: plain when tame, else JSON-quoted ("" and " direct" visible), cut."""
+    text = _str(value)
+    odd = not text or text != text.strip() or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+    if value is None or (odd and text not in valid):
+        text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _CUT else text[: _CUT - 1] + "\u2026"
+
+
 def _script_json(value):
     """JSON safe inside <script type=application/json>: no '<', '>' or '&' survive unescaped."""
     text = json.dumps(value, separators=(",", ":"))
@@ -51,165 +87,145 @@ def _script_json(value):
     return text
 
 
-STATUS_COLOURS = {
-    "failing": "#c62828",
-    "unreachable": "#6a1b9a",
-    "unverified": "#f9a825",
-    "no_tpm": "#757575",
-    "drifted": "#ef6c00",
-    "healthy": "#2e7d32",
-}
+def statuses(model):
+    """[(status, label, colour)] in display order: report.STATUSES, then any other the model uses."""
+    seen = [*STATUSES, *model["summary"]["status"], *(h.get("status") for h in model["hosts"])]
+    names = []
+    for st in seen:
+        if isinstance(st, str) and st not in names:
+            names.append(st)
+    names.sort(key=lambda st: _ORDER.index(st) if st in _ORDER else len(_ORDER))
+    spare = iter(_SPARE_COLOURS * (1 + len(names)))
+    return [
+        (st, _str(STATUS_LABELS.get(st)) or st.replace("_", " ").capitalize(), STATUS_COLOURS.get(st) or next(spare))
+        for st in names
+    ]
 
 
-def _chart(model):
+def _chart(model, status_list):
     """Inline SVG: one stacked bar per requested mode, a segment per status."""
     by_mode = model["summary"]["by_mode"]
-    rows = [m for m in [*qm.modes(), "invalid"] if m in by_mode]
+    rows = [m for m in [*qm.modes(), "invalid"] if m in by_mode] + [m for m in by_mode if m not in qm.modes() and
+                                                                    m != "invalid"]  # fmt: skip
     most = max((sum(v.values()) for v in by_mode.values()), default=0) or 1
-    width, label_w, bar_h, gap = 520, 90, 22, 10
-    height = max(1, len(rows)) * (bar_h + gap) + 30
+    width, label_w, bar_h, gap = 560, 90, 22, 10
+    legend_rows = (len(status_list) + 4) // 5
+    height = max(1, len(rows)) * (bar_h + gap) + 22 * legend_rows + 8
     parts = [
         f'<svg id="mode-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="Hosts by quote mode and status">'
     ]
     for i, mode in enumerate(rows):
         y = i * (bar_h + gap)
-        parts.append(f'<text x="0" y="{y + 16}" class="chart-label">{_e(mode)}</text>')
+        label = _e(_shown(mode, valid=(*qm.modes(), "invalid")))
+        parts.append(f'<text x="0" y="{y + 16}" class="chart-label">{label}</text>')
         x = label_w
         total = sum(by_mode[mode].values())
-        for status in STATUSES:
+        for idx, (status, name, _colour) in enumerate(status_list):
             n = by_mode[mode].get(status, 0)
             if not n:
                 continue
             w = (width - label_w - 50) * n / most
             parts.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{STATUS_COLOURS[status]}">'
-                f"<title>{_e(mode)}: {n} {_e(STATUS_LABELS[status])}</title></rect>"
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" class="st-{idx}">'
+                f"<title>{label}: {n} {_e(name)}</title></rect>"
             )
             x += w
         parts.append(f'<text x="{x + 6:.1f}" y="{y + 16}" class="chart-count">{total}</text>')
-    y = len(rows) * (bar_h + gap) + 10
-    x = 0
-    for status in STATUSES:
-        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{STATUS_COLOURS[status]}"/>')
-        parts.append(f'<text x="{x + 16}" y="{y + 11}" class="chart-legend">{_e(STATUS_LABELS[status])}</text>')
-        x += 100
+    y0 = len(rows) * (bar_h + gap) + 6
+    for idx, (_status, name, _colour) in enumerate(status_list):
+        x, y = (idx % 5) * 110, y0 + (idx // 5) * 22
+        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" class="st-{idx}"/>')
+        parts.append(f'<text x="{x + 16}" y="{y + 11}" class="chart-legend">{_e(_shown(name))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _row(host):
-    tpm = host["tpm"] or {}
-    lockout = tpm.get("lockout") or {}
-    if not host["reachable"]:
-        tpm_text, lock_text, ek_text = "unknown", "", ""
-    elif not tpm.get("present"):
-        tpm_text, lock_text, ek_text = "none", "", ""
-    else:
-        tpm_text = " ".join(filter(None, [_str(tpm.get("manufacturer")), _str(tpm.get("firmware_version"))]))
-        tpm_text = tpm_text or "not opened"
-        lock_text = (
-            "LOCKOUT"
-            if lockout.get("in_lockout")
-            else (f"{lockout.get('counter')}/{lockout.get('max_tries')}" if lockout else "")
-        )
-        ek_text = (
-            "yes"
-            if any(c["present"] for c in tpm.get("ek_certificates") or [])
-            else ("no" if tpm.get("opened") else "")
-        )
-    problems = host["problems"]
-    worst = problems[0] if problems else None
-    search = " ".join(
-        [host["name"], host["status"], _str(host["mode"]), _str(host["observed_mode"]), tpm_text, *host["groups"]]
-        + [f"{p['title']} {p['cause']}" for p in problems]
-    ).lower()
-    severity_rank = min((SEVERITIES.index(p["severity"]) for p in problems), default=len(SEVERITIES))
-    cells = [
-        f'<td data-v="{STATUSES.index(host["status"])}"><span class="badge s-{_e(host["status"])}">'
-        f"{_e(STATUS_LABELS[host['status']])}</span></td>",
-        f'<td data-v="{_e(host["name"].lower())}"><button type="button" class="host-link">{_e(host["name"])}'
-        "</button></td>",
-        f'<td data-v="{_e(host["mode"])}">{_e(host["mode"])}</td>',
-        f'<td data-v="{_e(host["observed_mode"])}">{_e(host["observed_mode"] or "")}</td>',
-        f'<td data-v="{_e(tpm_text.lower())}">{_e(tpm_text)}</td>',
-        f'<td data-v="{_e(lock_text)}">{_e(lock_text)}</td>',
-        f'<td data-v="{_e(ek_text)}">{_e(ek_text)}</td>',
-        f'<td data-v="{_e((host["observed"] or {}).get("tss_gid"))}">{_e((host["observed"] or {}).get("tss_gid"))}'
-        "</td>",
-    ]
-    if worst:
-        more = f' <span class="more">+{len(problems) - 1} more</span>' if len(problems) > 1 else ""
-        cells.append(
-            f'<td data-v="{severity_rank}{len(problems):04d}" class="problem sev-{_e(worst["severity"])}">'
-            f'<span class="ptitle">{_e(worst["title"])}</span>{more}<div class="cause">{_e(worst["cause"])}</div>'
-            f'<div class="fix">Fix: {_e(worst["fix"])}</div></td>'
-        )
-    else:
-        cells.append(f'<td data-v="{severity_rank}0000">none</td>')
-    return (
-        f'<tr data-host="{_e(host["name"])}" data-status="{_e(host["status"])}" data-mode="{_e(host["mode"])}" '
-        f'data-search="{_e(search)}">' + "".join(cells) + "</tr>"
+def _status_css(status_list):
+    """One class per status index (st-N): the badge, the card number and the chart segment take its colour."""
+    return "".join(
+        f".badge.st-{i}{{background:{c}}}.card.st-{i} .n{{color:{c}}}rect.st-{i}{{fill:{c}}}"
+        for i, (_s, _l, c) in enumerate(status_list)
     )
 
 
-# Nothing is fetched: no other origin, only the page's own inline style and script.
-CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+def _findings(model):
+    def finding(i, f):
+        hosts = f.get("hosts") or []
+        limit = f" &middot; limit file <code>{_e(f['limit_file'])}</code>" if f.get("limit_file") else ""
+        more = (
+            f'<details class="finding-hosts" data-finding="{i}"><summary>{len(hosts)} host'
+            f'{"s" if len(hosts) != 1 else ""}{limit}</summary><div class="hostlist"></div></details>'
+            if hosts
+            else ""
+        )
+        return (
+            f'<div class="finding sev-{_e(f["severity"])}"><strong class="clip">{_e(f["title"])}</strong>'
+            f'<div class="cause clip">Cause: {_e(f["cause"])}</div><div class="fix clip">Fix: {_e(f["fix"])}</div>'
+            f"{more}</div>"
+        )
 
-# Rows laid out at once: more makes every filter and sort re-layout them all (see docs/report.md).
-PAGE_SIZE = 200
+    indexed = list(enumerate(model["fleet_findings"]))
+    serious = [(i, f) for i, f in indexed if f["severity"] != "info"]
+    notes = [(i, f) for i, f in indexed if f["severity"] == "info"]
+    out = "".join(finding(i, f) for i, f in serious) or "<p>No fleet-level problem.</p>"
+    if notes:
+        out += (
+            f'<details id="fleet-notes"><summary>{len(notes)} note{"s" if len(notes) != 1 else ""} '
+            f"(mixed quote modes within groups)</summary>{''.join(finding(i, f) for i, f in notes)}</details>"
+        )
+    return out
 
-# (header, sort type, width): fixed widths keep re-layout cheap when 1000 rows are sorted or filtered.
+
+# (header, width): every column sorts; the keys are computed by page.js from the embedded model.
 COLUMNS = (
-    ("Status", "num", "7.5em"),
-    ("Host", "text", "16%"),
-    ("Mode", "text", "6.5em"),
-    ("Observed", "text", "6.5em"),
-    ("TPM", "text", "9em"),
-    ("DA lockout", "text", "6.5em"),
-    ("EK cert", "text", "5em"),
-    ("tss GID", "num", "5em"),
-    ("Problems", "num", "auto"),
+    ("Status", "7.5em"),
+    ("Host", "17%"),
+    ("Mode", "7em"),
+    ("Observed", "7em"),
+    ("TPM", "10em"),
+    ("DA lockout", "7.5em"),
+    ("EK cert", "5.5em"),
+    ("tss GID", "5.5em"),
+    ("docker GID", "7em"),
+    ("Problem", "auto"),
 )
 
 
 def render_html(model):
-    """One self-contained page: summary, fleet findings, sortable and filterable host table, detail view."""
+    """One self-contained page: summary, fleet findings, problems view, host table (built in the browser)."""
     s = model["summary"]
+    status_list = statuses(model)
     cards = [f'<div class="card" id="count-hosts"><div class="n">{s["hosts"]}</div><div class="l">hosts</div></div>']
-    for status in ("healthy", "drifted", "unverified", "failing", "unreachable", "no_tpm"):
+    for idx, (status, label, _c) in enumerate(status_list):
         cards.append(
-            f'<div class="card s-{status}" id="count-{status}"><div class="n">{s["status"][status]}</div>'
-            f'<div class="l">{_e(STATUS_LABELS[status])}</div></div>'
+            f'<div class="card st-{idx}" id="count-{_e(status)}"><div class="n">{s["status"].get(status, 0)}</div>'
+            f'<div class="l">{_e(_shown(label))}</div></div>'
         )
+    observed = s["observed_modes"]
     mode_rows = "".join(
-        f'<tr><td>{_e(m)}</td><td class="num" id="mode-{_e(m)}">{n}</td>'
-        f"<td>{s['observed_modes'].get(m, 0) if m in s['observed_modes'] else ''}</td></tr>"
+        f'<tr><td>{_e(_shown(m, valid=(*qm.modes(), "invalid")))}</td><td class="num" id="mode-{_e(m)}">{n}</td>'
+        f"<td>{observed.get(m, '') if m != 'invalid' else ''}</td></tr>"
         for m, n in s["modes"].items()
     )
-    mode_rows += f"<tr><td>unknown</td><td></td><td>{s['observed_modes'].get('unknown', 0)}</td></tr>"
-
-    def finding(f):
-        return (
-            f'<div class="finding sev-{_e(f["severity"])}"><strong>{_e(f["title"])}</strong>'
-            f'<div class="cause">Cause: {_e(f["cause"])}</div><div class="fix">Fix: {_e(f["fix"])}</div></div>'
-        )
-
-    serious = [f for f in model["fleet_findings"] if f["severity"] != "info"]
-    notes = [f for f in model["fleet_findings"] if f["severity"] == "info"]
-    findings = "".join(finding(f) for f in serious) or "<p>No fleet-level problem.</p>"
-    if notes:
-        findings += (
-            f'<details id="fleet-notes"><summary>{len(notes)} note{"s" if len(notes) != 1 else ""} '
-            f"(mixed quote modes within groups)</summary>{''.join(finding(f) for f in notes)}</details>"
-        )
-    status_options = "".join(f'<option value="{st}">{_e(STATUS_LABELS[st])}</option>' for st in STATUSES)
-    modes = sorted({h["mode"] for h in model["hosts"] if h["mode"] is not None})
-    mode_options = "".join(f'<option value="{_e(m)}">{_e(m)}</option>' for m in modes)
-    head = "".join(f'<th scope="col" data-type="{t}">{_e(label)}</th>' for label, t, _w in COLUMNS)
-    cols = "".join(f'<col style="width:{w}">' for _label, _t, w in COLUMNS)
-    body = "\n".join(_row(h) for h in model["hosts"])
+    mode_rows += "".join(
+        f"<tr><td>{_e(_shown(m, valid=('unknown', 'conflicting', 'not_read')))}</td><td></td><td>{n}</td></tr>"
+        for m, n in observed.items()
+        if m not in s["modes"]
+    )
+    config = {
+        "statuses": [{"id": st, "label": label} for st, label, _c in status_list],
+        "modes": list(qm.modes()),
+        "page_size": PAGE_SIZE,
+        "columns": [label for label, _w in COLUMNS],
+    }
+    head = "".join(
+        f'<th scope="col" aria-sort="none"><button type="button" class="sort" data-col="{i}">{_e(label)}</button></th>'
+        for i, (label, _w) in enumerate(COLUMNS)
+    )
+    cols = "".join(f'<col style="width:{w}">' for _label, w in COLUMNS)
     problems = s["problems"]
+    inventory = f"&middot; inventory {_e(_shown(model['inventory']))}" if model.get("inventory") else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -217,37 +233,45 @@ def render_html(model):
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>tpmfleet report: {s["hosts"]} hosts</title>
-<style>{_asset("page.css")}</style>
+<style>{_asset("page.css")}{_status_css(status_list)}</style>
 </head>
 <body>
 <h1>tpmfleet fleet report</h1>
-<div class="meta">Generated {_e(model["generated_at"])} by {_e(model["generator"])},
-schema {_e(model["schema_version"])}
-{("&middot; inventory " + _e(model["inventory"])) if model.get("inventory") else ""}
+<div class="meta">Generated {_e(_shown(model["generated_at"]))} by {_e(_shown(model["generator"]))},
+schema {_e(_shown(model["schema_version"]))} {inventory}
 &middot; test quote {"on" if model["options"]["quote_test"] else "off"}
 &middot; {problems["error"]} errors, {problems["warning"]} warnings, {problems["info"]} notes</div>
 <h2>Fleet summary</h2>
 <div class="cards">{"".join(cards)}</div>
 <div class="summary">
-<div class="panel">{_chart(model)}</div>
+<div class="panel">{_chart(model, status_list)}</div>
 <div class="panel"><table id="modes"><thead><tr><th>Mode</th><th>Requested</th><th>Observed</th></tr></thead>
 <tbody>{mode_rows}</tbody></table></div>
 </div>
 <h2>Fleet findings</h2>
-<div id="findings">{findings}</div>
-<h2>Hosts</h2>
+<div id="findings">{_findings(model)}</div>
+<h2 id="problems-title">Problems</h2>
+<div id="problems" aria-labelledby="problems-title"><p>Loading&hellip;</p></div>
+<h2 id="hosts-title">Hosts</h2>
 <div class="controls">
-<label>Filter <input id="filter" type="search" placeholder="host, mode, problem..." autocomplete="off"></label>
-<label>Status <select id="status-filter"><option value="">all</option>{status_options}</select></label>
-<label>Mode <select id="mode-filter"><option value="">all</option>{mode_options}</select></label>
-<span><span id="shown-count">{s["hosts"]}</span> of {s["hosts"]} hosts match</span>
-<button type="button" id="show-all" hidden></button>
+<label>Filter <input id="filter" type="search" placeholder="host, mode, group, GID, problem..." autocomplete="off">
+</label>
+<label>Status <select id="status-filter"><option value="">all</option></select></label>
+<label>Mode <select id="mode-filter"><option value="">all</option></select></label>
+<span id="shown"><span id="shown-count">{s["hosts"]}</span> of {s["hosts"]} hosts match</span>
 </div>
-<table id="hosts" data-page-size="{PAGE_SIZE}"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody></table>
-<aside id="detail" hidden aria-live="polite"></aside>
+<table id="hosts" aria-labelledby="hosts-title"><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>
+<tbody></tbody></table>
+<nav class="pager" aria-label="Host table pages">
+<button type="button" id="page-first">&laquo; First</button>
+<button type="button" id="page-prev">&lsaquo; Previous</button>
+<span id="page-info" aria-live="polite"></span>
+<button type="button" id="page-next">Next &rsaquo;</button>
+<button type="button" id="page-last">Last &raquo;</button>
+<label>Rows per page <select id="page-size"></select></label>
+</nav>
+<aside id="detail" hidden tabindex="-1" aria-label="Host detail"></aside>
+<script type="application/json" id="page-config">{_script_json(config)}</script>
 <script type="application/json" id="fleet-data">{_script_json(model)}</script>
 <script>{_asset("page.js")}</script>
 </body>

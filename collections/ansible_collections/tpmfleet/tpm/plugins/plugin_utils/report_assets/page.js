@@ -1,66 +1,200 @@
+// The fleet report page: builds the problems view and one page of the host table from the embedded model.
+// Strings from the model are only ever written as text (textContent, .value, .title), never as markup;
+// rows and hosts are addressed by their index in data.hosts, never by name.
 (function () {
   "use strict";
+  var cfg = JSON.parse(document.getElementById("page-config").textContent);
   var data = JSON.parse(document.getElementById("fleet-data").textContent);
-  var byName = {};
-  data.hosts.forEach(function (h) { byName[h.name] = h; });
-  var table = document.getElementById("hosts");
-  var tbody = table.tBodies[0];
-  var rows = Array.prototype.slice.call(tbody.rows);
-  var text = document.getElementById("filter");
-  var statusSel = document.getElementById("status-filter");
-  var modeSel = document.getElementById("mode-filter");
-  var shown = document.getElementById("shown-count");
-  var showAll = document.getElementById("show-all");
-  // Only the first pageSize matching rows are laid out (problems come first); "Show all" lifts the limit.
-  var pageSize = Number(table.dataset.pageSize) || Infinity;
+  var hosts = data.hosts;
+  var N = hosts.length;
+  var CUT = 120; // characters shown in a table cell; the detail view shows the whole value
+  var SEVERITIES = ["error", "warning", "info"];
+  var validModes = cfg.modes;
+  var statusIndex = {};
+  var statusLabel = {};
+  cfg.statuses.forEach(function (s, i) { statusIndex[s.id] = i; statusLabel[s.id] = s.label; });
+  var $ = function (id) { return document.getElementById(id); };
 
-  function applyFilter() {
-    var q = text.value.trim().toLowerCase();
-    var st = statusSel.value, md = modeSel.value, n = 0;
-    var terms = q ? q.split(/\s+/) : [];
-    for (var i = 0; i < rows.length; i++) {
-      var r = rows[i], ok = (!st || r.dataset.status === st) && (!md || r.dataset.mode === md);
-      if (ok && terms.length) {
-        var s = r.dataset.search;
-        for (var j = 0; j < terms.length && ok; j++) { ok = s.indexOf(terms[j]) !== -1; }
-      }
-      if (ok) { n++; }
-      r.hidden = !ok || n > pageSize;
-    }
-    shown.textContent = String(n);
-    showAll.hidden = n <= pageSize;
-    showAll.textContent = "Show all " + n + " (first " + pageSize + " shown)";
+  function str(v) { return v === null || v === undefined ? "" : String(v); }
+  var ODD = /[\u0000-\u001f\u007f-\u009f]/;
+  // A value as the page shows it: plain when tame, JSON-quoted when "", padded or with control characters.
+  function shown(v, valid) {
+    if (v === null || v === undefined) { return ""; }
+    var t = String(v);
+    if (valid && valid.indexOf(t) !== -1) { return t; }
+    return (t === "" || t !== t.trim() || ODD.test(t)) ? JSON.stringify(t) : t;
   }
-
-  function sortBy(th) {
-    var col = th.cellIndex;
-    var dir = th.getAttribute("aria-sort") === "ascending" ? "descending" : "ascending";
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (c) { c.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", dir);
-    var numeric = th.dataset.type === "num";
-    var keyed = rows.map(function (r, i) {
-      var v = r.cells[col].dataset.v || "";
-      return { r: r, i: i, v: numeric ? (v === "" ? Infinity : Number(v)) : v };
-    });
-    keyed.sort(function (a, b) {
-      var c = a.v < b.v ? -1 : a.v > b.v ? 1 : a.i - b.i;
-      return dir === "ascending" ? c : -c;
-    });
-    // reorder detached from the document: one layout instead of one per moved row
-    var next = tbody.nextSibling;
-    table.removeChild(tbody);
-    keyed.forEach(function (k) { tbody.appendChild(k.r); });
-    table.insertBefore(tbody, next);
-    rows = keyed.map(function (k) { return k.r; });
-    applyFilter();
-  }
-
+  function cut(t) { return t.length > CUT ? t.slice(0, CUT - 1) + "\u2026" : t; }
   function el(tag, cls, txt) {
     var e = document.createElement(tag);
     if (cls) { e.className = cls; }
     if (txt !== undefined && txt !== null) { e.textContent = String(txt); }
     return e;
   }
+  function button(cls, txt) { var b = el("button", cls, txt); b.type = "button"; return b; }
+  function sevRank(s) { var r = SEVERITIES.indexOf(s); return r === -1 ? SEVERITIES.length : r; }
+
+  // Names to indices (a name may repeat in a hostile inventory: every index is kept).
+  var byName = Object.create(null);
+  hosts.forEach(function (h, i) { (byName[h.name] = byName[h.name] || []).push(i); });
+  function indicesOf(names) {
+    var out = [];
+    (names || []).forEach(function (n) { (byName[n] || []).forEach(function (i) { out.push(i); }); });
+    return out;
+  }
+
+  // ---------------------------------------------------------------- rows: one precomputed record per host
+  var rows = new Array(N);
+  for (var i = 0; i < N; i++) {
+    var h = hosts[i], tpm = h.tpm || {}, lockout = tpm.lockout || null, obs = h.observed || {};
+    var tpmText = "", lockText = "", ekText = "";
+    if (h.reachable === false) { tpmText = "unknown"; }
+    else if (!h.tpm) { tpmText = "not read"; }
+    else if (!tpm.present) { tpmText = "none"; }
+    else {
+      tpmText = [str(tpm.manufacturer), str(tpm.firmware_version)].filter(Boolean).join(" ") || "not opened";
+      lockText = lockout ? (lockout.in_lockout ? "LOCKOUT" : str(lockout.counter) + "/" + str(lockout.max_tries)) : "";
+      ekText = (tpm.ek_certificates || []).some(function (c) { return c.present; }) ? "yes" : (tpm.opened ? "no" : "");
+    }
+    var problems = h.problems || [], groups = h.groups || [];
+    var worst = problems.length ? problems[0] : null;
+    var sev = SEVERITIES.length;
+    problems.forEach(function (p) { sev = Math.min(sev, sevRank(p.severity)); });
+    var modeKey = validModes.indexOf(h.mode) !== -1 ? h.mode : "invalid";
+    rows[i] = {
+      status: h.status, st: h.status in statusIndex ? statusIndex[h.status] : cfg.statuses.length,
+      name: str(h.name), mode: h.mode === null || h.mode === undefined ? "(not set)" : shown(h.mode, validModes),
+      modeKey: modeKey, observed: shown(h.observed_mode), tpm: shown(tpmText), lock: lockText, ek: ekText,
+      tss: obs.tss_gid, docker: obs.docker_gid, problem: worst ? str(worst.title) : "",
+      severity: worst ? str(worst.severity) : "", count: problems.length, sev: sev,
+      search: [h.name, h.status, statusLabel[h.status], h.mode, h.observed_mode, tpmText, obs.tss_gid,
+        obs.docker_gid].concat(groups, problems.map(function (p) { return str(p.title) + " " + str(p.cause); }))
+        .map(str).join("\n").toLowerCase()
+    };
+  }
+
+  // ---------------------------------------------------------------- sort keys per column, computed once
+  function num(v) { return typeof v === "number" ? v : Infinity; }
+  var KEYS = [
+    function (r) { return r.st; },
+    function (r) { return r.name.toLowerCase(); },
+    function (r) { return r.mode.toLowerCase(); },
+    function (r) { return r.observed.toLowerCase(); },
+    function (r) { return r.tpm.toLowerCase(); },
+    function (r) { return r.lock; },
+    function (r) { return r.ek; },
+    function (r) { return num(r.tss); },
+    function (r) { return num(r.docker); },
+    function (r) { return r.sev * 1e6 + (999999 - Math.min(r.count, 999999)); }
+  ];
+  var keyCache = [];
+  function keys(col) {
+    if (!keyCache[col]) { keyCache[col] = rows.map(KEYS[col]); }
+    return keyCache[col];
+  }
+
+  // ---------------------------------------------------------------- state
+  var table = $("hosts"), tbody = table.tBodies[0];
+  var text = $("filter"), statusSel = $("status-filter"), modeSel = $("mode-filter"), sizeSel = $("page-size");
+  var order = rows.map(function (_r, k) { return k; }); // model order: problems first
+  var view = order;
+  var page = 0, pageSize = cfg.page_size;
+  var sortCol = -1, sortDir = "ascending";
+
+  cfg.statuses.forEach(function (s) {
+    var o = el("option", null, s.label); o.value = s.id; statusSel.appendChild(o);
+  });
+  validModes.concat(["invalid"]).forEach(function (m) {
+    var o = el("option", null, m); o.value = m; modeSel.appendChild(o);
+  });
+  [50, 100, 250, 500].concat([cfg.page_size]).filter(function (v, k, a) { return a.indexOf(v) === k; })
+    .sort(function (a, b) { return a - b; }).forEach(function (v) {
+      var o = el("option", null, String(v)); o.value = String(v); o.selected = v === pageSize; sizeSel.appendChild(o);
+    });
+
+  function applyFilter() {
+    var q = text.value.trim().toLowerCase();
+    var terms = q ? q.split(/\s+/) : [];
+    var st = statusSel.value, md = modeSel.value, out = [];
+    for (var k = 0; k < order.length; k++) {
+      var r = rows[order[k]];
+      if ((st && r.status !== st) || (md && r.modeKey !== md)) { continue; }
+      var ok = true;
+      for (var j = 0; j < terms.length && ok; j++) { ok = r.search.indexOf(terms[j]) !== -1; }
+      if (ok) { out.push(order[k]); }
+    }
+    view = out;
+    page = 0;
+    render();
+  }
+
+  function sortBy(col) {
+    sortDir = sortCol === col && sortDir === "ascending" ? "descending" : "ascending";
+    sortCol = col;
+    var ks = keys(col), sign = sortDir === "ascending" ? 1 : -1;
+    order = rows.map(function (_r, k) { return k; });
+    order.sort(function (a, b) {
+      var x = ks[a], y = ks[b];
+      return sign * (x < y ? -1 : x > y ? 1 : a - b); // descending is the exact reverse of ascending
+    });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, c) {
+      th.setAttribute("aria-sort", c === col ? sortDir : "none");
+    });
+    applyFilter();
+  }
+
+  function cell(tr, textValue, full, cls) {
+    var td = el("td", cls, cut(textValue));
+    if (full !== undefined && (full.length > CUT || full !== textValue)) { td.title = full.slice(0, 2000); }
+    else if (textValue.length > CUT) { td.title = textValue.slice(0, 2000); }
+    tr.appendChild(td);
+    return td;
+  }
+
+  function row(k) {
+    var r = rows[k], tr = el("tr");
+    tr.dataset.i = String(k);
+    var td = el("td");
+    td.appendChild(el("span", "badge st-" + r.st, statusLabel[r.status] || shown(r.status)));
+    tr.appendChild(td);
+    td = el("td", "host");
+    var b = button("host-link", cut(shown(r.name)));
+    b.dataset.i = String(k);
+    if (r.name.length > CUT) { b.title = r.name.slice(0, 2000); }
+    td.appendChild(b);
+    tr.appendChild(td);
+    cell(tr, r.mode, undefined, r.modeKey === "invalid" ? "odd" : null);
+    cell(tr, r.observed);
+    cell(tr, r.tpm);
+    cell(tr, r.lock, undefined, r.lock === "LOCKOUT" ? "odd" : null);
+    cell(tr, r.ek);
+    cell(tr, str(r.tss));
+    cell(tr, str(r.docker));
+    if (r.count) {
+      td = cell(tr, shown(r.problem) + (r.count > 1 ? "  (+" + (r.count - 1) + " more)" : ""), r.problem,
+        "problem sev-" + r.severity);
+    } else {
+      cell(tr, "none");
+    }
+    return tr;
+  }
+
+  function render() {
+    var pages = Math.max(1, Math.ceil(view.length / pageSize));
+    page = Math.min(Math.max(0, page), pages - 1);
+    var start = page * pageSize, end = Math.min(view.length, start + pageSize);
+    var frag = document.createDocumentFragment();
+    for (var k = start; k < end; k++) { frag.appendChild(row(view[k])); }
+    tbody.textContent = "";
+    tbody.appendChild(frag);
+    $("shown-count").textContent = String(view.length);
+    $("page-info").textContent = view.length ? "Rows " + (start + 1) + "\u2013" + end + " of " + view.length +
+      " \u00b7 page " + (page + 1) + " of " + pages : "No host matches";
+    $("page-first").disabled = $("page-prev").disabled = page === 0;
+    $("page-next").disabled = $("page-last").disabled = page >= pages - 1;
+  }
+
+  // ---------------------------------------------------------------- detail view (by index)
   function fmt(v) {
     if (v === null || v === undefined || v === "") { return "-"; }
     if (Array.isArray(v)) { return v.length ? v.map(fmt).join("; ") : "none"; }
@@ -71,80 +205,247 @@
   }
   function dl(pairs) {
     var d = el("dl");
-    pairs.forEach(function (p) { d.appendChild(el("dt", null, p[0])); d.appendChild(el("dd", null, fmt(p[1]))); });
+    pairs.forEach(function (p) {
+      if (p[2] === "optional" && (p[1] === null || p[1] === undefined)) { return; } d.appendChild(el("dt", null, p[0])); d.appendChild(el("dd", null, fmt(p[1]))); });
     return d;
   }
-
-  function showDetail(name) {
-    var h = byName[name];
-    var box = document.getElementById("detail");
+  var detail = $("detail"), opener = null;
+  function closeDetail() {
+    detail.hidden = true;
+    if (opener && document.contains(opener)) { opener.focus(); }
+    opener = null;
+  }
+  function showDetail(k, from) {
+    var h = hosts[k];
     if (!h) { return; }
-    while (box.firstChild) { box.removeChild(box.firstChild); }
-    var close = el("button", null, "Close");
-    close.type = "button";
+    opener = from || null;
+    detail.textContent = "";
+    detail.dataset.i = String(k);
+    var close = button(null, "Close");
     close.id = "detail-close";
-    close.addEventListener("click", function () { box.hidden = true; });
-    box.appendChild(close);
-    box.appendChild(el("h3", null, h.name));
-    box.appendChild(dl([["Status", h.status], ["Requested mode", h.mode], ["Observed mode", h.observed_mode],
-      ["Groups", h.groups.join(", ")]]));
-    box.appendChild(el("h4", null, "Problems (" + h.problems.length + ")"));
-    if (!h.problems.length) { box.appendChild(el("p", null, "None.")); }
-    h.problems.forEach(function (p) {
-      var d = el("div", "p sev-" + p.severity);
-      d.appendChild(el("strong", null, "[" + p.severity + "] " + p.title));
-      d.appendChild(el("div", "cause", "Cause: " + p.cause));
-      d.appendChild(el("div", "fix", "Fix: " + p.fix));
-      box.appendChild(d);
+    close.addEventListener("click", closeDetail);
+    detail.appendChild(close);
+    detail.appendChild(el("h3", null, str(h.name)));
+    var name = str(h.name), mode = h.mode;
+    detail.appendChild(dl([["Name (JSON)", name !== shown(name) ? JSON.stringify(name) : null, "optional"],
+      ["Status", statusLabel[h.status] || h.status],
+      ["Requested mode", mode === null || mode === undefined ? "(not set)" : (validModes.indexOf(mode) !== -1 ? mode :
+        JSON.stringify(mode) + " (not a valid mode)")],
+      ["Observed mode", h.observed_mode], ["Groups", (h.groups || []).join(", ")],
+      ["tss GID", (h.observed || {}).tss_gid], ["docker GID", (h.observed || {}).docker_gid]]));
+    var problems = h.problems || [];
+    detail.appendChild(el("h4", null, "Problems (" + problems.length + ")"));
+    if (!problems.length) { detail.appendChild(el("p", null, "None.")); }
+    problems.forEach(function (p) {
+      var d = el("div", "p sev-" + str(p.severity));
+      d.appendChild(el("strong", null, "[" + str(p.severity) + "] " + str(p.title)));
+      d.appendChild(el("div", "cause", "Cause: " + str(p.cause)));
+      d.appendChild(el("div", "fix", "Fix: " + str(p.fix)));
+      if (p.group) { d.appendChild(el("div", "more", "Problem group: " + str(p.group))); }
+      detail.appendChild(d);
     });
     var t = h.tpm;
     if (t) {
-      box.appendChild(el("h4", null, "TPM"));
-      box.appendChild(dl([["Present", t.present], ["Driver", t.driver], ["Kernel", t.kernel], ["TCTI", t.tcti],
-        ["Manufacturer", t.manufacturer ? t.manufacturer + " (" + t.manufacturer_name + ")" : null],
+      detail.appendChild(el("h4", null, "TPM"));
+      detail.appendChild(dl([["Present", t.present], ["Driver", t.driver], ["Kernel", t.kernel], ["TCTI", t.tcti],
+        ["Manufacturer", t.manufacturer ? t.manufacturer + " (" + str(t.manufacturer_name) + ")" : null],
         ["Vendor strings", t.vendor_strings], ["Firmware", t.firmware_version],
         ["Spec", t.spec_family ? t.spec_family + " level " + t.spec_level + " rev " + t.spec_revision : null],
         ["Software TPM", t.software_tpm], ["PCR banks", t.pcr_banks ? Object.keys(t.pcr_banks).join(", ") : null],
         ["Lockout", t.lockout], ["Auth set", t.auth], ["EK", t.ek],
-        ["EK certificates", t.ek_certificates.filter(function (c) { return c.present; })
+        ["EK certificates", (t.ek_certificates || []).filter(function (c) { return c.present; })
           .map(function (c) { return c.index + " " + c.algorithm + (c.issuer ? " (" + c.issuer + ")" : ""); })
           .join("; ") || "none"],
-        ["Persistent handles", t.persistent_handles.map(function (p) {
+        ["Persistent handles", (t.persistent_handles || []).map(function (p) {
           return p.handle + " " + (p.range || "?") + " " + (p.key || ""); }).join("; ") || "none"],
-        ["Event log", t.event_log], ["Errors", t.errors.length ? t.errors : null]]));
+        ["Event log", t.event_log], ["Errors", t.errors && t.errors.length ? t.errors : null]]));
     }
     if (h.expected || h.observed) {
-      box.appendChild(el("h4", null, "Expected vs observed"));
+      detail.appendChild(el("h4", null, "Expected vs observed"));
       var e = h.expected || {}, o = h.observed || {};
-      box.appendChild(dl([["TCTI", fmt(e.tcti) + "  /  " + fmt(o.tcti_env)],
+      detail.appendChild(dl([["TCTI", fmt(e.tcti) + "  /  " + fmt(o.tcti_env)],
         ["tpm2-abrmd running", fmt(e.abrmd_running) + "  /  " + fmt(o.abrmd_running)],
         ["tpm2-abrmd masked", fmt(e.abrmd_masked) + "  /  " + fmt(o.abrmd_unit_file_state)],
-        ["Nodes", fmt(e.nodes) + "  /  " + fmt(o.nodes)], ["/dev/tpm0 holders", o.tpm0_holders],
-        ["tss GID", o.tss_gid], ["docker GID", o.docker_gid]]));
+        ["Nodes", fmt(e.nodes) + "  /  " + fmt(o.nodes)], ["/dev/tpm0 holders", o.tpm0_holders]]));
     }
-    box.appendChild(el("h4", null, "Checks"));
+    detail.appendChild(el("h4", null, "Checks"));
     var ul = el("ul");
-    h.checks.forEach(function (c) {
-      ul.appendChild(el("li", "check-" + c.status, c.status.toUpperCase() + " " + c.title +
+    (h.checks || []).forEach(function (c) {
+      ul.appendChild(el("li", "check-" + str(c.status), str(c.status).toUpperCase() + " " + str(c.title) +
         (c.message ? ": " + c.message : "")));
     });
-    box.appendChild(ul);
-    box.hidden = false;
+    detail.appendChild(ul);
+    detail.hidden = false;
+    close.focus();
   }
 
+  // ---------------------------------------------------------------- problems view
+  function hostList(box, indices) {
+    var LIMIT = 500;
+    function fill(all) {
+      box.textContent = "";
+      var ul = el("ul", "hosts-of");
+      (all ? indices : indices.slice(0, LIMIT)).forEach(function (k) {
+        var li = el("li"), b = button("host-link", cut(shown(str(hosts[k].name))));
+        b.dataset.i = String(k);
+        li.appendChild(b);
+        ul.appendChild(li);
+      });
+      box.appendChild(ul);
+      if (!all && indices.length > LIMIT) {
+        var more = button("more-hosts", "Show all " + indices.length + " hosts");
+        more.addEventListener("click", function () { fill(true); });
+        box.appendChild(more);
+      }
+    }
+    fill(false);
+  }
+  function lazyHosts(details, indices) {
+    var box = details.querySelector(".hostlist");
+    details.addEventListener("toggle", function () {
+      if (details.open && !box.firstChild) { hostList(box, indices); }
+    });
+  }
+
+  function copy(value, btn) {
+    var label = btn.textContent;
+    function done(ok) {
+      btn.dataset.copied = ok ? "ok" : "failed";
+      btn.textContent = ok ? "Copied" : "Copy failed: select the command";
+      setTimeout(function () { btn.textContent = label; }, 2000);
+    }
+    function fallback() {
+      var ta = el("textarea");
+      ta.value = value;
+      document.body.appendChild(ta);
+      ta.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+      document.body.removeChild(ta);
+      done(ok);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(function () { done(true); }, fallback);
+    } else { fallback(); }
+  }
+
+  // The model's problem_groups when present; else grouped here by check, title and fix (the host's own name
+  // in the fix, as in "-l HOST", counts as the same fix).
+  function problemGroups() {
+    if (Array.isArray(data.problem_groups)) {
+      return data.problem_groups.map(function (g) {
+        return { id: g.id, check: g.check, severity: g.severity, title: g.title, cause: g.cause, fix: g.fix,
+          command: g.command, limit_file: g.limit_file, count: g.count, hosts: indicesOf(g.hosts) };
+      });
+    }
+    var map = Object.create(null), list = [];
+    function generic(s, name) { return name.length >= 4 ? s.split(name).join("<host>") : s; }
+    hosts.forEach(function (h, k) {
+      var name = str(h.name);
+      (h.problems || []).forEach(function (p) {
+        var fix = generic(str(p.fix), name), cause = generic(str(p.cause), name);
+        var key = JSON.stringify([str(p.check), str(p.title), fix]);
+        var g = map[key];
+        if (!g) {
+          g = map[key] = { check: p.check, severity: p.severity, title: p.title, cause: cause, fix: fix,
+            command: null, limit_file: null, hosts: [], causes: 1 };
+          list.push(g);
+        } else if (g.cause !== cause && g.causes === 1) { g.causes = 2; }
+        if (g.hosts[g.hosts.length - 1] !== k) { g.hosts.push(k); }
+      });
+    });
+    list.forEach(function (g) { g.count = g.hosts.length; });
+    list.sort(function (a, b) {
+      return sevRank(a.severity) - sevRank(b.severity) || b.count - a.count || (str(a.title) < str(b.title) ? -1 : 1);
+    });
+    return list;
+  }
+
+  function renderProblems() {
+    var box = $("problems"), groups = problemGroups(), shownGroups = 0, STEP = 8;
+    box.textContent = "";
+    if (!groups.length) { box.appendChild(el("p", null, "No host has a problem.")); return; }
+    box.appendChild(el("p", "meta", groups.length + " problem" + (groups.length === 1 ? "" : "s") +
+      ", most severe and most frequent first" + (Array.isArray(data.problem_groups) ? "" :
+      " (grouped by check, title and fix)") + "."));
+    var list = el("div", "pgroups"), more = button("more-groups", "");
+    box.appendChild(list);
+    box.appendChild(more);
+    function group(g) {
+      var d = el("div", "pgroup sev-" + str(g.severity));
+      var head = el("div", "phead");
+      head.appendChild(el("span", "sev", str(g.severity)));
+      head.appendChild(el("strong", "ptitle", cut(shown(str(g.title)))));
+      head.appendChild(el("span", "count", g.count + " host" + (g.count === 1 ? "" : "s")));
+      d.appendChild(head);
+      d.appendChild(el("div", "cause clip", "Cause: " + str(g.cause) + (g.causes > 1 ? " (causes differ between " +
+        "hosts: see each host)" : "")));
+      d.appendChild(el("div", "fix clip", "Fix: " + str(g.fix)));
+      if (g.command) {
+        var c = el("div", "cmd");
+        c.appendChild(el("code", "clip", str(g.command)));
+        var b = button("copy", "Copy command");
+        b.addEventListener("click", function () { copy(str(g.command), b); });
+        c.appendChild(b);
+        d.appendChild(c);
+      }
+      if (g.limit_file) {
+        var lf = el("div", "limit", "Limit file: ");
+        var path = str(g.limit_file);
+        if (/^limits\/[A-Za-z0-9._-]+\.txt$/.test(path)) {
+          var a = el("a", null, path); a.href = path; lf.appendChild(a);
+        } else { lf.appendChild(el("code", null, shown(path))); }
+        d.appendChild(lf);
+      }
+      var det = el("details", "group-hosts");
+      det.appendChild(el("summary", null, "Hosts (" + g.hosts.length + ")"));
+      det.appendChild(el("div", "hostlist"));
+      lazyHosts(det, g.hosts);
+      d.appendChild(det);
+      return d;
+    }
+    function step() {
+      var frag = document.createDocumentFragment();
+      groups.slice(shownGroups, shownGroups + STEP).forEach(function (g) { frag.appendChild(group(g)); });
+      list.appendChild(frag);
+      shownGroups = Math.min(groups.length, shownGroups + STEP);
+      more.hidden = shownGroups >= groups.length;
+      more.textContent = "Show " + Math.min(STEP, groups.length - shownGroups) + " more problems (" +
+        (groups.length - shownGroups) + " not shown)";
+    }
+    more.addEventListener("click", step);
+    step();
+  }
+
+  // ---------------------------------------------------------------- wiring
+  Array.prototype.forEach.call(document.querySelectorAll("details.finding-hosts"), function (d) {
+    var f = (data.fleet_findings || [])[Number(d.dataset.finding)];
+    lazyHosts(d, indicesOf(f ? f.hosts : []));
+  });
   text.addEventListener("input", applyFilter);
   statusSel.addEventListener("change", applyFilter);
   modeSel.addEventListener("change", applyFilter);
-  showAll.addEventListener("click", function () { pageSize = Infinity; applyFilter(); });
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
-    th.addEventListener("click", function () { sortBy(th); });
+  sizeSel.addEventListener("change", function () { pageSize = Number(sizeSel.value); page = 0; render(); });
+  $("page-first").addEventListener("click", function () { page = 0; render(); });
+  $("page-prev").addEventListener("click", function () { page -= 1; render(); });
+  $("page-next").addEventListener("click", function () { page += 1; render(); });
+  $("page-last").addEventListener("click", function () { page = Infinity; render(); });
+  table.tHead.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button.sort") : null;
+    if (b) { sortBy(Number(b.dataset.col)); }
   });
-  tbody.addEventListener("click", function (ev) {
-    var b = ev.target.closest ? ev.target.closest(".host-link") : null;
-    if (b) { showDetail(b.closest("tr").dataset.host); }
+  document.body.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button.host-link") : null;
+    if (b && b.dataset.i !== undefined) { showDetail(Number(b.dataset.i), b); }
   });
   document.addEventListener("keydown", function (ev) {
-    if (ev.key === "Escape") { document.getElementById("detail").hidden = true; }
+    if (ev.key === "Escape" && !detail.hidden) { closeDetail(); }
   });
-  applyFilter();
+  renderProblems();
+  render();
+  window.tpmfleetReport = { showDetail: showDetail, rows: function () { return view.slice(); } };
+  performance.mark("report-ready");
+  document.documentElement.dataset.ready = "1";
+  // after the first frame with the rows laid out and painted (what benchmarks/report_bench.py reads)
+  requestAnimationFrame(function () { setTimeout(function () { performance.mark("report-painted"); }, 0); });
 })();

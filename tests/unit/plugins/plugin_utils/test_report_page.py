@@ -1,0 +1,159 @@
+"""The report page as rendered by the controller (report_page.render_html), without a browser.
+
+The property: whatever strings a model holds (host names, groups, modes, vendor strings, messages,
+problem titles, causes and fixes, findings, problem groups), the page parses to the same elements
+and attributes as the page of the same model with every string replaced by x's (nothing from the
+data becomes an element or an attribute, no on*= handler, one script of code), and the embedded JSON
+is the model exactly. The browser side of the same strings is in test_report_browser.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import html.parser
+import json
+
+import pytest
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from report_models import contract_model
+
+BASE = contract_model(12)
+
+
+class _Page(html.parser.HTMLParser):
+    """Every start tag with its attribute names, and the text of each <script> by id."""
+
+    def __init__(self):
+        super().__init__()
+        self.shape = []
+        self.handlers = []
+        self.scripts = {}
+        self._script = None
+
+    def handle_starttag(self, tag, attrs):
+        self.shape.append((tag, tuple(sorted(name for name, _v in attrs))))
+        self.handlers += [name for name, _v in attrs if name.startswith("on")]
+        if tag == "script":
+            self._script = dict(attrs).get("id") or "code"
+            self.scripts[self._script] = ""
+
+    def handle_startendtag(self, tag, attrs):
+        self.shape.append((tag + "/", tuple(sorted(name for name, _v in attrs))))
+
+    def handle_endtag(self, tag):
+        self.shape.append(("/" + tag, ()))
+        self._script = None
+
+    def handle_data(self, data):
+        if self._script:
+            self.scripts[self._script] += data
+
+
+def parse(page):
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def _slots(model):
+    """(container, key) of every host-provided or free-text string the page shows."""
+    out = [(model, "generated_at"), (model, "inventory"), (model, "generator")]
+    for h in model["hosts"]:
+        out += [(h, "name"), (h, "mode"), (h, "observed_mode")]
+        out += [(h["groups"], k) for k in range(len(h["groups"]))]
+        if h["tpm"]:
+            out += [(h["tpm"], "vendor_strings"), (h["tpm"], "manufacturer"), (h["tpm"], "firmware_version")]
+        out += [(c, key) for c in h["checks"] for key in ("title", "message")]
+        out += [(p, key) for p in h["problems"] for key in ("title", "cause", "fix", "group")]
+    for f in model["fleet_findings"]:
+        out += [(f, "title"), (f, "cause"), (f, "fix")] + [(f["hosts"], k) for k in range(len(f["hosts"]))]
+    for g in model["problem_groups"]:
+        out += [(g, key) for key in ("id", "title", "cause", "fix", "command", "limit_file")]
+        out += [(g["hosts"], k) for k in range(len(g["hosts"]))]
+    return out
+
+
+NASTY = st.sampled_from(
+    ["</script>", "</SCRIPT ", "<script>", "<!--", "-->", "<![CDATA[", "]]>", '" onload="x', "' onerror='x",
+     "<img src=x onerror=alert(1)>", "&amp;", "&#x3c;", "\r", "\n", "\x00", "\x7f", "\u0085", "\u2028", "\u2029",
+     "\u202e", "\ufeff", "\\", '"', "'", "<", ">", "&", " ", "direct", "", "\U0001f512"]
+)  # fmt: skip
+STRINGS = st.lists(st.one_of(NASTY, st.text(max_size=12)), max_size=8).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_strings_inject_nothing_and_the_json_round_trips(data):
+    model = copy.deepcopy(BASE)
+    twin = copy.deepcopy(BASE)
+    slots, twin_slots = _slots(model), _slots(twin)
+    pool = data.draw(st.lists(STRINGS, min_size=1, max_size=16))  # a few strings, dealt to every slot
+    values = [pool[(i * 7) % len(pool)] for i in range(len(slots))]
+    for (obj, key), (tobj, tkey), value in zip(slots, twin_slots, values, strict=True):
+        obj[key] = value
+        tobj[tkey] = "x" * len(value)
+    page = report_page.render_html(model)
+    parsed = parse(page)
+    assert parsed.handlers == []
+    assert parsed.shape == parse(report_page.render_html(twin)).shape
+    assert sorted(parsed.scripts) == ["code", "fleet-data", "page-config"]
+    assert json.loads(parsed.scripts["fleet-data"]) == model
+    # browsers end a script at "</script" followed by a space or "/" too, and "<!--" changes how they scan it
+    # (html.parser needs "</script>"): the embedded JSON has no "<" at all
+    assert "<" not in parsed.scripts["fleet-data"] and "<" not in parsed.scripts["page-config"]
+
+
+def test_long_and_odd_values_are_quoted_and_cut():
+    assert report_page._shown("") == '""'
+    assert report_page._shown(" direct") == '" direct"'
+    assert report_page._shown("a\rb") == '"a\\rb"'
+    assert report_page._shown(None) == "null"
+    assert report_page._shown("direct") == "direct"
+    assert report_page._shown("", valid=("",)) == ""
+    long = report_page._shown("m" * 3000)
+    assert len(long) == 60 and long.endswith("\u2026")
+
+
+def test_statuses_come_from_the_model():
+    model = copy.deepcopy(BASE)
+    for host, status in zip(model["hosts"], ("not_yet_invented", "quarantined", "unverified"), strict=False):
+        host["status"] = status
+    listed = report_page.statuses(model)
+    names = [s for s, _label, _colour in listed]
+    assert set(report.STATUSES) <= set(names)
+    assert {"unverified", "quarantined", "not_yet_invented"} <= set(names)
+    assert names.index("unverified") < names.index("no_tpm") < names.index("healthy")
+    assert len({colour for _s, _l, colour in listed}) == len(listed)
+    labels = dict((s, label) for s, label, _c in listed)
+    assert labels["not_yet_invented"] == "Not yet invented"
+    page = report_page.render_html(model)
+    config = json.loads(parse(page).scripts["page-config"])
+    assert [s["id"] for s in config["statuses"]] == names
+    assert config["modes"] == list(qm.modes())
+    for idx, _name in enumerate(names):
+        assert f".badge.st-{idx}{{background:" in page
+
+
+def test_page_renders_todays_model_and_fetches_nothing():
+    model = report.build([], generated_at="2026-01-01T00:00:00Z")
+    assert "problem_groups" not in model
+    page = report_page.render_html(model)
+    assert f'content="{report_page.CSP}"' in page
+    markup = page.split('<script type="application/json"')[0]  # the model's own "schema" URL is data
+    assert "http://" not in markup.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in markup
+    assert " src=" not in page and "<link" not in page
+    assert json.loads(parse(page).scripts["fleet-data"]) == model
+
+
+@pytest.mark.parametrize("key", ["invalid", "", "<b>x</b>", "m" * 3000])
+def test_chart_shows_any_mode_key_escaped_and_cut(key):
+    model = copy.deepcopy(BASE)
+    model["summary"]["by_mode"][key] = {"failing": 2}
+    page = report_page.render_html(model)
+    parsed = parse(page)
+    assert "b" not in [tag for tag, _a in parsed.shape]
+    assert "m" * 100 not in page.split('id="fleet-data"')[0]
