@@ -50,7 +50,9 @@ def _units(value, suffixes=("service",)):
 def _kernel(v):
     """The drivers (is each built in, loadable or loaded) and nodes; with tpm_kernel_persistent, each driver's
     modules-load.d file and whether a line of it names the driver (as community.general.modprobe looks for it)."""
-    drivers = [d for d in _strings(v.get("tpm_kernel_drivers"))[:LIST_MAX] if re.fullmatch(r"[a-z0-9_-]{1,55}", d)]
+    drivers = v.get("tpm_kernel_drivers")
+    drivers = [d for d in (drivers if isinstance(drivers, list | tuple) else [])[:LIST_MAX]
+               if isinstance(d, str) and re.fullmatch(r"[a-z0-9_-]{1,55}", d)]  # fmt: skip
     reads = {"kernel": True, "kernel_modules": drivers, "globs": list(TPM_NODE_GLOBS)}
     if truthy(v.get("tpm_kernel_persistent")):
         reads["markers"] = {f"{MODULES_LOAD_DIR}/{d}.conf": rf" *{d} *(?:[#;].*)?$" for d in drivers}
