@@ -60,7 +60,7 @@ def test_the_file_is_written_into_an_existing_directory_that_keeps_its_owner_and
     assert state(etc_dir)[str(etc_dir)] == dir_before
     assert (etc_dir.stat().st_uid, etc_dir.stat().st_mode & 0o777) == (65534, 0o750)
     # Again, and spelled differently (normalised to the same file): nothing changes.
-    for spelling in (str(target), f"{etc_dir}//./tcti.env"):
+    for spelling in (str(target), f"{etc_dir}//./tcti.env", f"/{etc_dir}/tcti.env"):
         rc, out = run(tmp_path, {"tpm_tcti_env_path": spelling, **listed})
         assert rc == 0 and changed(out) == 0, (spelling, failed_tasks(out))
     # A mode switch replaces tpmfleet's own file (marker line) and keeps a backup of it.

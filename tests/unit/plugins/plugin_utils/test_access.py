@@ -251,3 +251,11 @@ def test_a_consumer_with_root_or_the_overflow_id_is_refused_with_the_reason(entr
     assert "every ID a user namespace does not map" in error and "group_add" in error
     # Nothing is planned for it: a refused plan changes nothing anyway, and it is never a member to add.
     assert [c["name"] for c in p["consumers"]] == ["keylime"]
+
+
+def test_many_missing_consumers_are_named_a_few_then_counted():
+    p = run(tpm_access_consumer_users=[f"ghost{i}" for i in range(20)])
+    (error,) = p["errors"]
+    assert error.startswith(
+        "tpm_access_consumer_users: user(s) ghost0, ghost1, ghost2, ghost3, ghost4 and 15 more do not exist on h1."
+    )

@@ -27,6 +27,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_reads, validate
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import normalised
 
 HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
 ACCESS_PLAN_FACT = "tpmfleet_access_plan"
@@ -210,7 +211,7 @@ class ActionModule(ActionBase):
         state = self._read(result, **options) if options else {}
         services = state.get("services") if "units" in options else self._facts.get("services")
         paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
-        env_file = posixpath.normpath(values["tpm_tcti_env_path"])
+        env_file = normalised(values["tpm_tcti_env_path"])[0]
         return validate.tcti_env_host_errors(
             values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=self._host
         )

@@ -22,7 +22,7 @@ The role's tasks run only for what the plan says differs. Used through the
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX, truthy
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX, few, truthy
 
 # The kernel's overflow UID and GID (/proc/sys/kernel/overflowuid, overflowgid): nobody and nogroup, and what
 # every ID a user namespace does not map appears as.
@@ -179,19 +179,19 @@ def plan(getent_group, getent_passwd, values, host):
             need_docker.append(name)
     if missing:
         errors.append(
-            f"tpm_access_consumer_users: user(s) {', '.join(missing)} do not exist on {host}. Create them first (this "
+            f"tpm_access_consumer_users: user(s) {few(missing)} do not exist on {host}. Create them first (this "
             "role only adds existing users to groups) or remove them from tpm_access_consumer_users."
         )
     if shared:
         errors.append(
-            f"tpm_access_consumer_users: {', '.join(shared)} on {host}: root needs no group to open the TPM, and an "
+            f"tpm_access_consumer_users: {few(shared)} on {host}: root needs no group to open the TPM, and an "
             f"account with the overflow ID {OVERFLOW_ID} is shared by every daemon that drops privileges to it and "
             "by every ID a user namespace does not map; adding it to the tss group would give all of them the TPM. "
             + CONSUMER_FIX
         )
     if need_docker:
         errors.append(
-            f"tpm_access_consumer_users: {', '.join(need_docker)} should join group {docker_group}, which does not "
+            f"tpm_access_consumer_users: {few(need_docker)} should join group {docker_group}, which does not "
             f"exist on {host}. Set tpm_access_docker_group_manage: true (or tpm_access_docker_gid) to create it, or "
             "install the container engine first."
         )

@@ -48,7 +48,7 @@ def account_errors(values, role, users, groups, host="this host"):
         missing = [u for u in values.get("tpm_abrmd_dbus_allowed_users") or [] if u not in users and u != tss_user]
         if missing:
             errors.append(
-                f"tpm_abrmd_dbus_allowed_users: user(s) {', '.join(missing)} do not exist on {host}; the D-Bus "
+                f"tpm_abrmd_dbus_allowed_users: user(s) {few(missing)} do not exist on {host}; the D-Bus "
                 "policy would silently give them nothing. Create them first or remove them from "
                 "tpm_abrmd_dbus_allowed_users."
             )
@@ -56,7 +56,7 @@ def account_errors(values, role, users, groups, host="this host"):
         missing = [g for g in values.get("tpm_abrmd_dbus_extra_groups") or [] if g not in groups and g not in made]
         if missing:
             errors.append(
-                f"tpm_abrmd_dbus_extra_groups: group(s) {', '.join(missing)} do not exist on {host}; the D-Bus "
+                f"tpm_abrmd_dbus_extra_groups: group(s) {few(missing)} do not exist on {host}; the D-Bus "
                 "policy would silently give them nothing. Create them first or remove them from "
                 "tpm_abrmd_dbus_extra_groups."
             )
@@ -117,7 +117,7 @@ def holder_errors(profile, holders, allowed):
     foreign = [h for h in (holders or {}).get(device) or [] if h.get("unit") not in allowed]
     if not foreign:
         return []
-    shown_holders = ", ".join(
+    shown_holders = few(
         f"pid {h.get('pid')} ({h.get('cmdline') or h.get('comm')}, unit {h.get('unit') or 'none'})" for h in foreign
     )
     return [
