@@ -137,8 +137,10 @@ STANDALONE = "verify-standalone"
 
 
 def controller_state():
-    """What a run that got past the preflight could change on the controller."""
-    paths = [Path("/etc/passwd"), Path("/etc/group"), *sorted(Path("/etc/udev/rules.d").glob("*"))]
+    """What a run that got past the preflight could change on the controller (not the rules other test files
+    write for themselves meanwhile, 70-tpmfleet-test-*.rules)."""
+    rules = [p for p in sorted(Path("/etc/udev/rules.d").glob("*")) if not p.name.startswith("70-tpmfleet-test-")]
+    paths = [Path("/etc/passwd"), Path("/etc/group"), *rules]
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
 
 

@@ -498,7 +498,7 @@ def test_an_unknown_quote_mode_is_refused():
     with pytest.raises(ValueError, match=unknown):
         qm.profile("fast")
     profile = {**qm.profile("direct"), "mode": "fast"}
-    with pytest.raises(AnsibleFilterError, match=unknown):
+    with pytest.raises(AnsibleFilterError, match="tpm_quote_mode must be one of direct, kernel_rm, abrmd; got 'fast'"):
         tc.compose_plan([project()], profile, groups=GROUPS, docker=DOCKER)
 
 
