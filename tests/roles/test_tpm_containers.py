@@ -176,7 +176,7 @@ def test_an_unknown_quote_mode_fails_before_anything(converged):
     tmp, base, _, _ = converged
     before = digest(base)
     rc, out = run(tmp, {"tpm_quote_mode": "fast", "tpm_containers_projects": [project(base)]})
-    assert rc != 0 and "tpm_quote_mode must be one of: direct, kernel_rm, abrmd, got: fast" in messages(out)
+    assert rc != 0 and 'tpm_quote_mode must be one of direct, kernel_rm, abrmd (got "fast")' in messages(out)
     assert digest(base) == before
 
 

@@ -1,12 +1,14 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Role tpm_kernel run by Ansible on the controller: the drivers and nodes are read once.
+"""Role tpm_kernel run by Ansible on the controller: the drivers and nodes are read once, and a driver the
+kernel lacks is refused before modprobe runs.
 
 The controller has no TPM and loads no modules: its running kernel is given a
-modules.builtin (made for the test, removed after it) that names tpm_tis, so
-the role has no driver to load and only reads. Played after a tpm_host_state
-read like the preflight's, it does not read the host again; alone, it reads
-once.
+modules.builtin and a modules.dep (made for the test, removed after it) that
+name tpm_tis and tpm_crb built in and tpm_tis_spi loadable, so the role has no
+driver to load and only reads. Played after a tpm_host_state read like the
+preflight's, it does not read the host again; alone, it reads once (its
+settings check reads, and the role's tasks reuse what it read).
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ def builtin():
     made = Path("/lib/modules") if not Path("/lib/modules").exists() else release
     release.mkdir(parents=True)
     (release / "modules.builtin").write_text("kernel/drivers/char/tpm/tpm_tis.ko\nkernel/drivers/char/tpm/tpm_crb.ko\n")
+    (release / "modules.dep").write_text("kernel/drivers/char/tpm/tpm_tis_spi.ko.xz:\nkernel/fs/fat/vfat.ko.xz:\n")
     yield
     shutil.rmtree(made)
+
+
+CHECK = "Check the tpm_kernel settings and that the running kernel has the drivers"
 
 
 def ran(out, name):
@@ -56,12 +62,31 @@ def facts(out, key):
 def test_built_in_drivers_are_read_once_and_not_loaded(tmp_path, builtin, check_mode):
     rc, out = run_play(tmp_path, {"tasks": [ROLE]}, VARIABLES, check_mode=check_mode)
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
-    assert len(ran(out, READ)) == 1
+    # Alone, the role's check reads the kernel and the nodes in its one call; its tasks reuse them.
+    (check,) = ran(out, CHECK)
+    assert check["remote_executions"] == 1 and ran(out, READ) == []
     assert facts(out, "tpm_kernel_builtin_drivers") == ["tpm_tis"]
     assert ran(out, "Ensure the loadable TPM drivers are loaded now and at boot") == []
     assert ran(out, "Find the TPM device nodes after loading a driver") == []
 
     rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT_READ, ROLE]}, VARIABLES, check_mode=check_mode)
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
-    assert ran(out, READ) == []
+    assert ran(out, READ) == [] and ran(out, CHECK)[0]["remote_executions"] == 0
     assert facts(out, "tpm_kernel_builtin_drivers") == ["tpm_tis"]
+
+
+@pytest.mark.parametrize("preflight", [False, True])
+def test_a_driver_the_kernel_lacks_is_refused_before_modprobe_naming_the_variable(tmp_path, builtin, preflight):
+    variables = {**VARIABLES, "tpm_kernel_drivers": ["tpm_tis", "no_such_tpm_module"]}
+    play = [PREFLIGHT_READ, ROLE] if preflight else [ROLE]
+    rc, out = run_play(tmp_path, {"tasks": play}, variables)
+    assert rc != 0 and changed(out) == 0
+    ((name, msg),) = failed_tasks(out)
+    assert name.endswith(CHECK)
+    assert msg == (
+        f"tpm_kernel_drivers names no_such_tpm_module, which the running kernel of localhost ({os.uname().release}) "
+        "has neither built in nor as a loadable module; its TPM drivers are tpm_crb (built-in), tpm_tis (built-in), "
+        "tpm_tis_spi. Set tpm_kernel_drivers to the ones that match the TPM (tpm_tis for TIS/FIFO TPMs, tpm_crb for "
+        "CRB and firmware TPMs). Nothing was changed."
+    )
+    assert ran(out, "Ensure the loadable TPM drivers are loaded now and at boot") == []

@@ -74,6 +74,56 @@ BAD = {
         EVERY_ROLE,
         "tpm_abrmd_options must not set --tcti",
     ),
+    # Issue 22's probe: "under /etc" is not confinement (every apt run and every sudo failed afterwards).
+    "tcti-env-apt": (
+        {"tpm_tcti_env_path": "/etc/apt/apt.conf.d/99tpm"},
+        EVERY_ROLE,
+        '(got "/etc/apt/apt.conf.d/99tpm": /etc/apt is read by other programs). Put it in /etc/tpm2, or list a '
+        "directory of its own in tpm_tcti_env_dirs. Nothing was changed.",
+    ),
+    "tcti-env-sudoers": (
+        {"tpm_tcti_env_path": "/etc/sudoers.d/tpm"},
+        EVERY_ROLE,
+        '(got "/etc/sudoers.d/tpm": /etc/sudoers.d is read by other programs)',
+    ),
+    "tcti-env-dirs-etc": (
+        {"tpm_tcti_env_dirs": ["/etc"], "tpm_tcti_env_path": "/etc/tcti.env"},
+        EVERY_ROLE,
+        "tpm_tcti_env_dirs must list directories that hold only TPM configuration, such as /etc/tpm2: never /etc "
+        "itself",
+    ),
+    "regroup-root": ({"tpm_access_regroup_paths": ["/"]}, EVERY_ROLE, 'fix: "/" (/ is a whole system tree).'),
+    "tss-home-etc": ({"tpm_access_tss_home": "/etc"}, EVERY_ROLE, '(got "/etc": /etc is a whole system tree)'),
+    # Shared accounts never join the tss group.
+    "consumer-nobody": (
+        {"tpm_access_consumer_users": ["nobody"]},
+        EVERY_ROLE,
+        "tpm_access_consumer_users must not list nobody: root needs no group to open the TPM",
+    ),
+    "consumer-root": ({"tpm_access_consumer_users": ["root"]}, EVERY_ROLE, "must not list root:"),
+    # Refusals that name the variable, not systemd's error or a timeout.
+    "service-300-characters": (
+        {"tpm_tcti_env_services": ["a" * 292 + ".service"]},
+        EVERY_ROLE,
+        "(300 characters, systemd allows at most 255).",
+    ),
+    "services-10000": (
+        {"tpm_tcti_env_services": [f"consumer{i}.service" for i in range(10000)]},
+        EVERY_ROLE,
+        "tpm_tcti_env_services lists 10000 items; at most 256 are supported",
+    ),
+    "holder-template": (
+        {"tpm_abrmd_stop_holder_units": ["agent@.service"]},
+        EVERY_ROLE,
+        '"agent@.service" (a template: name its instance, such as agent@instance.service)',
+    ),
+    "quote-mode-empty": (
+        {"tpm_quote_mode": ""},
+        "Check the tpm_quote_mode settings",
+        'tpm_quote_mode must be one of direct, kernel_rm, abrmd (got "").',
+    ),
+    "quote-mode-null": ({"tpm_quote_mode": None}, "Check the tpm_quote_mode settings", "(got null)."),
+    "quote-mode-space": ({"tpm_quote_mode": " direct"}, "Check the tpm_quote_mode settings", '(got " direct").'),
     # The type layer: the role's argument spec is checked in the preflight too.
     "verify-count-type": (
         {"tpm_verify_quote_count": "two"},
@@ -87,8 +137,10 @@ STANDALONE = "verify-standalone"
 
 
 def controller_state():
-    """What a run that got past the preflight could change on the controller."""
-    paths = [Path("/etc/passwd"), Path("/etc/group"), *sorted(Path("/etc/udev/rules.d").glob("*"))]
+    """What a run that got past the preflight could change on the controller (not the rules other test files
+    write for themselves meanwhile, 70-tpmfleet-test-*.rules)."""
+    rules = [p for p in sorted(Path("/etc/udev/rules.d").glob("*")) if not p.name.startswith("70-tpmfleet-test-")]
+    paths = [Path("/etc/passwd"), Path("/etc/group"), *rules]
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
 
 
@@ -260,6 +312,8 @@ def test_a_bad_input_fails_in_the_preflight_with_one_message_naming_it(preflight
     assert task in name, name
     message = result["msg"]
     assert fragment in message, message
+    # One message of readable size, whatever the input (10,000 services once gave 160 kB).
+    assert len(message) < 2000, len(message)
     variable = next(v for v in extra if v != "tpm_quote_mode") if len(extra) > 1 else next(iter(extra))
     assert message.startswith((variable, f"Validation of arguments failed:\nargument '{variable}'")), message
 

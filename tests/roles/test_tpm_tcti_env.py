@@ -2,10 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Role tpm_tcti_env run by Ansible on the controller: where it writes, and what it never touches.
 
-The environment file must be a file name under /etc. An existing file there is
+The environment file must be in a directory that holds only TPM configuration
+(/etc/tpm2, or one listed in tpm_tcti_env_dirs), never in a place another
+program parses (/etc/apt, /etc/sudoers.d ...). An existing file there is
 replaced only when tpmfleet wrote it (its marker line), and a directory that
 exists keeps its owner and mode. The good cases write below a directory of
-the controller's /etc made for the test (and removed after it).
+the controller's /etc made for the test (and removed after it), listed in
+tpm_tcti_env_dirs.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def env_pairs(path):
 def test_the_file_is_written_into_an_existing_directory_that_keeps_its_owner_and_mode(tmp_path, etc_dir):
     target = etc_dir / "tcti.env"
     dir_before = state(etc_dir)[str(etc_dir)]
-    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)})
+    listed = {"tpm_tcti_env_dirs": [str(etc_dir)]}
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), **listed})
     assert rc == 0, failed_tasks(out)
     assert env_pairs(target) == dict.fromkeys(NAMES, "device:/dev/tpmrm0")
     st = target.stat()
@@ -56,11 +60,11 @@ def test_the_file_is_written_into_an_existing_directory_that_keeps_its_owner_and
     assert state(etc_dir)[str(etc_dir)] == dir_before
     assert (etc_dir.stat().st_uid, etc_dir.stat().st_mode & 0o777) == (65534, 0o750)
     # Again, and spelled differently (normalised to the same file): nothing changes.
-    for spelling in (str(target), f"{etc_dir}//./tcti.env"):
-        rc, out = run(tmp_path, {"tpm_tcti_env_path": spelling})
+    for spelling in (str(target), f"{etc_dir}//./tcti.env", f"/{etc_dir}/tcti.env"):
+        rc, out = run(tmp_path, {"tpm_tcti_env_path": spelling, **listed})
         assert rc == 0 and changed(out) == 0, (spelling, failed_tasks(out))
     # A mode switch replaces tpmfleet's own file (marker line) and keeps a backup of it.
-    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), "tpm_quote_mode": "direct"})
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), "tpm_quote_mode": "direct", **listed})
     assert rc == 0 and changed(out) == 1, failed_tasks(out)
     assert env_pairs(target)["TCTI"] == "device:/dev/tpm0"
     backups = list(etc_dir.glob("tcti.env.*~"))
@@ -70,10 +74,11 @@ def test_the_file_is_written_into_an_existing_directory_that_keeps_its_owner_and
 
 def test_missing_directories_are_created_root_0755_and_check_mode_creates_nothing(tmp_path, etc_dir):
     target = etc_dir / "new" / "sub" / "tcti.env"
-    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)}, check_mode=True)
+    listed = {"tpm_tcti_env_dirs": ["/etc/tpm2", str(etc_dir)]}
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), **listed}, check_mode=True)
     assert rc == 0 and changed(out) == 2, failed_tasks(out)  # the directory and the file, reported only
     assert not (etc_dir / "new").exists()
-    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)})
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target), **listed})
     assert rc == 0, failed_tasks(out)
     for made in (etc_dir / "new", etc_dir / "new" / "sub"):
         st = made.stat()
@@ -89,7 +94,7 @@ def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_di
     try:
         before = state(dropins)
         extra = {"tpm_tcti_env_path": str(etc_dir / "dropin.env"), "tpm_tcti_env_services": [service],
-                 "tpm_tcti_env_require_services": False}  # fmt: skip
+                 "tpm_tcti_env_require_services": False, "tpm_tcti_env_dirs": [str(etc_dir)]}  # fmt: skip
         rc, out = run(tmp_path, extra)
         assert rc == 0, failed_tasks(out)
         conf = (dropins / "10-tpmfleet-tcti.conf").read_text().splitlines()
@@ -104,24 +109,36 @@ def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_di
 
 def bad_cases(etc_dir):
     """host -> (its bad input, what its one message says, paths that must not change)."""
-    confined = "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"
+    confined = (
+        "tpm_tcti_env_path must be a file in a directory that holds only TPM configuration, such as "
+        "/etc/tpm2/tcti.env (got "
+    )
     foreign = "that tpmfleet did not write"
-    services = "tpm_tcti_env_services must list systemd services such as keylime_agent.service"
+    services = "tpm_tcti_env_services must list systemd unit names ending in .service such as keylime_agent.service"
     cases = {
-        "passwd": ("/etc/passwd", "tpm_tcti_env_path /etc/passwd is an existing file on passwd " + foreign,
+        "passwd": ("/etc/passwd", confined + '"/etc/passwd": /etc/passwd is read by other programs)',
                    ["/etc/passwd", "/etc"]),
-        "dotdot": ("/etc/tpm2/../passwd", confined, ["/etc/passwd"]),
-        "slashes": ("/etc//passwd", "tpm_tcti_env_path /etc/passwd is an existing file on slashes " + foreign,
+        # Issue 22's probe: these broke every apt run and every sudo.
+        "apt": ("/etc/apt/apt.conf.d/99tpm", confined + '"/etc/apt/apt.conf.d/99tpm": /etc/apt is read by other '
+                "programs). Put it in /etc/tpm2, or list a directory of its own in tpm_tcti_env_dirs.",
+                ["/etc/apt/apt.conf.d", "/etc/apt/apt.conf.d/99tpm"]),
+        "sudoers": ("/etc/sudoers.d/tpm", confined + '"/etc/sudoers.d/tpm": /etc/sudoers.d is read by other programs)',
+                    ["/etc/sudoers.d", "/etc/sudoers.d/tpm"]),
+        "unlisted": ("/etc/tpm2-local/tcti.env", confined + '"/etc/tpm2-local/tcti.env": /etc/tpm2-local is not one of '
+                     "tpm_tcti_env_dirs", ["/etc/tpm2-local"]),
+        "dotdot": ("/etc/tpm2/../passwd", confined + "\"/etc/tpm2/../passwd\": a '..' component)", ["/etc/passwd"]),
+        "slashes": ("/etc//passwd", confined + '"/etc//passwd": /etc/passwd is read by other programs)',
                     ["/etc/passwd"]),
-        "tmp": ("/tmp/tcti.env", confined, ["/tmp", "/tmp/tcti.env"]),
+        "tmp": ("/tmp/tcti.env", confined + '"/tmp/tcti.env": /tmp is writable by every user)',
+                ["/tmp", "/tmp/tcti.env"]),
         "tmp-x": ("/tmp/x.env", confined, ["/tmp", "/tmp/x.env"]),
-        "newline": ("/etc/tpm2/tcti.env\n", ' (got "/etc/tpm2/tcti.env\\n")', []),
+        "newline": ("/etc/tpm2/tcti.env\n", confined + '"/etc/tpm2/tcti.env\\n": control characters)', []),
         "space": ("/etc/tpm2/tcti env", confined, []),
         "control": ("/etc/tpm2/tcti\x07.env", confined, []),
-        "trailing-slash": ("/etc/tpm2/", confined, []),
-        "etc": ("/etc", confined, ["/etc"]),
+        "trailing-slash": ("/etc/tpm2/", confined + '"/etc/tpm2/": not a file name)', []),
+        "etc": ("/etc", confined + '"/etc": /etc is a whole system tree)', ["/etc"]),
         "root": ("/", confined, ["/etc"]),
-        "relative": ("etc/tpm2/tcti.env", confined, []),
+        "relative": ("etc/tpm2/tcti.env", confined + '"etc/tpm2/tcti.env": not an absolute path)', []),
         "escape": ("/etc/../tmp/tcti.env", confined, ["/tmp"]),
         "link": (f"{etc_dir}/link.env", f"tpm_tcti_env_path {etc_dir}/link.env exists on link and is a symbolic link;"
                  " tpmfleet does not replace it", ["/etc/passwd"]),
@@ -131,14 +148,20 @@ def bad_cases(etc_dir):
         "foreign": (f"{etc_dir}/foreign.env", f"tpm_tcti_env_path {etc_dir}/foreign.env is an existing file on foreign "
                     + foreign, []),
     }  # fmt: skip
-    out = {host: ({"tpm_tcti_env_path": path}, expected, watched) for host, (path, expected, watched) in cases.items()}
+    dirs = {"tpm_tcti_env_dirs": ["/etc/tpm2", str(etc_dir)]}
+    out = {host: ({"tpm_tcti_env_path": path, **dirs}, expected, watched)
+           for host, (path, expected, watched) in cases.items()}  # fmt: skip
+    chars = "(characters systemd does not allow in a unit name)"
     for host, names, expected in (
-        ("service-newline", ["consumer.service\n"], services + ' (bad: "consumer.service\\n")'),
-        ("service-path", ["../../../etc/x.service"], services + ' (bad: "../../../etc/x.service")'),
-        ("service-string", "consumer.service", "tpm_tcti_env_services must be a list of systemd services"),
+        ("service-newline", ["consumer.service\n"], f"{services} (at most 255 characters"),
+        ("service-newline-named", ["consumer.service\n"], f'these are not: "consumer.service\\n" {chars}'),
+        ("service-path", ["../../../etc/x.service"], f'"../../../etc/x.service" {chars}'),
+        ("service-string", "consumer.service", "tpm_tcti_env_services must be a YAML list of systemd units"),
+        ("service-300", ["c" * 292 + ".service"], "(300 characters, systemd allows at most 255)"),
+        ("service-template", ["consumer@.service"], '"consumer@.service" (a template: name its instance'),
     ):
         extra = {"tpm_tcti_env_path": f"{etc_dir}/svc.env", "tpm_tcti_env_services": names,
-                 "tpm_tcti_env_require_services": False}  # fmt: skip
+                 "tpm_tcti_env_require_services": False, **dirs}  # fmt: skip
         out[host] = (extra, expected, ["/etc/systemd/system"])
     return out
 
@@ -180,3 +203,11 @@ def test_the_bad_inputs_changed_nothing_on_the_host(bad_run):
     assert after == before
     assert oct(Path("/tmp").stat().st_mode & 0o7777) == "0o1777"
     assert not Path("/tmp/tcti.env").exists() and not Path("/tmp/x.env").exists()
+
+
+def test_a_directory_of_tpm_configuration_must_be_listed_to_be_used(tmp_path, etc_dir):
+    target = etc_dir / "unlisted.env"
+    rc, out = run(tmp_path, {"tpm_tcti_env_path": str(target)})
+    assert rc != 0 and changed(out) == 0 and not target.exists()
+    ((_name, msg),) = failed_tasks(out)
+    assert f'(got "{target}": {etc_dir} is not one of tpm_tcti_env_dirs ["/etc/tpm2"])' in msg, msg

@@ -8,6 +8,7 @@ as in test_modes.py.
 
 import json
 import os
+import re
 
 import pytest
 from tpmfleet_molecule import PROJECT, SITE, needs_inventory, run_module, run_playbook
@@ -32,7 +33,18 @@ def flat(text):
     return " ".join(text.split())
 
 
-# --- tpm_tcti_env_path: only a file of tpmfleet's own under /etc --------------------------------
+# --- tpm_tcti_env_path: only a file in a directory of TPM configuration -------------------------
+
+CONFINED = (
+    "tpm_tcti_env_path must be a file in a directory that holds only TPM configuration, such as "
+    '/etc/tpm2/tcti.env (got "{path}": {why}). Put it in /etc/tpm2, or list a directory of its own in '
+    "tpm_tcti_env_dirs. Nothing was changed."
+)
+
+
+def shown_in(message, run):
+    """Whether ``message`` is in the run's output, where a failed task's result is printed as JSON."""
+    return json.dumps(message)[1:-1] in flat(run.stdout)
 
 
 def watched(host):
@@ -50,27 +62,63 @@ def watched(host):
 
 @needs_inventory
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "why"),
     [
         # The lab found the run replacing /etc/passwd with the env file.
-        ("/etc/passwd", "tpm_tcti_env_path /etc/passwd is an existing file on {name} that tpmfleet did not write"),
+        ("/etc/passwd", "/etc/passwd is read by other programs"),
         # ... and /tmp set to root 0755 (from 1777) for /tmp/tcti.env.
-        ("/tmp/x.env", "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"),
-        ("/etc/tpm2/../shadow", "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env"),
+        ("/tmp/x.env", "/tmp is writable by every user"),
+        ("/etc/tpm2/../shadow", "a '..' component"),
     ],
 )
-def test_a_tcti_env_path_that_is_not_tpmfleets_file_is_refused_and_nothing_changes(direct_host, path, expected):
+def test_a_tcti_env_path_that_is_not_tpmfleets_file_is_refused_and_nothing_changes(direct_host, path, why):
     host = direct_host
     name = host.backend.get_hostname()
     before = watched(host)
     assert host.check_output("stat -c '%U %G %a' /tmp") == "root root 1777"
     run = playbook("-e", json.dumps({"tpm_tcti_env_path": path}), limit=name)
     assert run.returncode != 0
-    out = flat(run.stdout)
-    assert flat(expected.format(name=name)) in out and "Nothing was changed." in out, run.stdout[-4000:]
+    assert shown_in(CONFINED.format(path=path, why=why), run), run.stdout[-4000:]
     assert watched(host) == before
     assert host.check_output("stat -c '%U %G %a' /tmp") == "root root 1777"
     assert not host.file("/tmp/x.env").exists
+
+
+def parsed_dirs(host):
+    """Every file of the directories apt and sudo parse, with owner, mode, size, time and content."""
+    return host.check_output(
+        "find /etc/apt /etc/sudoers /etc/sudoers.d -xdev -printf '%p %u %g %m %s %T@\\n' 2>&1 | sort; "
+        "find /etc/apt /etc/sudoers.d -xdev -type f -exec sha256sum {} + 2>&1 | sort; true"
+    )
+
+
+@needs_inventory
+@pytest.mark.parametrize(
+    ("path", "place"),
+    [("/etc/apt/apt.conf.d/99tpm", "/etc/apt"), ("/etc/sudoers.d/tpm", "/etc/sudoers.d")],
+)
+def test_an_env_file_where_apt_or_sudo_reads_every_file_is_refused_and_both_still_work(direct_host, path, place):
+    """Issue 22's probe: "under /etc" was accepted, and afterwards every apt run (apt.conf.d) or every sudo
+    (sudoers.d) failed on the environment file's syntax."""
+    host = direct_host
+    name = host.backend.get_hostname()
+    if not host.exists("visudo"):  # the lab image has sudo; a host without it gets it, to check its files
+        host.run_test("DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo")
+    before = (watched(host), parsed_dirs(host))
+    run = playbook("-e", json.dumps({"tpm_tcti_env_path": path}), limit=name)
+    assert run.returncode != 0
+    assert shown_in(CONFINED.format(path=path, why=f"{place} is read by other programs"), run), run.stdout[-4000:]
+    assert "Check the settings of every role before anything changes" in run.stdout
+    assert not host.file(path).exists
+    assert (watched(host), parsed_dirs(host)) == before
+    # Nothing was written where apt and sudo read: both parse their configuration cleanly.
+    apt = host.run("apt-get check")
+    assert apt.rc == 0 and "E:" not in apt.stdout + apt.stderr, apt.stdout + apt.stderr
+    assert host.run("visudo -c").rc == 0
+    # (The lab image's hostname is not in /etc/hosts: sudo warns that it cannot resolve it, which is not a
+    # complaint about its configuration.)
+    sudo = host.run("sudo -n true")
+    assert sudo.rc == 0 and not re.search(r"syntax error|parse error|sudoers", sudo.stderr), sudo.stderr
 
 
 # --- tpm_quote: never an EK's or the platform's handle, never an object tpmfleet did not make ---

@@ -157,17 +157,62 @@ def test_bad_task_arguments_are_refused(args, fragment):
         run(args.pop("role"), {}, **args)
 
 
+# --- the kernel's drivers -----------------------------------------------------------------------------------
+
+KERNEL = {"tpm_kernel_drivers": ["tpm_tis", "no_such_tpm_module"], "tpm_kernel_device_timeout": 10,
+          "tpm_kernel_persistent": False}  # fmt: skip
+
+
+def test_the_drivers_are_checked_against_the_kernel_the_preflight_read():
+    facts = {"ansible_facts": {"tpmfleet_host_state": PREFLIGHT_READ["tpmfleet_host_state"]}}
+    result, reads = run("tpm_kernel", {**KERNEL, "tpm_kernel_drivers": ["tpm_tis"], **facts})
+    assert not result.get("failed") and reads == [], result
+    # A driver the preflight did not ask about is looked up: the one read asks for every driver.
+    state = {
+        "tpmfleet_host_state": {
+            "kernel": {**PREFLIGHT_READ["tpmfleet_host_state"]["kernel"], "asked": ["no_such_tpm_module", "tpm_tis"]},
+            "globs": {},
+            "paths": {},
+        }
+    }
+    result, reads = run("tpm_kernel", {**KERNEL, **facts}, state)
+    assert [r[1]["kernel_modules"] for r in reads] == [["tpm_tis", "no_such_tpm_module"]]
+    assert result["msg"].startswith("tpm_kernel_drivers names no_such_tpm_module, which the running kernel of h1 "
+                                    "(6.12.0) has neither built in nor as a loadable module; its TPM drivers are "
+                                    "tpm_crb (built-in), tpm_tis (built-in).")  # fmt: skip
+
+
+def test_without_the_preflight_the_kernel_and_nodes_are_read_once_and_published_for_the_roles_plan():
+    kernel = {**PREFLIGHT_READ["tpmfleet_host_state"]["kernel"], "asked": ["tpm_tis"]}
+    globs = {"/dev/tpm[0-9]*": [], "/dev/tpmrm[0-9]*": []}
+    state = {"tpmfleet_host_state": {"kernel": kernel, "globs": globs, "paths": {}}}
+    result, reads = run("tpm_kernel", {**KERNEL, "tpm_kernel_drivers": ["tpm_tis"]}, state)
+    assert not result.get("failed"), result
+    assert reads == [("tpmfleet.tpm.tpm_host_state", {
+        "kernel": True, "kernel_modules": ["tpm_tis"], "globs": list(globs), "paths": [], "markers": {},
+        "checksum": False, "accounts": False, "as_facts": False})]  # fmt: skip
+    published = result["ansible_facts"]["tpmfleet_host_state"]
+    assert published["kernel"] == kernel and published["globs"] == globs and result["remote_executions"] == 1
+
+
 # --- every role at once, as the preflight runs it ----------------------------
 
 ROLES = ["tpm_kernel", "tpm_access", "tpm_udev", "tpm_abrmd", "tpm_tcti_env", "tpm_containers", "tpm_verify"]
 KERNEL_RM = {"mode": "kernel_rm", "exclusive_device": None, "abrmd": {"running": False},
              "container": {"devices": ["/dev/tpmrm0"]}}  # fmt: skip
+MODULES_LOAD = {"/etc/modules-load.d/tpm_tis.conf": ABSENT, "/etc/modules-load.d/tpm_crb.conf": ABSENT}
 PREFLIGHT_READ = {
     "getent_passwd": USERS,
     "getent_group": GROUPS,
     "services": {},
-    "tpmfleet_host_state": {"paths": {"/etc/tpm2/tcti.env": ABSENT, "/etc/tpm2": ABSENT}, "holders": {}},
-}
+    "tpmfleet_host_state": {
+        "paths": {"/etc/tpm2/tcti.env": ABSENT, "/etc/tpm2": ABSENT, **MODULES_LOAD},
+        "globs": {"/dev/tpm[0-9]*": [], "/dev/tpmrm[0-9]*": []},
+        "kernel": {"release": "6.12.0", "modules_read": True, "builtin": ["tpm_tis", "tpm_crb"], "loadable": [],
+                   "loaded": [], "tpm_drivers": ["tpm_crb", "tpm_tis"], "asked": ["tpm_crb", "tpm_tis"]},
+        "holders": {},
+    },
+}  # fmt: skip
 # What the preflight's play has: the quote mode role's defaults and profile (its dependency), the facts read.
 PREFLIGHT = {"tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss", "tpm_quote_mode": "kernel_rm",
              "tpm_quote_mode_profile": KERNEL_RM, "ansible_facts": PREFLIGHT_READ}  # fmt: skip

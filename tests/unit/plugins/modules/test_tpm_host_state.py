@@ -203,22 +203,71 @@ def test_unit_states_with_the_real_systemctl_when_systemd_does_not_run(tmp_path)
     services, error = host_state.unit_states(
         FakeModule(systemctl), ["tpm2-abrmd.service"], runner=runner, systemd_dir=str(tmp_path)
     )
-    assert services is None and error.startswith("systemctl show failed")
+    assert services is None and error.startswith("systemctl show tpm2-abrmd.service failed")
 
 
-def test_kernel_modules_reads_modules_builtin_and_initstate(tmp_path):
+def test_kernel_modules_reads_modules_builtin_modules_dep_and_initstate(tmp_path):
     (tmp_path / "lib" / "9.9.9").mkdir(parents=True)
     (tmp_path / "lib" / "9.9.9" / "modules.builtin").write_text(
-        "kernel/drivers/char/tpm/tpm_crb.ko\nkernel/drivers/char/tpm/tpm-tis-core.ko\n\n"
+        "kernel/drivers/char/tpm/tpm_crb.ko\nkernel/drivers/char/tpm/tpm-tis-core.ko\nkernel/fs/ext4/ext4.ko\n\n"
+    )
+    (tmp_path / "lib" / "9.9.9" / "modules.dep").write_text(
+        "kernel/drivers/char/tpm/tpm_tis_spi.ko.xz: kernel/drivers/char/tpm/tpm_tis_core.ko.xz\n"
+        "kernel/drivers/char/tpm/xen-tpmfront.ko.zst:\n"
+        "kernel/drivers/net/virtio_net.ko.xz: kernel/net/core/failover.ko.xz\n"
+        "kernel/net/core/failover.ko.xz:\n"
     )
     for name, initstate in (("tpm_tis", "live\n"), ("going_away", "going\n"), ("builtin_param", None)):
         (tmp_path / "sys" / name).mkdir(parents=True)
         if initstate:
             (tmp_path / "sys" / name / "initstate").write_text(initstate)
-    got = host_state.kernel_modules("9.9.9", modules_dir=str(tmp_path / "lib"), sys_module=str(tmp_path / "sys"))
-    assert got == {"release": "9.9.9", "builtin": ["tpm_crb", "tpm_tis_core"], "loaded": ["tpm_tis"], "errors": []}
-    got = host_state.kernel_modules("0.0.0", modules_dir=str(tmp_path / "lib"), sys_module=str(tmp_path / "sys"))
-    assert got["builtin"] == [] and "modules.builtin" in got["errors"][0]
+    dirs = {"modules_dir": str(tmp_path / "lib"), "sys_module": str(tmp_path / "sys")}
+    got = host_state.kernel_modules("9.9.9", wanted=["virtio-net", "no_such_tpm_module"], **dirs)
+    assert got == {
+        "release": "9.9.9",
+        "builtin": ["ext4", "tpm_crb", "tpm_tis_core"],
+        "loaded": ["tpm_tis"],
+        # The TPM drivers and the modules asked about that exist; not every module of the kernel.
+        "loadable": ["tpm_tis_spi", "virtio_net", "xen_tpmfront"],
+        "tpm_drivers": ["tpm_crb", "tpm_tis_core", "tpm_tis_spi", "xen_tpmfront"],
+        "asked": ["no_such_tpm_module", "virtio_net"],
+        "modules_read": True,
+        "errors": [],
+    }
+    (tmp_path / "lib" / "9.9.9" / "modules.dep").unlink()
+    got = host_state.kernel_modules("9.9.9", **dirs)
+    assert got["builtin"] == ["ext4", "tpm_crb", "tpm_tis_core"] and got["modules_read"] is False
+    assert "modules.dep" in got["errors"][0]
+    got = host_state.kernel_modules("0.0.0", **dirs)
+    assert got["builtin"] == [] and "modules.builtin" in got["errors"][0] and not got["modules_read"]
+
+
+def test_a_long_unit_list_is_read_in_batches(tmp_path):
+    units = [f"u{i}.service" for i in range(150)]
+    calls = []
+
+    def runner(args):
+        calls.append(args)
+        asked = args[args.index("--") + 1 :]
+        out = "\n\n".join(f"Id={u}\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled"
+                          for u in asked)  # fmt: skip
+        return 0, out + "\n", ""
+
+    services, error = host_state.unit_states(
+        FakeModule("/usr/bin/systemctl"), units, runner=runner, systemd_dir=str(tmp_path)
+    )
+    assert error is None and list(services) == units
+    assert [len(c[c.index("--") + 1 :]) for c in calls] == [64, 64, 22]
+    # A failing batch is named by a few of its units, not by all of them.
+    services, error = host_state.unit_states(
+        FakeModule("/usr/bin/systemctl"), units, runner=lambda _a: (1, "", "Connection timed out"),
+        systemd_dir=str(tmp_path),
+    )  # fmt: skip
+    assert services is None
+    assert error == (
+        "systemctl show u0.service, u1.service, u2.service, u3.service, u4.service and 59 more failed (rc 1): "
+        "Connection timed out"
+    )
 
 
 def test_nearest_parent_of_a_missing_path(tmp_path):

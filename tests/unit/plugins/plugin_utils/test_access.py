@@ -229,3 +229,33 @@ def test_root_is_never_made_the_tss_user_or_group():
     ]
     p = run(groups={**GROUPS, "wheel0": ["x", "0", ""]}, tpm_quote_mode_tss_group="wheel0")
     assert [e.split(":")[0] for e in p["errors"]] == ["tpm_quote_mode_tss_group"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        # Debian's nobody: UID 65534, primary group nogroup (GID 65534).
+        (["x", "65534", "65534", "nobody", "/nonexistent", "/usr/sbin/nologin"], "has UID 65534 (the overflow ID)"),
+        # Another name for the overflow UID, or an account whose primary group is the overflow GID.
+        (["x", "65534", "100", "", "/", "/usr/sbin/nologin"], "has UID 65534 (the overflow ID)"),
+        (["x", "1005", "65534", "", "/", "/usr/sbin/nologin"], "has primary GID 65534 (the overflow ID)"),
+        # A second name for root.
+        (["x", "0", "0", "", "/root", "/bin/sh"], "has UID 0 (root)"),
+    ],
+)
+def test_a_consumer_with_root_or_the_overflow_id_is_refused_with_the_reason(entry, why):
+    users = {**USERS, "shared": entry}
+    p = run(users=users, tpm_access_consumer_users=["keylime", "shared"])
+    (error,) = p["errors"]
+    assert error.startswith(f"tpm_access_consumer_users: shared {why} on h1: root needs no group to open the TPM")
+    assert "every ID a user namespace does not map" in error and "group_add" in error
+    # Nothing is planned for it: a refused plan changes nothing anyway, and it is never a member to add.
+    assert [c["name"] for c in p["consumers"]] == ["keylime"]
+
+
+def test_many_missing_consumers_are_named_a_few_then_counted():
+    p = run(tpm_access_consumer_users=[f"ghost{i}" for i in range(20)])
+    (error,) = p["errors"]
+    assert error.startswith(
+        "tpm_access_consumer_users: user(s) ghost0, ghost1, ghost2, ghost3, ghost4 and 15 more do not exist on h1."
+    )

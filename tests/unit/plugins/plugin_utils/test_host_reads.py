@@ -33,6 +33,7 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
         },
         "globs": ["/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*"],
         "kernel": True,
+        "kernel_modules": ["tpm_tis", "tpm_crb"],
         "holders": [],
         "accounts": True,
     }
@@ -79,3 +80,21 @@ def test_one_role_reads_only_its_part_and_bad_values_read_nothing():
     bad = host_reads.reads(["tpm_tcti_env"], {"tpm_tcti_env_path": "relative/x.env", "tpm_tcti_env_services": "a"})
     assert bad == host_reads.empty()
     assert host_reads.reads(["tpm_containers"], {"tpm_quote_mode_profile": DIRECT}) == host_reads.empty()
+
+
+def test_only_values_the_checks_could_accept_are_read():
+    """The preflight reads before the checks: a name systemd refuses, a path with a NUL byte, or a list longer than
+    the checks allow never reaches systemctl or the module; the checks refuse them, naming the variable."""
+    values = {
+        "tpm_tcti_env_services": ["a" * 292 + ".service", "agent@.service", "@x.service", "ok.service", "b c.service"],
+        "tpm_tcti_env_path": "/etc/tpm2/x\x00.env",
+        "tpm_abrmd_stop_holder_units": ["x.socket", "s.scope"],
+        "tpm_quote_mode_profile": KERNEL_RM,
+    }
+    got = host_reads.reads(["tpm_tcti_env", "tpm_abrmd"], values)
+    assert got["units"] == ["ok.service", "tpm2.target", "tpm2-abrmd.service", "s.scope"]
+    assert all("\x00" not in p and "@" not in p for p in got["paths"]) and got["markers"] == {}
+    many = host_reads.reads(["tpm_tcti_env"], {"tpm_tcti_env_services": [f"s{i}.service" for i in range(10000)]})
+    assert len(many["units"]) == 256 + 1
+    drivers = host_reads.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis", "TPM CRB", "x" * 60, 5]})
+    assert drivers["kernel_modules"] == ["tpm_tis"]

@@ -49,15 +49,30 @@ def test_the_defaults_are_valid(role):
             {"tpm_access_consumer_users": ["keylime", {"name": "ci-runner", "docker": True}, {"name": "b"}]},
         ),
         ("tpm_access", {"tpm_access_tss_gid": "", "tpm_access_regroup_paths": [], "tpm_access_regroup_max_report": 0}),
-        ("tpm_access", {"tpm_access_regroup_paths": ["/", "/srv/device", "/var/lib/keylime"]}),
+        ("tpm_access", {"tpm_access_regroup_paths": ["/srv/device", "/var/lib/keylime", "/opt/agent/state"]}),
+        ("tpm_access", {"tpm_access_tss_home": "/nonexistent", "tpm_access_regroup_paths": ["/var//lib/tpm/."]}),
+        ("tpm_access", {"tpm_access_consumer_users": [f"agent{i}" for i in range(256)]}),
         ("tpm_udev", {"tpm_udev_mode": "600", "tpm_udev_rules_path": "/etc/udev/rules.d/99-local.rules"}),
         ("tpm_udev", {"tpm_udev_mode": "0640", "tpm_udev_rules_path": "/etc/udev/rules.d/tpm.rules"}),
         ("tpm_abrmd", {"tpm_abrmd_options": ["--flush-all", "--max-connections=64", "--prng-seed-file=/dev/urandom"]}),
         ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent.service", "session-3.scope", "a@b.service"]}),
+        ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["a@b@c.service", "x" * 247 + ".service", "a\\x2db.scope"]}),
         ("tpm_verify", {"tpm_verify_user": "keylime", "tpm_verify_quote_count": "20", "tpm_verify_busy_retries": 0}),
         ("tpm_verify", {"tpm_verify_timeout": "600"}),
-        ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/default/tpm2-tcti", "tpm_tcti_env_services": ["a@b.service"]}),
+        ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/keylime/tcti.env", "tpm_tcti_env_services": ["a@b.service"]}),
         ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc//tpm2/./tcti.env"}),
+        (
+            "tpm_tcti_env",
+            {"tpm_tcti_env_dirs": ["/etc/tpm2", "/etc/keylime/tpm"], "tpm_tcti_env_path": "/etc/keylime/tpm/t.env"},
+        ),
+        ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/usr/local/etc/tpm2/"], "tpm_tcti_env_path": "/usr/local/etc/tpm2/t"}),
+        (
+            "tpm_tcti_env",
+            {"tpm_tcti_env_services": ["systemd-foo\\x2dbar.service", "a:b_c.d-e.service", "x" * 247 + ".service"]},
+        ),
+        ("tpm_tcti_env", {"tpm_tcti_env_services": [f"agent{i}.service" for i in range(256)]}),
+        ("tpm_quote_mode", {"tpm_quote_mode": "direct"}),
+        ("tpm_quote_mode", {"tpm_quote_mode": "abrmd"}),
         ("tpm_containers", {"tpm_containers_wait": "yes", "tpm_containers_backup": 0, "tpm_containers_pull": "never"}),
         ("tpm_containers", {"tpm_containers_wait_timeout": "30", "tpm_containers_access_check": "warn"}),
     ],
@@ -86,6 +101,13 @@ BAD = [
     ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": "tabrmd"}, "use one of the TCTIs device"),
     ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": ""}, "tcti is empty"),
     ("tpm_quote_mode", {"tpm_quote_mode_abrmd_tcti": ["device"]}, "not a string"),
+    # The mode, as JSON: "" and " direct" are visible.
+    ("tpm_quote_mode", {"tpm_quote_mode": ""}, 'tpm_quote_mode must be one of direct, kernel_rm, abrmd (got "")'),
+    ("tpm_quote_mode", {"tpm_quote_mode": None}, "must be one of direct, kernel_rm, abrmd (got null)"),
+    ("tpm_quote_mode", {"tpm_quote_mode": " direct"}, '(got " direct")'),
+    ("tpm_quote_mode", {"tpm_quote_mode": "direct\n"}, '(got "direct\\n")'),
+    ("tpm_quote_mode", {"tpm_quote_mode": "Direct"}, '(got "Direct")'),
+    ("tpm_quote_mode", {"tpm_quote_mode": 1}, "(got 1)"),
     # --- tpm_kernel
     ("tpm_kernel", {"tpm_kernel_drivers": "tpm_tis,tpm_crb"}, 'not a string ("tpm_tis,tpm_crb")'),
     ("tpm_kernel", {"tpm_kernel_drivers": []}, "tpm_kernel_drivers must name at least one kernel driver"),
@@ -94,6 +116,12 @@ BAD = [
     ("tpm_kernel", {"tpm_kernel_drivers": ["tpm_tis\n"]}, 'these are not: "tpm_tis\\n"'),
     ("tpm_kernel", {"tpm_kernel_drivers": ["tpm_tis", "TPM CRB", 5]}, 'these are not: "TPM CRB", 5'),
     ("tpm_kernel", {"tpm_kernel_drivers": [""]}, 'these are not: ""'),
+    ("tpm_kernel", {"tpm_kernel_drivers": ["tpm_tis"] * 257}, "tpm_kernel_drivers lists 257 items; at most 256"),
+    (
+        "tpm_kernel",
+        {"tpm_kernel_drivers": [f"TPM {i}" for i in range(20)]},
+        'these are not: "TPM 0", "TPM 1", "TPM 2", "TPM 3", "TPM 4" and 15 more.',
+    ),
     ("tpm_kernel", {"tpm_kernel_device_timeout": -1}, "tpm_kernel_device_timeout must be a number of seconds from 0"),
     ("tpm_kernel", {"tpm_kernel_device_timeout": 601}, "from 0 to 600 (got 601)"),
     ("tpm_kernel", {"tpm_kernel_device_timeout": True}, "from 0 to 600 (got true)"),
@@ -124,17 +152,34 @@ BAD = [
     ("tpm_access", {"tpm_access_consumer_users": [{"name": "a", "groups": ["x"]}]}, 'not: {"name": "a", "groups"'),
     ("tpm_access", {"tpm_access_consumer_users": [{"docker": True}]}, 'these are not: {"docker": true}'),
     ("tpm_access", {"tpm_access_consumer_users": [1000, ["a"]]}, 'these are not: 1000, ["a"]'),
+    # --- tpm_access: root and shared accounts never join the tss group
+    ("tpm_access", {"tpm_access_consumer_users": ["nobody"]}, "tpm_access_consumer_users must not list nobody:"),
+    ("tpm_access", {"tpm_access_consumer_users": ["keylime", "root"]}, "must not list root: root needs no group"),
+    ("tpm_access", {"tpm_access_consumer_users": [{"name": "nogroup", "docker": True}]}, "must not list nogroup"),
+    ("tpm_access", {"tpm_access_consumer_users": ["nobody", "root"]}, "UID or GID 65534, the kernel's overflow ID"),
+    ("tpm_access", {"tpm_access_consumer_users": ["keylime"] * 257}, "tpm_access_consumer_users lists 257 items"),
     # --- tpm_access: paths
     ("tpm_access", {"tpm_access_tss_home": "var/lib/tpm"}, "tpm_access_tss_home must be an absolute path"),
-    ("tpm_access", {"tpm_access_tss_home": "/var/lib/tpm\n"}, "without ':' or control characters"),
+    ("tpm_access", {"tpm_access_tss_home": "/var/lib/tpm\n"}, '(got "/var/lib/tpm\\n": control characters)'),
+    ("tpm_access", {"tpm_access_tss_home": "/"}, '(got "/": / is a whole system tree)'),
+    ("tpm_access", {"tpm_access_tss_home": "/etc"}, "/etc is a whole system tree"),
+    ("tpm_access", {"tpm_access_tss_home": "/etc/sudoers.d/tss"}, "/etc/sudoers.d is read by other programs"),
+    ("tpm_access", {"tpm_access_tss_home": "/tmp/tss"}, "/tmp is writable by every user"),
+    ("tpm_access", {"tpm_access_tss_home": "/var/lib/../../etc"}, "a '..' component"),
     ("tpm_access", {"tpm_access_tss_home": "/var/lib:tpm"}, "it goes into /etc/passwd"),
     ("tpm_access", {"tpm_access_tss_home": ""}, "tpm_access_tss_home must be an absolute path"),
     ("tpm_access", {"tpm_access_regroup_paths": "/var/lib/tpm"}, "tpm_access_regroup_paths must be a YAML list"),
-    ("tpm_access", {"tpm_access_regroup_paths": ["/var/lib/tpm", "lib"]}, "outside /proc, /sys and /dev"),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/var/lib/tpm", "lib"]}, 'fix: "lib" (not an absolute path)'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/"]}, 'fix: "/" (/ is a whole system tree)'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/etc"]}, 'fix: "/etc" (/etc is a whole system tree)'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/usr", "/bin"]}, '"/usr" (/usr is a whole system tree), "/bin"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/var/lib/"]}, 'fix: "/var/lib/" (/var/lib is a whole system'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/etc/apt"]}, "(/etc/apt is read by other programs)"),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/srv"] * 257}, "tpm_access_regroup_paths lists 257 items"),
     ("tpm_access", {"tpm_access_regroup_paths": ["/dev"]}, 'fix: "/dev"'),
     ("tpm_access", {"tpm_access_regroup_paths": ["/sys/class/tpm"]}, 'fix: "/sys/class/tpm"'),
-    ("tpm_access", {"tpm_access_regroup_paths": ["/var/../proc/1"]}, 'fix: "/var/../proc/1"'),
-    ("tpm_access", {"tpm_access_regroup_paths": ["//dev/"]}, 'fix: "//dev/"'),
+    ("tpm_access", {"tpm_access_regroup_paths": ["/var/../proc/1"]}, "fix: \"/var/../proc/1\" (a '..' component)"),
+    ("tpm_access", {"tpm_access_regroup_paths": ["//dev/"]}, 'fix: "//dev/" (/dev is a kernel file system)'),
     ("tpm_access", {"tpm_access_regroup_paths": ["/srv/x\n"]}, 'fix: "/srv/x\\n"'),
     ("tpm_access", {"tpm_access_regroup_max_report": -1}, "tpm_access_regroup_max_report must be a number of paths"),
     ("tpm_access", {"tpm_access_regroup_max_report": "many"}, '(got "many")'),
@@ -174,10 +219,26 @@ BAD = [
     ),
     ("tpm_abrmd", {"tpm_abrmd_dbus_allowed_users": "root"}, "tpm_abrmd_dbus_allowed_users must be a YAML list"),
     ("tpm_abrmd", {"tpm_abrmd_dbus_extra_groups": ["a<b"]}, "tpm_abrmd_dbus_extra_groups must list group names"),
+    (
+        "tpm_abrmd",
+        {"tpm_abrmd_dbus_allowed_users": ["root", "nobody"]},
+        "tpm_abrmd_dbus_allowed_users must not list nobody",
+    ),
+    ("tpm_abrmd", {"tpm_abrmd_dbus_extra_groups": ["nogroup"]}, "tpm_abrmd_dbus_extra_groups must not list nogroup"),
+    ("tpm_abrmd", {"tpm_abrmd_dbus_extra_groups": ["g"] * 257}, "tpm_abrmd_dbus_extra_groups lists 257 items"),
+    ("tpm_abrmd", {"tpm_abrmd_options": ["--flush-all"] * 300}, "tpm_abrmd_options lists 300 items; at most 256"),
     ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["keylime_agent"]}, 'these are not: "keylime_agent"'),
     ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["a.service\n"]}, "tpm_abrmd_stop_holder_units must list systemd"),
     ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["my agent.service"]}, "tpm_abrmd_stop_holder_units must list"),
     ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": "a.service"}, "tpm_abrmd_stop_holder_units must be a YAML list"),
+    (
+        "tpm_abrmd",
+        {"tpm_abrmd_stop_holder_units": ["a" * 300 + ".service"]},
+        "(308 characters, systemd allows at most 255)",
+    ),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["agent@.service"]}, "(a template: name its instance"),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["a.socket"]}, '"a.socket" (does not end in .service or .scope)'),
+    ("tpm_abrmd", {"tpm_abrmd_stop_holder_units": ["u.scope"] * 257}, "tpm_abrmd_stop_holder_units lists 257 items"),
     # --- tpm_verify
     ("tpm_verify", {"tpm_verify_user": "keylime\n"}, "tpm_verify_user must be the name of the consumer's user"),
     ("tpm_verify", {"tpm_verify_user": "key lime"}, '(got "key lime")'),
@@ -193,17 +254,62 @@ BAD = [
     ("tpm_verify", {"tpm_verify_busy_retries": "5\n"}, "tpm_verify_busy_retries must be"),
     ("tpm_verify", {"tpm_verify_timeout": 4}, "tpm_verify_timeout must be a number of seconds from 5 to 600"),
     ("tpm_verify", {"tpm_verify_timeout": "60s"}, "tpm_verify_timeout must be"),
-    # --- tpm_tcti_env: a file name under /etc, systemd services
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/tcti.env\n"}, '(got "/etc/tpm2/tcti.env\\n")'),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/../root/tcti.env"}, "without .. components"),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/"}, "must be a file name under /etc"),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc"}, "must be a file name under /etc"),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/var/tcti.env"}, "must be a file name under /etc"),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tcti env"}, "must be a file name under /etc"),
-    ("tpm_tcti_env", {"tpm_tcti_env_path": 5}, "(got 5)"),
-    ("tpm_tcti_env", {"tpm_tcti_env_services": "keylime_agent.service"}, "must be a list of systemd services"),
-    ("tpm_tcti_env", {"tpm_tcti_env_services": ["keylime_agent"]}, '(bad: "keylime_agent")'),
-    ("tpm_tcti_env", {"tpm_tcti_env_services": ["a.service\n"]}, "must list systemd services"),
+    # --- tpm_tcti_env: a file in a directory of TPM configuration only, systemd services
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/tcti.env\n"}, '(got "/etc/tpm2/tcti.env\\n": control'),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/../root/tcti.env"}, "a '..' component"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/"}, '(got "/etc/tpm2/": not a file name)'),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc"}, '(got "/etc": /etc is a whole system tree)'),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2"}, '/etc is not one of tpm_tcti_env_dirs ["/etc/tpm2"]'),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tcti.env"}, "/etc is not one of tpm_tcti_env_dirs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/var/tcti.env"}, "/var is not one of tpm_tcti_env_dirs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2.env"}, "/etc is not one of tpm_tcti_env_dirs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2/tcti env"}, "characters other than letters, digits"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": 5}, "(got 5: not an absolute path)"),
+    # The probe's two paths: every apt run and every sudo failed afterwards.
+    (
+        "tpm_tcti_env",
+        {"tpm_tcti_env_path": "/etc/apt/apt.conf.d/99tpm"},
+        "tpm_tcti_env_path must be a file in a directory that holds only TPM configuration, such as "
+        '/etc/tpm2/tcti.env (got "/etc/apt/apt.conf.d/99tpm": /etc/apt is read by other programs). Put it in '
+        "/etc/tpm2, or list a directory of its own in tpm_tcti_env_dirs. Nothing was changed.",
+    ),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/sudoers.d/tpm"}, "/etc/sudoers.d is read by other programs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/default/tpm2-tcti"}, "/etc/default is read by other programs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/etc/tpm2-tss/tcti.env"}, "/etc/tpm2-tss is read by other programs"),
+    ("tpm_tcti_env", {"tpm_tcti_env_path": "/tmp/x.env"}, "/tmp is writable by every user"),
+    (
+        "tpm_tcti_env",
+        {"tpm_tcti_env_dirs": ["/etc/keylime/tpm"], "tpm_tcti_env_path": "/etc/tpm2/tcti.env"},
+        '/etc/tpm2 is not one of tpm_tcti_env_dirs ["/etc/keylime/tpm"]',
+    ),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": "/etc/tpm2"}, "tpm_tcti_env_dirs must be a YAML list of directories"),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": []}, "(got [])"),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/etc/tpm2", "/etc"]}, 'fix: "/etc" (/etc is a whole system tree).'),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/etc/tpm2", "tpm"]}, 'fix: "tpm" (not an absolute path).'),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/etc/tpm2", "/etc/tp m"]}, '"/etc/tp m" (characters other than'),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/etc/tpm2", "/etc/tpm2/../apt"]}, "(a '..' component)"),
+    ("tpm_tcti_env", {"tpm_tcti_env_dirs": ["/etc/tpm2"] * 257}, "tpm_tcti_env_dirs lists 257 items"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": "keylime_agent.service"}, "must be a YAML list of systemd units"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["keylime_agent"]}, '"keylime_agent" (does not end in .service)'),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["a.service\n"]}, '"a.service\\n" (characters systemd does not'),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["a b.service"]}, "must list systemd unit names ending in .service"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["@b.service"]}, "(nothing before '@')"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": [".service"]}, "(no name before the suffix)"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["a\\.service"]}, "(characters systemd does not allow"),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["agent@.service"]}, "(a template: name its instance, such as"),
+    # The probe's 300-character name got systemd's own error; 10,000 services a 77 s timeout.
+    (
+        "tpm_tcti_env",
+        {"tpm_tcti_env_services": ["a" * 292 + ".service"]},
+        "(300 characters, systemd allows at most 255)",
+    ),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": ["x" * 248 + ".service"]}, "(256 characters, systemd allows"),
+    (
+        "tpm_tcti_env",
+        {"tpm_tcti_env_services": [f"c{i}.service" for i in range(10000)]},
+        "tpm_tcti_env_services lists 10000 items; at most 256 are supported",
+    ),
+    ("tpm_tcti_env", {"tpm_tcti_env_services": [f"c {i}.service" for i in range(40)]}, "and 35 more."),
     # --- tpm_containers: what is not a project
     ("tpm_containers", {"tpm_containers_wait": "maybe"}, "must be true or false"),
     ("tpm_containers", {"tpm_containers_wait_timeout": 0}, "tpm_containers_wait_timeout must be a number of seconds"),
@@ -271,150 +377,6 @@ def test_an_unknown_role_is_a_programming_error():
 )
 def test_the_one_account_name_grammar_is_a_full_match(name, ok):
     assert validate.account_name_ok(name) is ok
-
-
-# --- names that must exist on the host ----------------------------------------
-
-USERS = {"root": ["x", "0", "0", "root", "/root", "/bin/bash"], "keylime": ["x", "990", "990", "", "/", "/bin/false"]}
-GROUPS = {"root": ["x", "0", ""], "keylime": ["x", "990", ""], "tss": ["x", "106", "keylime"]}
-
-
-def verify(user, **extra):
-    return {**GOOD["tpm_verify"], "tpm_verify_user": user, **extra}
-
-
-def abrmd(users=("root",), groups=(), **extra):
-    return {
-        **GOOD["tpm_abrmd"],
-        "tpm_abrmd_dbus_allowed_users": list(users),
-        "tpm_abrmd_dbus_extra_groups": list(groups),
-        **extra,
-    }
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        verify(""),
-        verify("keylime"),
-        # The tss user is ensured by tpm_access before tpm_verify runs.
-        verify("tss"),
-        verify("tpm2", tpm_quote_mode_tss_user="tpm2"),
-    ],
-)
-def test_the_verify_user_exists_or_is_made(values):
-    assert validate.account_errors(values, "tpm_verify", USERS, GROUPS, host="h1") == []
-
-
-def test_a_verify_user_missing_on_the_host_is_named_with_the_fix():
-    errors = validate.account_errors(verify("keylime-agent"), "tpm_verify", USERS, GROUPS, host="h1")
-    assert errors == [
-        "tpm_verify_user: user keylime-agent does not exist on h1. Set it to the user the TPM consumer runs as "
-        '(it must exist before the run), or to "" to run the checks as the connection user.'
-    ]
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        abrmd(),
-        abrmd(users=["root", "keylime", "tss"], groups=["keylime"]),
-        # tpm_access creates the tss group, and the docker group when it is managed.
-        abrmd(groups=["tss", "docker"], tpm_access_docker_group="docker", tpm_access_docker_gid=951),
-        abrmd(groups=["podman"], tpm_access_docker_group="podman", tpm_access_docker_group_manage="yes"),
-    ],
-)
-def test_the_dbus_names_exist_or_are_made(values):
-    assert validate.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1") == []
-
-
-def test_dbus_names_missing_on_the_host_are_named_with_the_fix():
-    values = abrmd(users=["root", "ghost", "spook"], groups=["docker"], tpm_access_docker_group="docker")
-    errors = validate.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1")
-    assert len(errors) == 2
-    assert errors[0].startswith("tpm_abrmd_dbus_allowed_users: user(s) ghost, spook do not exist on h1;")
-    assert "remove them from tpm_abrmd_dbus_allowed_users" in errors[0]
-    assert errors[1].startswith("tpm_abrmd_dbus_extra_groups: group(s) docker do not exist on h1;")
-
-
-def test_account_checks_of_an_unknown_role_are_a_programming_error():
-    with pytest.raises(ValueError, match="no account checks for role 'tpm_udev'"):
-        validate.account_errors({}, "tpm_udev", USERS, GROUPS)
-
-
-# --- tpm_tcti_env against the host ----------------------------------------
-
-ENV = "/etc/tpm2/tcti.env"
-ABSENT = {"exists": False}
-TCTI_ENV = {**GOOD["tpm_tcti_env"], "__tpm_tcti_env_marker": "# tpmfleet: TCTI for quote mode "}
-
-
-def tcti_host(extra=None, services=None, file_stat=ABSENT, dir_stat=ABSENT):
-    return validate.tcti_env_host_errors({**TCTI_ENV, **(extra or {})}, services or {}, ENV, file_stat, dir_stat,
-                                         host="h1")  # fmt: skip
-
-
-def test_a_fresh_path_and_known_services_pass():
-    assert tcti_host({"tpm_tcti_env_services": ["a.service"]}, services={"a.service": {}}) == []
-    assert tcti_host(file_stat={"exists": True, "isreg": True, "has_marker": True}, dir_stat={"exists": True,
-                     "isdir": True}) == []  # fmt: skip
-
-
-def test_unknown_services_are_named_once_unless_not_required():
-    errors = tcti_host({"tpm_tcti_env_services": ["a.service", "b.service", "b.service"]}, {"a.service": {}})
-    assert errors == [
-        "tpm_tcti_env_services names services that do not exist on h1: b.service; install them first, fix the "
-        "names, or set tpm_tcti_env_require_services=false."
-    ]
-    assert tcti_host({"tpm_tcti_env_services": ["b.service"], "tpm_tcti_env_require_services": "false"}) == []
-
-
-@pytest.mark.parametrize(
-    ("file_stat", "dir_stat", "fragment"),
-    [
-        ({"exists": True, "islnk": True}, ABSENT, f"tpm_tcti_env_path {ENV} exists on h1 and is a symbolic link;"),
-        ({"exists": True, "isdir": True}, ABSENT, "and is a directory; tpmfleet does not replace it."),
-        ({"exists": True}, ABSENT, "and is not a regular file;"),
-        (
-            {"exists": True, "isreg": True, "has_marker": False},
-            ABSENT,
-            'that tpmfleet did not write (it has no line starting "# tpmfleet: TCTI for quote mode"); tpmfleet never',
-        ),
-        (ABSENT, {"exists": True, "islnk": True}, "The directory of tpm_tcti_env_path, /etc/tpm2, is a symbolic link"),
-        (ABSENT, {"exists": True, "isreg": True}, "/etc/tpm2, is not a directory on h1;"),
-    ],
-)
-def test_a_path_that_is_not_tpmfleets_to_write_is_refused(file_stat, dir_stat, fragment):
-    errors = tcti_host(file_stat=file_stat, dir_stat=dir_stat)
-    assert len(errors) == 1 and fragment in errors[0], errors
-    assert errors[0].endswith("Nothing was changed.")
-
-
-# --- who holds the exclusive device ------------------------------------------
-
-DIRECT = {"mode": "direct", "exclusive_device": "/dev/tpm0"}
-
-
-def test_holders_of_the_exclusive_device_other_than_the_allowed_units_are_named():
-    holders = {"/dev/tpm0": [
-        {"pid": 10, "comm": "tpm2-abrmd", "cmdline": "/usr/sbin/tpm2-abrmd", "unit": "tpm2-abrmd.service"},
-        {"pid": 11, "comm": "agent", "cmdline": "", "unit": "keylime_agent.service"},
-        {"pid": 12, "comm": "cat", "cmdline": "cat /dev/tpm0", "unit": None},
-    ]}  # fmt: skip
-    allowed = ["tpm2-abrmd.service", "keylime_agent.service"]
-    assert validate.holder_errors(DIRECT, {"/dev/tpm0": holders["/dev/tpm0"][:2]}, allowed) == []
-    errors = validate.holder_errors(DIRECT, holders, ["tpm2-abrmd.service"])
-    assert errors == [
-        "Quote mode direct needs /dev/tpm0 to itself, but it is held by pid 11 (agent, unit keylime_agent.service), "
-        "pid 12 (cat /dev/tpm0, unit none). Nothing was changed. Stop that program, or list its unit in "
-        "tpm_abrmd_stop_holder_units so that the run stops it, or use quote mode kernel_rm."
-    ]
-
-
-def test_modes_without_an_exclusive_device_have_no_holder_check():
-    kernel_rm = {"mode": "kernel_rm", "exclusive_device": None}
-    assert validate.holder_errors(kernel_rm, {"/dev/tpm0": [{"pid": 1}]}, []) == []
-    assert validate.holder_errors(DIRECT, {}, []) == []
 
 
 # --- the variables each role's check resolves ------------------------------

@@ -27,6 +27,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_reads, validate
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import normalised
 
 HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
 ACCESS_PLAN_FACT = "tpmfleet_access_plan"
@@ -131,9 +132,13 @@ class ActionModule(ActionBase):
                 facts[key] = state[key]
         if options.get("units"):
             facts["services"] = {**(self._facts.get("services") or {}), **state.get("services", {})}
-        if options.get("paths"):
+        if options.get("paths") or options.get("globs") or options.get("kernel"):
+            read_state = state["tpmfleet_host_state"]
             merged = copy.deepcopy(self._facts.get("tpmfleet_host_state") or {})
-            merged.setdefault("paths", {}).update(state["tpmfleet_host_state"]["paths"])
+            for key in ("paths", "globs"):
+                merged.setdefault(key, {}).update(read_state.get(key) or {})
+            if options.get("kernel"):
+                merged["kernel"] = read_state["kernel"]
             facts["tpmfleet_host_state"] = merged
         return state
 
@@ -178,6 +183,22 @@ class ActionModule(ActionBase):
             errors += validate.holder_errors(profile, holders, allowed)
         return errors
 
+    def _tpm_kernel(self, values, result):
+        """The drivers against the running kernel's modules, as the preflight read them; without it (or for
+        other drivers) read now, with the device nodes and modules-load.d files tasks/apply.yml plans from."""
+        reads = host_reads.reads(["tpm_kernel"], {n: self._value(n) for n in host_reads.needed("tpm_kernel")})
+        known = self._facts.get("tpmfleet_host_state") or {}
+        kernel = known.get("kernel")
+        if (
+            not kernel
+            or not set(reads["kernel_modules"]) <= set(kernel.get("asked") or [])
+            or any(g not in (known.get("globs") or {}) for g in reads["globs"])
+            or any(p not in (known.get("paths") or {}) for p in reads["paths"])
+        ):
+            options = {k: reads[k] for k in ("kernel", "kernel_modules", "globs", "paths", "markers")}
+            kernel = self._read(result, checksum=False, **options)["tpmfleet_host_state"]["kernel"]
+        return validate.kernel_host_errors(values, kernel, host=self._host)
+
     def _tpm_tcti_env(self, values, result):
         reads = host_reads.reads(["tpm_tcti_env"], values)
         known = (self._facts.get("tpmfleet_host_state") or {}).get("paths") or {}
@@ -190,7 +211,7 @@ class ActionModule(ActionBase):
         state = self._read(result, **options) if options else {}
         services = state.get("services") if "units" in options else self._facts.get("services")
         paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
-        env_file = posixpath.normpath(values["tpm_tcti_env_path"])
+        env_file = normalised(values["tpm_tcti_env_path"])[0]
         return validate.tcti_env_host_errors(
             values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=self._host
         )

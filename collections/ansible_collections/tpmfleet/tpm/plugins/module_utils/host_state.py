@@ -28,6 +28,10 @@ BAD_LOAD_STATES = ("masked", "error", "bad-setting")
 MARKER_READ_LIMIT = 1 << 20
 # Where systemd says it is running (sd_booted).
 SYSTEMD_DIR = "/run/systemd/system"
+# Units per systemctl show call.
+UNIT_BATCH = 64
+# Where the kernel's TPM drivers live in the module tree.
+TPM_DRIVER_DIR = "/drivers/char/tpm/"
 
 
 def parse_systemctl_show(out, units):
@@ -62,9 +66,16 @@ def service_entry(name, props):
     return {"name": name, "state": state, "status": status, "source": "systemd"}
 
 
-def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR):
+def _few(items, limit=5):
+    items = list(items)
+    head = ", ".join(items[:limit])
+    return f"{head} and {len(items) - limit} more" if len(items) > limit else head
+
+
+def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR, batch=UNIT_BATCH):
     """``(services, error)``: the units systemd knows among ``units``, in service_facts' shape, read with
-    one ``systemctl show``. Without systemd (or when systemctl fails) services is None and error says why."""
+    ``systemctl show`` in batches of ``batch`` units (a long list stays within the argument and time limits of
+    one call). Without systemd (or when systemctl fails) services is None and error says why."""
     units = list(dict.fromkeys(units))
     if not units:
         return {}, None
@@ -73,15 +84,17 @@ def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR):
     systemctl = module.get_bin_path("systemctl")
     if not systemctl:
         return None, "systemctl was not found in the PATH"
-    args = [systemctl, "show", "-p", ",".join(UNIT_PROPERTIES), "--", *units]
-    rc, out, err = runner(args) if runner else module.run_command(args)
-    if rc != 0:
-        return None, f"systemctl show failed (rc {rc}): {err.strip()}"
     services = {}
-    for name, props in parse_systemctl_show(out, units).items():
-        entry = service_entry(name, props)
-        if entry is not None:
-            services[name] = entry
+    for start in range(0, len(units), batch):
+        chunk = units[start : start + batch]
+        args = [systemctl, "show", "-p", ",".join(UNIT_PROPERTIES), "--", *chunk]
+        rc, out, err = runner(args) if runner else module.run_command(args)
+        if rc != 0:
+            return None, f"systemctl show {_few(chunk)} failed (rc {rc}): {err.strip()[:2000]}"
+        for name, props in parse_systemctl_show(out, chunk).items():
+            entry = service_entry(name, props)
+            if entry is not None:
+                services[name] = entry
     return services, None
 
 
@@ -197,18 +210,44 @@ def glob_stats(pattern, checksum=False):
     return [path_stat(p, checksum=checksum) for p in sorted(glob.glob(pattern))]
 
 
-def kernel_modules(release=None, modules_dir="/lib/modules", sys_module="/sys/module"):
-    """``{release, builtin, loaded, errors}``: the drivers built into the running kernel (modules.builtin,
-    names with '-' as '_') and the loadable modules that are loaded (/sys/module/NAME/initstate)."""
-    release = release or os.uname().release
-    result = {"release": release, "builtin": [], "loaded": [], "errors": []}
-    path = f"{modules_dir}/{release}/modules.builtin"
+def _module_name(path):
+    """A module's name from its path in modules.builtin or modules.dep (kernel/x/tpm-tis.ko.xz -> tpm_tis)."""
+    return os.path.basename(path.strip()).split(".ko", 1)[0].replace("-", "_")
+
+
+def _read_module_paths(path, errors):
+    """The module paths listed in modules.builtin or modules.dep (the part before ':'), or None."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            names = {os.path.basename(line.strip()).rsplit(".ko", 1)[0].replace("-", "_") for line in fh}
-        result["builtin"] = sorted(n for n in names if n)
+            return [line.split(":", 1)[0].strip() for line in fh if line.strip()]
     except OSError as exc:
-        result["errors"].append(f"{path}: {os.strerror(exc.errno) if exc.errno else exc}")
+        errors.append(f"{path}: {os.strerror(exc.errno) if exc.errno else exc}")
+        return None
+
+
+def kernel_modules(release=None, modules_dir="/lib/modules", sys_module="/sys/module", wanted=()):
+    """``{release, builtin, loaded, loadable, tpm_drivers, asked, modules_read, errors}``: the drivers built
+    into the running kernel (modules.builtin; names with '-' as '_'), the loadable modules that are loaded
+    (/sys/module/NAME/initstate), the loadable modules (modules.dep) that are TPM drivers (under
+    drivers/char/tpm) or named in ``wanted``, and every TPM driver of the kernel, built in or loadable.
+    ``modules_read``: both lists were read (without them nothing can be said about a missing driver)."""
+    release = release or os.uname().release
+    wanted = [str(w).replace("-", "_") for w in wanted]
+    result = {"release": release, "builtin": [], "loaded": [], "loadable": [], "tpm_drivers": [],
+              "asked": sorted(set(wanted)), "modules_read": False, "errors": []}  # fmt: skip
+    errors = result["errors"]
+    builtin = _read_module_paths(f"{modules_dir}/{release}/modules.builtin", errors)
+    dep = _read_module_paths(f"{modules_dir}/{release}/modules.dep", errors)
+    tpm = set()
+    if builtin is not None:
+        result["builtin"] = sorted({n for n in map(_module_name, builtin) if n})
+        tpm |= {_module_name(p) for p in builtin if TPM_DRIVER_DIR in "/" + p}
+    if dep is not None:
+        tpm_dep = {_module_name(p) for p in dep if TPM_DRIVER_DIR in "/" + p}
+        tpm |= tpm_dep
+        result["loadable"] = sorted(tpm_dep | ({_module_name(p) for p in dep} & set(wanted)))
+    result["tpm_drivers"] = sorted(n for n in tpm if n)
+    result["modules_read"] = builtin is not None and dep is not None
     loaded = []
     for initstate in glob.glob(f"{sys_module}/*/initstate"):
         try:

@@ -11,9 +11,9 @@ short_description: Read in one call what the tpmfleet roles need to plan a host
 description:
   - Reads, in one remote module execution, the host's state that the tpmfleet roles plan from, so that a run
     reads each host once instead of once per role and check.
-  - The states of the systemd units in O(units) (one C(systemctl show)), returned as C(ansible_facts.services)
-    entries in the shape of M(ansible.builtin.service_facts) (C(name), C(state), C(status), C(source)). Only the
-    listed units that systemd knows, and C(tpm2-abrmd.service), are returned.
+  - The states of the systemd units in O(units) (C(systemctl show), 64 units per call), returned as
+    C(ansible_facts.services) entries in the shape of M(ansible.builtin.service_facts) (C(name), C(state),
+    C(status), C(source)). Only the listed units that systemd knows, and C(tpm2-abrmd.service), are returned.
   - Every user and group, returned as C(ansible_facts.getent_passwd) and C(ansible_facts.getent_group) in the shape
     of M(ansible.builtin.getent).
   - What is at each path in O(paths) (links not followed), what matches each pattern in O(globs), the drivers built
@@ -56,9 +56,17 @@ options:
     elements: str
     default: []
   kernel:
-    description: Whether the running kernel's built-in drivers (C(modules.builtin)) and loaded modules are returned.
+    description:
+      - Whether the running kernel's built-in drivers (C(modules.builtin)), loaded modules, TPM drivers (built in
+        or loadable, under C(drivers/char/tpm)) and the loadable modules of O(kernel_modules) (C(modules.dep)) are
+        returned.
     type: bool
     default: false
+  kernel_modules:
+    description: Module names to look up among the running kernel's loadable modules (with O(kernel)).
+    type: list
+    elements: str
+    default: []
   holders:
     description: Device nodes (such as C(/dev/tpm0)) whose holders (processes with the node open) are returned.
     type: list
@@ -105,6 +113,7 @@ EXAMPLES = r"""
       /etc/tpm2/tcti.env: "# tpmfleet: "
     globs: ["/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*"]
     kernel: true
+    kernel_modules: [tpm_tis, tpm_crb]
     holders: [/dev/tpm0]
   check_mode: false
   become: true
@@ -148,7 +157,11 @@ ansible_facts:
           description: Pattern (as given) to the list of what matches it, sorted by path.
           type: dict
         kernel:
-          description: C(release), C(builtin) (driver names, C(-) as C(_)), C(loaded), C(errors); null unless O(kernel).
+          description:
+            - C(release), C(builtin) (driver names, C(-) as C(_)), C(loaded), C(loadable) (the loadable TPM drivers
+              and the modules of O(kernel_modules) that exist), C(tpm_drivers) (built in or loadable), C(asked)
+              (O(kernel_modules)), C(modules_read) (C(modules.builtin) and C(modules.dep) were read), C(errors);
+              null unless O(kernel).
           type: dict
         holders:
           description:
@@ -197,6 +210,7 @@ def main():
             "markers": {"type": "dict", "default": {}},
             "globs": {"type": "list", "elements": "str", "default": []},
             "kernel": {"type": "bool", "default": False},
+            "kernel_modules": {"type": "list", "elements": "str", "default": []},
             "holders": {"type": "list", "elements": "path", "default": []},
             "as_facts": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 60},
@@ -210,11 +224,13 @@ def main():
     errors = []
     facts = {}
 
-    services, error = unit_states(module, [*p["units"], ABRMD_UNIT], runner=bounded_runner(module, deadline))
+    units = list(dict.fromkeys([*p["units"], ABRMD_UNIT]))
+    services, error = unit_states(module, units, runner=bounded_runner(module, deadline))
     if services is None and os.path.isdir(SYSTEMD_DIR):
         # Units read as absent would mislead every role's plan: fail instead.
+        shown = ", ".join(units[:5]) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
         module.fail_json(
-            msg=f"Reading the states of {', '.join(dict.fromkeys([*p['units'], ABRMD_UNIT]))} failed although "
+            msg=f"Reading the states of {shown} failed although "
             f"systemd runs on this host: {error}. Nothing was changed; run again once systemd answers (a host "
             "still booting or overloaded), or raise the timeout.",
         )
@@ -233,7 +249,7 @@ def main():
     for pattern in p["globs"]:
         state["globs"][pattern] = glob_stats(pattern)
     if p["kernel"]:
-        state["kernel"] = kernel_modules()
+        state["kernel"] = kernel_modules(wanted=p["kernel_modules"])
         errors.extend(f"kernel: {e}" for e in state["kernel"]["errors"])
     existing = [d for d in p["holders"] if path_stat(d, checksum=False)["exists"]]
     found, state["holders_complete"] = holders_by_path(existing, deadline=deadline.end)

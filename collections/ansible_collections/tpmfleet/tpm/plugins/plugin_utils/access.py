@@ -22,8 +22,11 @@ The role's tasks run only for what the plan says differs. Used through the
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import truthy
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX, few, truthy
 
+# The kernel's overflow UID and GID (/proc/sys/kernel/overflowuid, overflowgid): nobody and nogroup, and what
+# every ID a user namespace does not map appears as.
+OVERFLOW_ID = 65534
 NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
 DEFAULT_SHELL = "/usr/sbin/nologin"
 
@@ -53,6 +56,17 @@ def parse_users(getent_passwd):
         users[name] = {"uid": uid, "gid": int(fields[2]), "home": fields[4], "shell": fields[5]}
         uid_owner.setdefault(uid, name)
     return users, uid_owner
+
+
+def _shared_account(user, name):
+    """Why a consumer account is root or shared (UID 0; UID or primary GID the overflow ID), or None."""
+    if user["uid"] == 0:
+        return f"{name} has UID 0 (root)"
+    if user["uid"] == OVERFLOW_ID:
+        return f"{name} has UID {OVERFLOW_ID} (the overflow ID)"
+    if user["gid"] == OVERFLOW_ID:
+        return f"{name} has primary GID {OVERFLOW_ID} (the overflow ID)"
+    return None
 
 
 def plan(getent_group, getent_passwd, values, host):
@@ -144,7 +158,7 @@ def plan(getent_group, getent_passwd, values, host):
     }
 
     # The consumers.
-    missing, need_docker, plan_consumers = [], [], []
+    missing, need_docker, plan_consumers, shared = [], [], [], []
     wanted_names = [w["name"] for w in wanted]
     consumers = values.get("tpm_access_consumer_users")
     for c in consumers if isinstance(consumers, (list, tuple)) else []:
@@ -152,6 +166,8 @@ def plan(getent_group, getent_passwd, values, host):
         want = [tss_group] + ([docker_group] if isinstance(c, dict) and c.get("docker", False) else [])
         if name not in users:
             missing.append(name)
+        elif _shared_account(users[name], name):
+            shared.append(_shared_account(users[name], name))
         else:
             add = [
                 g
@@ -163,12 +179,19 @@ def plan(getent_group, getent_passwd, values, host):
             need_docker.append(name)
     if missing:
         errors.append(
-            f"tpm_access_consumer_users: user(s) {', '.join(missing)} do not exist on {host}. Create them first (this "
+            f"tpm_access_consumer_users: user(s) {few(missing)} do not exist on {host}. Create them first (this "
             "role only adds existing users to groups) or remove them from tpm_access_consumer_users."
+        )
+    if shared:
+        errors.append(
+            f"tpm_access_consumer_users: {few(shared)} on {host}: root needs no group to open the TPM, and an "
+            f"account with the overflow ID {OVERFLOW_ID} is shared by every daemon that drops privileges to it and "
+            "by every ID a user namespace does not map; adding it to the tss group would give all of them the TPM. "
+            + CONSUMER_FIX
         )
     if need_docker:
         errors.append(
-            f"tpm_access_consumer_users: {', '.join(need_docker)} should join group {docker_group}, which does not "
+            f"tpm_access_consumer_users: {few(need_docker)} should join group {docker_group}, which does not "
             f"exist on {host}. Set tpm_access_docker_group_manage: true (or tpm_access_docker_gid) to create it, or "
             "install the container engine first."
         )

@@ -6,7 +6,12 @@ tpm_preflight asks tpmfleet.tpm.tpm_host_state once for what every role of
 the role list reads; a role used without the preflight asks it for its own
 part only. Each entry below names the variables the role's reads depend on
 and turns their values into the module's options (units, paths, markers,
-globs, kernel, holders, accounts).
+globs, kernel, kernel_modules, holders, accounts).
+
+The preflight reads before the checks run: only values that the checks could
+accept are read (unit names in systemd's grammar, paths without control
+characters or '..', at most LIST_MAX items of a list); the rest is refused by
+the checks with a message naming the variable, never by systemd or the module.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ import re
 from pathlib import Path
 
 import yaml
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import truthy
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
+    LIST_MAX,
+    normalised,
+    truthy,
+    unit_problem,
+)
 
 ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
@@ -31,12 +41,20 @@ def _strings(value):
     return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
 
+def _units(value, suffixes=("service",)):
+    """The unit names of a list that systemd's grammar accepts (the checks refuse the others), at most LIST_MAX."""
+    units = value[:LIST_MAX] if isinstance(value, list | tuple) else []
+    return [u for u in units if unit_problem(u, suffixes) is None]
+
+
 def _kernel(v):
-    """The drivers and nodes; with tpm_kernel_persistent, each driver's modules-load.d file and whether a line
-    of it names the driver (as community.general.modprobe looks for it)."""
-    reads = {"kernel": True, "globs": list(TPM_NODE_GLOBS)}
+    """The drivers (is each built in, loadable or loaded) and nodes; with tpm_kernel_persistent, each driver's
+    modules-load.d file and whether a line of it names the driver (as community.general.modprobe looks for it)."""
+    drivers = v.get("tpm_kernel_drivers")
+    drivers = [d for d in (drivers if isinstance(drivers, list | tuple) else [])[:LIST_MAX]
+               if isinstance(d, str) and re.fullmatch(r"[a-z0-9_-]{1,55}", d)]  # fmt: skip
+    reads = {"kernel": True, "kernel_modules": drivers, "globs": list(TPM_NODE_GLOBS)}
     if truthy(v.get("tpm_kernel_persistent")):
-        drivers = [d for d in _strings(v.get("tpm_kernel_drivers")) if re.fullmatch(r"[a-z0-9_-]+", d)]
         reads["markers"] = {f"{MODULES_LOAD_DIR}/{d}.conf": rf" *{d} *(?:[#;].*)?$" for d in drivers}
         reads["paths"] = list(reads["markers"])
     return reads
@@ -56,22 +74,21 @@ def _abrmd(v):
     files = [v.get("__tpm_abrmd_dropin"), v.get("__tpm_abrmd_dbus_policy")]
     return {
         "accounts": True,
-        "units": [ABRMD_UNIT, *_strings(v.get("tpm_abrmd_stop_holder_units"))],
+        "units": [ABRMD_UNIT, *_units(v.get("tpm_abrmd_stop_holder_units"), ("service", "scope"))],
         "holders": [device] if device else [],
         "paths": [f for f in files if isinstance(f, str) and f.startswith("/")],
     }
 
 
 def _tcti_env(v):
-    services = _strings(v.get("tpm_tcti_env_services"))
+    services = _units(v.get("tpm_tcti_env_services"))
     # tpm2.target: whether the drop-ins can order the consumers after it.
     reads = {
         "units": [*services, TPM2_TARGET] if services else [],
         "paths": [f"/etc/systemd/system/{s}.d" for s in services],
     }
-    path = v.get("tpm_tcti_env_path")
-    if isinstance(path, str) and path.startswith("/"):
-        env_file = os.path.normpath(path)
+    env_file, problem = normalised(v.get("tpm_tcti_env_path"))
+    if not problem:
         reads["paths"] = [env_file, os.path.dirname(env_file), *reads["paths"]]
         reads["markers"] = {env_file: str(v.get("__tpm_tcti_env_marker"))}
     return reads
@@ -121,7 +138,16 @@ def needed(role):
 
 
 def empty():
-    return {"units": [], "paths": [], "markers": {}, "globs": [], "kernel": False, "holders": [], "accounts": False}
+    return {
+        "units": [],
+        "paths": [],
+        "markers": {},
+        "globs": [],
+        "kernel": False,
+        "kernel_modules": [],
+        "holders": [],
+        "accounts": False,
+    }
 
 
 def reads(roles, values):
@@ -134,7 +160,7 @@ def reads(roles, values):
             continue
         own = {n: values[n] if n in values else role_value(role, n) for n in names}
         part = fn(own)
-        for key in ("units", "paths", "globs", "holders"):
+        for key in ("units", "paths", "globs", "kernel_modules", "holders"):
             out[key] += [x for x in part.get(key, []) if x not in out[key]]
         out["markers"].update(part.get("markers", {}))
         out["kernel"] = out["kernel"] or bool(part.get("kernel"))

@@ -10,6 +10,8 @@ who may open which node) from ``profile()``, published by the
 
 from __future__ import annotations
 
+import json
+
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
 
 # Every variable name that TPM software reads its TCTI from.
@@ -59,6 +61,14 @@ QUOTE_MODES = {
 }
 
 
+def _shown(value):
+    """A value as a message shows it: JSON, so that "", null and " direct" are visible."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def profile(mode, tss_user="tss", tss_group="tss", abrmd_tcti="device:/dev/tpm0", mask_abrmd=None):
     """The profile of a quote mode: every setting the mode implies.
 
@@ -67,14 +77,14 @@ def profile(mode, tss_user="tss", tss_group="tss", abrmd_tcti="device:/dev/tpm0"
     """
     if mode not in QUOTE_MODES:
         raise ValueError(
-            f"tpm_quote_mode must be one of {', '.join(QUOTE_MODES)}; got {mode!r}. "
+            f"tpm_quote_mode must be one of {', '.join(QUOTE_MODES)} (got {_shown(mode)}). "
             "Set it per host (host_vars, or -e tpm_quote_mode=kernel_rm)."
         )
     error = tcti_error(abrmd_tcti, names=("device",))
     if error:
         raise ValueError(
-            f"tpm_quote_mode_abrmd_tcti must be a device TCTI for tpm2-abrmd, e.g. device:/dev/tpm0; "
-            f"got {abrmd_tcti!r}: {error}"
+            f"tpm_quote_mode_abrmd_tcti must be a device TCTI for tpm2-abrmd, e.g. device:/dev/tpm0 "
+            f"(got {_shown(abrmd_tcti)}: {error})."
         )
     spec = QUOTE_MODES[mode]
     masked = spec["abrmd_masked"]

@@ -27,11 +27,27 @@ variable names.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.host_checks import (  # noqa: F401 - re-exported
+    account_errors,
+    ensured_groups,
+    holder_errors,
+    kernel_host_errors,
+    tcti_env_host_errors,
+)
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (  # noqa: F401 - re-exported
+    LIST_MAX,
+    few,
+    path_problem,
+    shown,
+    too_long,
+    truthy,
+    unit_list_errors,
+)
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import QUOTE_MODES
 
 # One grammar for user and group names (they end up in udev rules, D-Bus
 # policies, /etc/group and become_user): what useradd/groupadd accept by
@@ -40,10 +56,12 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import t
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
 ACCOUNT_NAME_MAX = 32
 ACCOUNT_NAME_RULE = "letters, digits, '_', '.' and '-', not starting with '-' or '.', at most 32 characters"
-# Names that must never own the TPM or be the tss/docker group: tpm_access
+# Names that must never own the TPM, be the tss/docker group or join them: tpm_access
 # would replace root's shell, renumber root's group, or give every process
-# running as nobody the TPM.
+# running as nobody (or as any ID a user namespace does not map) the TPM.
 RESERVED_ACCOUNTS = ("root", "nobody", "nogroup")
+# Shared accounts that never get the TPM through a group or the D-Bus policy.
+SHARED_ACCOUNTS = ("nobody", "nogroup")
 
 KERNEL_MODULE_RE = re.compile(r"[a-z0-9_-]{1,55}")
 UDEV_MODE_RE = re.compile(r"0?[0-7][0-7]0")
@@ -61,22 +79,12 @@ ABRMD_FIXED_OPTIONS = {
     "session": "consumers and the D-Bus policy use the system bus",
     "dbus-name": "consumers and the D-Bus policy use the bus name com.intel.tss2.Tabrmd",
 }
-UNIT_RE = re.compile(r"[A-Za-z0-9@_.:\\-]{1,248}\.(service|scope)")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-VIRTUAL_FS = ("/proc", "/sys", "/dev")
 
 ID_MIN, ID_MAX = 1, 65533
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-def shown(value):
-    """A value as a message shows it: JSON, so that "0660\\n" and 432 are told apart."""
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _kind(value):
@@ -126,7 +134,7 @@ def _int_range_error(var, value, low, high, what):
 def _list_error(var, value, example):
     if not _is_str_list(value):
         return f"{var} must be a YAML list such as {example}, not {_kind(value)} ({shown(value)})."
-    return None
+    return too_long(var, value)
 
 
 def _account_error(var, value, kind, example, reserved=False):
@@ -147,6 +155,11 @@ def _bad_names(values, check=account_name_ok):
     return [shown(v) for v in values if not check(v)]
 
 
+def _listed(bad):
+    """Bad items as a message lists them: at most a few, then "and N more"."""
+    return few(bad)
+
+
 def _errors(*messages):
     return [m for m in messages if m]
 
@@ -155,8 +168,15 @@ def _errors(*messages):
 
 
 def quote_mode_errors(v):
-    """tpm_quote_mode_*: the tss user and group names, tpm2-abrmd's own TCTI."""
-    errors = _errors(
+    """tpm_quote_mode and tpm_quote_mode_*: the mode, the tss user and group names, tpm2-abrmd's own TCTI."""
+    mode = v.get("tpm_quote_mode")
+    errors = []
+    if mode not in QUOTE_MODES:
+        errors.append(
+            f"tpm_quote_mode must be one of {', '.join(QUOTE_MODES)} (got {shown(mode)}). Set it per host "
+            "(host_vars, or -e tpm_quote_mode=kernel_rm), without spaces or quotes around the name."
+        )
+    errors += _errors(
         _account_error("tpm_quote_mode_tss_user", v.get("tpm_quote_mode_tss_user"), "user", "tss", reserved=True),
         _account_error("tpm_quote_mode_tss_group", v.get("tpm_quote_mode_tss_group"), "group", "tss", reserved=True),
     )
@@ -189,19 +209,13 @@ def kernel_errors(v):
         if bad:
             errors.append(
                 "tpm_kernel_drivers items must be kernel module names (lower-case letters, digits, '_' and '-') "
-                f"such as tpm_tis; these are not: {', '.join(bad)}."
+                f"such as tpm_tis; these are not: {_listed(bad)}."
             )
     return errors + _errors(
         _int_range_error(
             "tpm_kernel_device_timeout", v.get("tpm_kernel_device_timeout"), 0, 600, "a number of seconds"
         ),
     )
-
-
-def _path_error(var, path, example, what="an absolute path"):
-    if not isinstance(path, str) or not path.startswith("/") or CONTROL_RE.search(path):
-        return f"{var} must be {what} such as {example}, without control characters (got {shown(path)})."
-    return None
 
 
 def access_errors(v):
@@ -231,36 +245,32 @@ def access_errors(v):
             "members of the tss group only the TPM."
         )
     home = v.get("tpm_access_tss_home")
-    if _path_error("tpm_access_tss_home", home, "/var/lib/tpm") or ":" in home:
+    _norm, problem = path_problem(home)
+    if not problem and ":" in home:
+        problem = "':' (it goes into /etc/passwd)"
+    if problem:
         errors.append(
-            "tpm_access_tss_home must be an absolute path such as /var/lib/tpm, without ':' or control characters "
-            f"(it goes into /etc/passwd) (got {shown(home)})."
+            "tpm_access_tss_home must be an absolute path such as /var/lib/tpm, without ':', '..' or control "
+            f"characters, that is neither a whole system tree nor in a place other programs read (got {shown(home)}: "
+            f"{problem})."
         )
-    consumers = v.get("tpm_access_consumer_users")
-    if not _is_str_list(consumers):
-        errors.append(
-            "tpm_access_consumer_users must be a YAML list of user names or {name: <user>, docker: true|false} "
-            f"items (got {shown(consumers)})."
-        )
-    else:
-        bad = [shown(c) for c in consumers if not _consumer_ok(c)]
-        if bad:
-            errors.append(
-                "tpm_access_consumer_users items must be user names or {name: <user>, docker: true|false} "
-                f"({ACCOUNT_NAME_RULE}); these are not: {', '.join(bad)}."
-            )
+    errors += _consumer_errors(v.get("tpm_access_consumer_users"))
     paths = v.get("tpm_access_regroup_paths")
     if not _is_str_list(paths):
         errors.append(
             "tpm_access_regroup_paths must be a YAML list of absolute paths such as [/var/lib/tpm] "
             f"(got {shown(paths)})."
         )
+    elif too_long("tpm_access_regroup_paths", paths):
+        errors.append(too_long("tpm_access_regroup_paths", paths))
     else:
-        bad = [shown(p) for p in paths if not _regroup_path_ok(p)]
+        bad = [f"{shown(p)} ({why})" for p in paths for why in [path_problem(p, write=False)[1]] if why]
         if bad:
             errors.append(
-                "tpm_access_regroup_paths must be absolute paths outside /proc, /sys and /dev (udev owns the device "
-                f"nodes), without control characters; fix: {', '.join(bad)}."
+                "tpm_access_regroup_paths must be absolute paths of the directories that hold the tss group's files, "
+                "such as /var/lib/tpm or /var/lib/keylime: not a whole system tree (/, /etc, /usr, /var/lib ...), "
+                "nothing under /proc, /sys or /dev (udev owns the device nodes) or in a place other programs read, "
+                f"no '..' or control characters; fix: {_listed(bad)}."
             )
     max_report = v.get("tpm_access_regroup_max_report")
     number = _as_int(max_report)
@@ -281,13 +291,42 @@ def _consumer_ok(item):
     return False
 
 
-def _regroup_path_ok(path):
-    if not isinstance(path, str) or not path.startswith("/") or CONTROL_RE.search(path):
-        return False
-    norm = posixpath.normpath(path)
-    if norm.startswith("//"):
-        norm = norm[1:]
-    return not any(norm == fs or norm.startswith(fs + "/") for fs in VIRTUAL_FS)
+def consumer_name(item):
+    """The user name of a consumer item (a name, or {name, docker})."""
+    return item.get("name") if isinstance(item, dict) else item
+
+
+def _consumer_errors(consumers):
+    if not _is_str_list(consumers):
+        return [
+            "tpm_access_consumer_users must be a YAML list of user names or {name: <user>, docker: true|false} "
+            f"items (got {shown(consumers)})."
+        ]
+    error = too_long("tpm_access_consumer_users", consumers)
+    if error:
+        return [error]
+    bad = [shown(c) for c in consumers if not _consumer_ok(c)]
+    if bad:
+        return [
+            "tpm_access_consumer_users items must be user names or {name: <user>, docker: true|false} "
+            f"({ACCOUNT_NAME_RULE}); these are not: {_listed(bad)}."
+        ]
+    shared = list(dict.fromkeys(n for n in map(consumer_name, consumers) if n in RESERVED_ACCOUNTS))
+    if shared:
+        return [f"tpm_access_consumer_users must not list {', '.join(shared)}: {CONSUMER_WHY} {CONSUMER_FIX}"]
+    return []
+
+
+# Why a consumer account may not be root or shared, and what to do instead (also access.py's message).
+CONSUMER_WHY = (
+    "root needs no group to open the TPM and its group list is not tpm_access's to change, and nobody/nogroup "
+    "(UID or GID 65534, the kernel's overflow ID) is shared by every daemon that drops privileges to it and by "
+    "every ID a user namespace does not map, so adding it to the tss group would give all of them the TPM."
+)
+CONSUMER_FIX = (
+    "Run each consumer as a dedicated user (useradd --system keylime) and list that user; give a container the "
+    "tss GID with group_add (see the tpm_access README)."
+)
 
 
 def udev_errors(v):
@@ -337,10 +376,10 @@ def abrmd_errors(v):
         if bad:
             errors.append(
                 "tpm_abrmd_options must be long options such as --flush-all or --max-connections=64, values without "
-                f"spaces, quotes or $ % ; \\; these are not: {', '.join(bad)}."
+                f"spaces, quotes or $ % ; \\; these are not: {_listed(bad)}."
             )
         if fixed:
-            errors.append(f"tpm_abrmd_options must not set {', '.join(fixed)}: remove it from tpm_abrmd_options.")
+            errors.append(f"tpm_abrmd_options must not set {_listed(fixed)}: remove it from tpm_abrmd_options.")
     for var, kind, example in (
         ("tpm_abrmd_dbus_allowed_users", "user", "[root]"),
         ("tpm_abrmd_dbus_extra_groups", "group", "[keylime]"),
@@ -351,19 +390,19 @@ def abrmd_errors(v):
             errors.append(error)
             continue
         bad = _bad_names(names)
+        shared = list(dict.fromkeys(n for n in names if n in SHARED_ACCOUNTS))
         if bad:
-            errors.append(f"{var} must list {kind} names ({ACCOUNT_NAME_RULE}); these are not: {', '.join(bad)}.")
-    units = v.get("tpm_abrmd_stop_holder_units")
-    error = _list_error("tpm_abrmd_stop_holder_units", units, "[keylime_agent.service]")
-    if error:
-        errors.append(error)
-    else:
-        bad = _bad_names(units, lambda u: isinstance(u, str) and UNIT_RE.fullmatch(u) is not None)
-        if bad:
+            errors.append(f"{var} must list {kind} names ({ACCOUNT_NAME_RULE}); these are not: {_listed(bad)}.")
+        elif shared:
             errors.append(
-                "tpm_abrmd_stop_holder_units must list systemd unit names ending in .service or .scope such as "
-                f"keylime_agent.service; these are not: {', '.join(bad)}."
+                f"{var} must not list {', '.join(shared)}: every daemon that drops privileges to nobody/nogroup "
+                "(and every ID a user namespace does not map) would reach the broker. List the consumer's own "
+                f"{kind}."
             )
+    errors += unit_list_errors(
+        "tpm_abrmd_stop_holder_units", v.get("tpm_abrmd_stop_holder_units"), ("service", "scope"),
+        "keylime_agent.service",
+    )  # fmt: skip
     return errors
 
 
@@ -385,77 +424,62 @@ def verify_errors(v):
     )
 
 
-TCTI_ENV_PATH_RE = re.compile(r"/etc(/[A-Za-z0-9_.@+-]+)+")
-SERVICE_RE = re.compile(r"[A-Za-z0-9@_.:-]+\.service")
+# A path systemd's EnvironmentFile= takes as it is (no quoting, no specifiers).
+TCTI_ENV_PATH_RE = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
+TCTI_ENV_PATH_CHARS = "characters other than letters, digits and / . _ @ + -"
+TCTI_ENV_DIR_RULE = (
+    "directories that hold only TPM configuration, such as /etc/tpm2: never /etc itself, a whole system tree, "
+    "/tmp, or a place other programs read (apt, sudoers, cron, profile.d, modprobe.d, systemd's unit directories, "
+    "pam.d, security, ld.so.*, sysctl.d, udev, environment, default, logrotate.d, rsyslog.d, the network's "
+    "configuration, init.d, dbus-1 ...)"
+)
+
+
+def tcti_env_dirs(v):
+    """``(the directories tpm_tcti_env_path may be in, normalised; the messages for a bad list)``."""
+    dirs = v.get("tpm_tcti_env_dirs")
+    if not _is_str_list(dirs) or not dirs:
+        return [], [f"tpm_tcti_env_dirs must be a YAML list of {TCTI_ENV_DIR_RULE} (got {shown(dirs)})."]
+    error = too_long("tpm_tcti_env_dirs", dirs)
+    if error:
+        return [], [error]
+    allowed, bad = [], []
+    for d in dirs:
+        norm, problem = path_problem(d)
+        if not problem and not TCTI_ENV_PATH_RE.fullmatch(norm):
+            problem = TCTI_ENV_PATH_CHARS
+        if problem:
+            bad.append(f"{shown(d)} ({problem})")
+        else:
+            allowed.append(norm)
+    if bad:
+        return allowed, [f"tpm_tcti_env_dirs must list {TCTI_ENV_DIR_RULE}; fix: {_listed(bad)}."]
+    return allowed, []
+
+
+def _in_dirs(path, dirs):
+    return any(path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
 def tcti_env_errors(v):
-    """tpm_tcti_env_*: the environment file's path (a file name under /etc) and the consumers' service names."""
+    """tpm_tcti_env_*: the environment file's path (in a directory of TPM configuration only), those
+    directories, and the consumers' service names."""
+    allowed, errors = tcti_env_dirs(v)
     path = v.get("tpm_tcti_env_path")
-    errors = []
-    if not (
-        isinstance(path, str)
-        and ".." not in path.split("/")
-        and not path.endswith("/")
-        and TCTI_ENV_PATH_RE.fullmatch(posixpath.normpath(path))
-    ):
+    norm, problem = path_problem(path)
+    if not problem and (path.endswith("/") or not TCTI_ENV_PATH_RE.fullmatch(norm)):
+        problem = "not a file name" if path.endswith("/") else TCTI_ENV_PATH_CHARS
+    if not problem and allowed and not _in_dirs(norm, allowed):
+        problem = f"{posixpath.dirname(norm)} is not one of tpm_tcti_env_dirs {shown(allowed)}"
+    if problem:
         errors.append(
-            "tpm_tcti_env_path must be a file name under /etc such as /etc/tpm2/tcti.env: an absolute path of "
-            f"letters, digits and . _ @ + -, without .. components (got {shown(path)}). Nothing was changed."
+            "tpm_tcti_env_path must be a file in a directory that holds only TPM configuration, such as "
+            f"/etc/tpm2/tcti.env (got {shown(path)}: {problem}). Put it in /etc/tpm2, or list a directory of "
+            "its own in tpm_tcti_env_dirs. Nothing was changed."
         )
-    services = v.get("tpm_tcti_env_services")
-    if not _is_str_list(services):
-        errors.append("tpm_tcti_env_services must be a list of systemd services such as [keylime_agent.service].")
-    else:
-        bad = [shown(str(s)) for s in services if not SERVICE_RE.fullmatch(str(s))]
-        if bad:
-            errors.append(
-                "tpm_tcti_env_services must list systemd services such as keylime_agent.service "
-                f"(bad: {', '.join(bad)})."
-            )
-    return errors
-
-
-def _stat_kind(stat, directory=False):
-    if stat.get("islnk"):
-        return "a symbolic link"
-    if stat.get("isdir") and not directory:
-        return "a directory"
-    return "not a directory" if directory else "not a regular file"
-
-
-def tcti_env_host_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
-    """tpm_tcti_env against the host: the consumers' services exist (unless tpm_tcti_env_require_services is
-    false), and the environment file's path is tpmfleet's to write (``file_stat``/``dir_stat``: what
-    tpm_host_state read at the file and its directory; ``has_marker``: a line starts with tpmfleet's marker)."""
-    errors = []
-    wanted = v.get("tpm_tcti_env_services")
-    if _is_str_list(wanted) and truthy(v.get("tpm_tcti_env_require_services")):
-        unknown = list(dict.fromkeys(str(s) for s in wanted if s not in (services or {})))
-        if unknown:
-            errors.append(
-                f"tpm_tcti_env_services names services that do not exist on {host}: {', '.join(unknown)}; install "
-                "them first, fix the names, or set tpm_tcti_env_require_services=false."
-            )
-    directory = posixpath.dirname(env_file)
-    own = "Set tpm_tcti_env_path to a file of its own such as /etc/tpm2/tcti.env"
-    if file_stat.get("exists") and not file_stat.get("isreg"):
-        errors.append(
-            f"tpm_tcti_env_path {env_file} exists on {host} and is {_stat_kind(file_stat)}; tpmfleet does not "
-            f"replace it. {own}. Nothing was changed."
-        )
-    elif file_stat.get("exists") and not file_stat.get("has_marker"):
-        errors.append(
-            f"tpm_tcti_env_path {env_file} is an existing file on {host} that tpmfleet did not write (it has no line "
-            f'starting "{str(v.get("__tpm_tcti_env_marker", "")).strip()}"); tpmfleet never replaces it. {own} '
-            "(or move that file away if it is an old copy of the environment file). Nothing was changed."
-        )
-    if dir_stat.get("exists") and not dir_stat.get("isdir"):
-        errors.append(
-            f"The directory of tpm_tcti_env_path, {directory}, is {_stat_kind(dir_stat, directory=True)} on {host}; "
-            "tpmfleet writes the environment file only into a real directory. Set tpm_tcti_env_path to a file in "
-            "one, such as /etc/tpm2/tcti.env. Nothing was changed."
-        )
+    errors += unit_list_errors(
+        "tpm_tcti_env_services", v.get("tpm_tcti_env_services"), ("service",), "keylime_agent.service"
+    )
     return errors
 
 
@@ -494,25 +518,6 @@ def containers_errors(v):
     return errors
 
 
-def holder_errors(profile, holders, allowed):
-    """Direct mode: the processes other than the ``allowed`` units that hold the mode's exclusive device.
-    ``holders``: device -> [{pid, comm, cmdline, unit}] as tpm_host_state reads them."""
-    device = (profile or {}).get("exclusive_device")
-    if not device:
-        return []
-    foreign = [h for h in (holders or {}).get(device) or [] if h.get("unit") not in allowed]
-    if not foreign:
-        return []
-    shown_holders = ", ".join(
-        f"pid {h.get('pid')} ({h.get('cmdline') or h.get('comm')}, unit {h.get('unit') or 'none'})" for h in foreign
-    )
-    return [
-        f"Quote mode {profile.get('mode')} needs {device} to itself, but it is held by {shown_holders}. Nothing was "
-        "changed. Stop that program, or list its unit in tpm_abrmd_stop_holder_units so that the run stops it, or "
-        "use quote mode kernel_rm."
-    ]
-
-
 CHECKS = {
     "tpm_quote_mode": quote_mode_errors,
     "tpm_kernel": kernel_errors,
@@ -528,7 +533,12 @@ CHECKS = {
 # the play does not set takes that role's own value: tpm_access may not run before tpm_abrmd).
 _ACCESS_IDS = ("tpm_access_docker_group", "tpm_access_docker_gid", "tpm_access_docker_group_manage")
 ROLE_INPUTS = {
-    "tpm_quote_mode": ("tpm_quote_mode_tss_user", "tpm_quote_mode_tss_group", "tpm_quote_mode_abrmd_tcti"),
+    "tpm_quote_mode": (
+        "tpm_quote_mode",
+        "tpm_quote_mode_tss_user",
+        "tpm_quote_mode_tss_group",
+        "tpm_quote_mode_abrmd_tcti",
+    ),
     "tpm_kernel": ("tpm_kernel_drivers", "tpm_kernel_device_timeout"),
     "tpm_access": (
         "tpm_quote_mode_tss_user",
@@ -555,6 +565,7 @@ ROLE_INPUTS = {
     ),
     "tpm_tcti_env": (
         "tpm_tcti_env_path",
+        "tpm_tcti_env_dirs",
         "tpm_tcti_env_services",
         "tpm_tcti_env_require_services",
         "__tpm_tcti_env_marker",
@@ -584,63 +595,3 @@ def input_errors(values, role):
     if not isinstance(values, dict):
         raise ValueError(f"the inputs of {role} must be a dict of variable name -> value, got {shown(values)}")
     return CHECKS[role](values)
-
-
-# --- names that must exist on the host -------------------------------------
-
-
-def _names(getent):
-    return set(getent or {})
-
-
-def ensured_groups(values):
-    """The groups tpm_access creates when missing: the tss group, the docker group when it is managed."""
-    groups = {values.get("tpm_quote_mode_tss_group")}
-    if not _is_null(values.get("tpm_access_docker_gid")) or truthy(values.get("tpm_access_docker_group_manage")):
-        groups.add(values.get("tpm_access_docker_group"))
-    return groups
-
-
-def truthy(value):
-    """A setting's truth as Ansible's bool filter reads it (the roles' one reading of yes/no settings)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
-
-
-def account_errors(values, role, users, groups, host="this host"):
-    """Names ``role`` needs that neither exist on ``host`` (getent passwd/group dicts) nor are made by tpm_access.
-
-    tpm_access ensures the tss user and group (tpm_quote_mode_tss_user/_group)
-    and, when managed, the docker group: those count as present. tpm_abrmd's
-    names matter only where it runs (abrmd mode): the role asks only then.
-    """
-    users, groups = _names(users), _names(groups)
-    tss_user = values.get("tpm_quote_mode_tss_user")
-    errors = []
-    if role == "tpm_verify":
-        user = values.get("tpm_verify_user")
-        if user and user not in users and user != tss_user:
-            errors.append(
-                f"tpm_verify_user: user {user} does not exist on {host}. Set it to the user the TPM consumer runs as "
-                '(it must exist before the run), or to "" to run the checks as the connection user.'
-            )
-    elif role == "tpm_abrmd":
-        missing = [u for u in values.get("tpm_abrmd_dbus_allowed_users") or [] if u not in users and u != tss_user]
-        if missing:
-            errors.append(
-                f"tpm_abrmd_dbus_allowed_users: user(s) {', '.join(missing)} do not exist on {host}; the D-Bus "
-                "policy would silently give them nothing. Create them first or remove them from "
-                "tpm_abrmd_dbus_allowed_users."
-            )
-        made = ensured_groups(values)
-        missing = [g for g in values.get("tpm_abrmd_dbus_extra_groups") or [] if g not in groups and g not in made]
-        if missing:
-            errors.append(
-                f"tpm_abrmd_dbus_extra_groups: group(s) {', '.join(missing)} do not exist on {host}; the D-Bus "
-                "policy would silently give them nothing. Create them first or remove them from "
-                "tpm_abrmd_dbus_extra_groups."
-            )
-    else:
-        raise ValueError(f"no account checks for role {role!r}; known: tpm_abrmd, tpm_verify (tpm_access: access_plan)")
-    return errors
