@@ -35,6 +35,22 @@ import re
 
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose_policy import (
+    REFUSED_OPTIONS,
+    allowed_capabilities_error,
+    as_bool,
+    base_dir_error,
+    canonical_capabilities,
+    capability,
+    capability_errors,
+    image_reference_error,
+    network_mode_error,
+    refused_option_error,
+    shown,
+)
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose_policy import clean_dir as _clean_dir
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose_policy import normpath as _normpath
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose_policy import under as _under
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import QUOTE_MODES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,7 +88,6 @@ PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")
 SERVICE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 USER_RE = re.compile(r"^([0-9]+):([0-9]+)\Z")
-CAP_RE = re.compile(r"^(CAP_)?[A-Z_]+\Z")
 SIZE_RE = re.compile(r"^[0-9]+[kmg]?\Z")
 MEMORY_RE = re.compile(r"^[0-9]+(b|k|m|g)?\Z")
 ABS_PATH_RE = re.compile(r"^/[^\s:\x00-\x1f\x7f]*\Z")
@@ -83,9 +98,6 @@ DOCKER_SOCKET_RE = re.compile(r"docker\.sock")
 SENSITIVE_HOST_PATHS = ("/", "/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/var/run/docker.sock",
                         "/run/docker.sock")  # fmt: skip
 SENSITIVE_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot", "/root")
-# tpm_containers_base_dir must not be in these (nor be /): the projects' files and directories go there.
-SYSTEM_TREES = (*SENSITIVE_TREES, "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/run", "/var/run",
-                "/var/lib/docker")  # fmt: skip
 # Written by tpm_containers into a project directory it created: the directories below it are the
 # project's own (their owners and modes are kept as planned). A directory without it is left as it is.
 PROJECT_MARKER = ".tpmfleet-project"
@@ -156,46 +168,22 @@ def compose_yaml(document):
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, indent=2)
 
 
-def _where(pi, project, si=None, service=None):
+def _where(pi, project, si=None, service=None, key=None):
+    """The variable path of a project, a service or one of its keys, with the names it has, e.g.
+    tpm_containers_projects[0].services[1].cap_add (project attest, service agent)."""
+    path = f"tpm_containers_projects[{pi}]" + (f".services[{si}]" if si is not None else "")
+    path += f".{key}" if key else ""
+    names = []
     name = project.get("name") if isinstance(project, dict) else None
-    where = f"tpm_containers_projects[{pi}]" + (f" ({name})" if isinstance(name, str) and name else "")
-    if si is not None:
-        sname = service.get("name") if isinstance(service, dict) else None
-        where += f".services[{si}]" + (f" ({sname})" if isinstance(sname, str) and sname else "")
-    return where
+    if isinstance(name, str) and name:
+        names.append(f"project {name}")
+    sname = service.get("name") if si is not None and isinstance(service, dict) else None
+    if isinstance(sname, str) and sname:
+        names.append(f"service {sname}")
+    return path + (f" ({', '.join(names)})" if names else "")
 
 
 # --- host paths ------------------------------------------------------------------------
-
-
-def _under(path, tree):
-    """Whether normalised ``path`` is ``tree`` or below it."""
-    return path == tree or path.startswith(tree.rstrip("/") + "/")
-
-
-def _normpath(path):
-    """posixpath.normpath, and // at the start (kept by POSIX rules, the root on Linux) made /."""
-    path = posixpath.normpath(path)
-    return "/" + path.lstrip("/") if path.startswith("//") else path
-
-
-def _clean_dir(value):
-    """The normalised absolute directory ``value`` names, or None when it is not one tpmfleet accepts:
-    a string, absolute, without control characters, whitespace, ':' or '..' components."""
-    if not (isinstance(value, str) and ABS_PATH_RE.match(value)) or ".." in value.split("/"):
-        return None
-    return _normpath(value)
-
-
-def base_dir_error(base_dir):
-    """Why ``tpm_containers_base_dir`` is refused ('' when it is fine)."""
-    clean = _clean_dir(base_dir)
-    if clean is None or clean == "/" or any(_under(clean, tree) for tree in SYSTEM_TREES):
-        return (
-            "tpm_containers_base_dir must be a directory of tpmfleet's own such as /srv/tpmfleet: absolute, "
-            f"without '..', not / and not in {', '.join(SYSTEM_TREES)} (got {base_dir!r})."
-        )
-    return ""
 
 
 def project_dir(project, base_dir):
@@ -228,6 +216,9 @@ def volume_source(volume, pdir):
         source = parts[0] if len(parts) > 1 else None
     elif isinstance(volume, dict):
         source = volume.get("source")
+        if volume.get("type") == "bind" and isinstance(source, str) and not source.startswith(("/", "~")):
+            # Long syntax: compose resolves a relative bind source against the project directory.
+            source = "./" + source
     else:
         source = None
     if not isinstance(source, str) or not source.startswith(("/", ".", "~")):
@@ -255,27 +246,26 @@ def host_path_problem(path):
 # --- inputs ------------------------------------------------------------------------------
 
 
-def _service_errors(where, service, allow_docker_socket, pdir=None, allow_host_paths=()):
+def _service_errors(at, service, settings, pdir=None):
+    """Problems with one service; ``at(key)``: the variable path of the service or of one of its keys."""
+    where = at()
+    allow_docker_socket = settings["allow_docker_socket"] is True
+    allow_host_paths = settings["allow_host_paths"] if isinstance(settings["allow_host_paths"], list) else []
     errors = []
     if not isinstance(service, dict):
         return [f"{where} must be a mapping with at least name, image and user (got {_kind(service)})."]
-    unknown = sorted(set(service) - set(SERVICE_KEYS))
-    if "privileged" in unknown:
-        errors.append(
-            f"{where}: privileged is not offered. The TPM is given with devices and the tss GID (group_add); "
-            "add single capabilities with cap_add if the service really needs one."
-        )
-        unknown.remove("privileged")
+    unknown = sorted(set(map(str, service)) - set(SERVICE_KEYS))
+    for key in [k for k in unknown if k in REFUSED_OPTIONS]:
+        errors.append(refused_option_error(at(key), key))
+        unknown.remove(key)
     if unknown:
         errors.append(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(SERVICE_KEYS)}.")
     name = service.get("name")
     if not (isinstance(name, str) and SERVICE_NAME_RE.match(name)):
         errors.append(f"{where}: name must be a service name of letters, digits, '.', '_' and '-' (got {name!r}).")
-    image = service.get("image")
-    if not (isinstance(image, str) and image.strip()):
-        errors.append(f"{where}: image is required (e.g. image: registry.example.net/agent:1.2); got {image!r}.")
-    elif any(c.isspace() for c in image):
-        errors.append(f"{where}: image must not contain whitespace (got {image!r}).")
+    error = image_reference_error(at("image"), service.get("image"))
+    if error:
+        errors.append(error)
     user = service.get("user")
     match = USER_RE.match(user) if isinstance(user, str) else None
     if not match:
@@ -331,9 +321,8 @@ def _service_errors(where, service, allow_docker_socket, pdir=None, allow_host_p
         errors.append(f"{where}: tmpfs must list absolute paths in the container, e.g. [/tmp, /run] (got {tmpfs!r}).")
     caps = service.get("cap_add")
     if isinstance(caps, list):
-        bad = [c for c in caps if not (isinstance(c, str) and CAP_RE.match(c)) or c in ("ALL", "CAP_ALL")]
-        if bad:
-            errors.append(f"{where}: cap_add must list single capabilities such as NET_BIND_SERVICE (bad: {bad!r}).")
+        allowed = settings["allow_capabilities"] if isinstance(settings["allow_capabilities"], list) else []
+        errors.extend(capability_errors(at("cap_add"), caps, {capability(c) for c in allowed}))
     for key in ("read_only", "tpm", "tss_group", "docker_socket"):
         if key in service and not _is_bool(service[key]):
             errors.append(f"{where}: {key} must be true or false (got {service[key]!r}).")
@@ -349,12 +338,11 @@ def _service_errors(where, service, allow_docker_socket, pdir=None, allow_host_p
     restart = service.get("restart")
     if restart is not None and not (isinstance(restart, str) and RESTART_RE.match(restart)):
         errors.append(f"{where}: restart must be no, always, unless-stopped or on-failure[:N] (got {restart!r}).")
-    network_mode = service.get("network_mode")
-    if network_mode is not None and not (isinstance(network_mode, str) and network_mode != "host" and network_mode):
-        errors.append(
-            f"{where}: network_mode must be a string other than host (the host's network namespace is not "
-            f"least privilege; got {network_mode!r})."
-        )
+    if service.get("network_mode") is not None:
+        allow_host_network = as_bool(settings["allow_host_network"]) is True
+        error = network_mode_error(at("network_mode"), service["network_mode"], allow_host_network)
+        if error:
+            errors.append(error)
     errors.extend(_limits_errors(f"{where}: limits", service.get("limits")))
     errors.extend(_logging_errors(f"{where}: logging", service.get("logging")))
     data = service.get("data")
@@ -430,6 +418,8 @@ DEFAULT_SETTINGS = {
     "data_modes": {"persistence": "0700", "logs": "0700", "config": "0700"},
     "allow_docker_socket": False,
     "allow_host_paths": [],
+    "allow_capabilities": [],
+    "allow_host_network": False,
     "manage": "auto",
 }
 MODE_RE = re.compile(r"^0?[0-7]{3}\Z")
@@ -450,6 +440,13 @@ def _settings_errors(settings):
     error = base_dir_error(settings["base_dir"])
     if error:
         errors.append(error)
+    error = allowed_capabilities_error(settings["allow_capabilities"])
+    if error:
+        errors.append(error)
+    if as_bool(settings["allow_host_network"]) is None:
+        errors.append(
+            f"tpm_containers_allow_host_network must be true or false (got {shown(settings['allow_host_network'])})."
+        )
     allowed = settings["allow_host_paths"]
     if not (isinstance(allowed, list) and all(_clean_dir(p) == p for p in allowed)):
         errors.append(
@@ -492,9 +489,7 @@ def compose_input_errors(projects, settings=None):
     projects = _plain(projects)
     settings = _settings(settings)
     errors = _settings_errors(settings)
-    allow_docker_socket = settings["allow_docker_socket"] is True
     base_dir = settings["base_dir"]
-    allowed = settings["allow_host_paths"] if isinstance(settings["allow_host_paths"], list) else []
     if not isinstance(projects, list):
         return [
             *errors,
@@ -547,7 +542,7 @@ def compose_input_errors(projects, settings=None):
         seen = {}
         for si, service in enumerate(services):
             swhere = _where(pi, project, si, service)
-            errors.extend(_service_errors(swhere, service, allow_docker_socket, pdir, allowed))
+            errors.extend(_service_errors(functools.partial(_where, pi, project, si, service), service, settings, pdir))
             sname = service.get("name") if isinstance(service, dict) else None
             if isinstance(sname, str) and sname:
                 if sname in seen:
@@ -689,7 +684,7 @@ def _service_document(service, ctx):
     doc["privileged"] = False
     doc["cap_drop"] = ["ALL"]
     if service.get("cap_add"):
-        doc["cap_add"] = list(service["cap_add"])
+        doc["cap_add"] = canonical_capabilities(service["cap_add"])
     doc["security_opt"] = ["no-new-privileges:true"]
     if service.get("network_mode"):
         doc["network_mode"] = service["network_mode"]
@@ -751,7 +746,7 @@ def _notes(project, identities):
         if service.get("read_only") is False:
             notes.append(f"Service {name} has a writable root filesystem (read_only: false).")
         if service.get("cap_add"):
-            notes.append(f"Service {name} adds capabilities: {', '.join(service['cap_add'])}.")
+            notes.append(f"Service {name} adds capabilities: {', '.join(canonical_capabilities(service['cap_add']))}.")
     for identity in identities:
         if identity["tpm"] and not identity["tss_group"]:
             notes.append(f"Service {identity['name']} is not given the tss GID (tss_group: false).")
