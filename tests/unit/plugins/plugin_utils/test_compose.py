@@ -239,7 +239,11 @@ def test_no_docker_gid_without_the_socket():
 @pytest.mark.parametrize(
     ("projects", "settings", "expected"),
     [
-        ([project(service(image=None))], {}, "services[0].image (project attest, service agent): an image reference is required"),
+        (
+            [project(service(image=None))],
+            {},
+            "services[0].image (project attest, service agent): an image reference is required",
+        ),
         ([project(service(image=""))], {}, "an image reference is required"),
         ([project(service(docker_socket=True))], {}, "Opt in with tpm_containers_allow_docker_socket: true"),
         ([project(service(), service())], {}, "service name 'agent' is used twice in project 'attest'"),
@@ -248,10 +252,22 @@ def test_no_docker_gid_without_the_socket():
         ([project(service(user="2000"))], {}, "user must be the numeric 'UID:GID'"),
         ([project(service(user="0:0"))], {}, "runs the container as root"),
         ([project(service(volumes=["/var/run/docker.sock:/var/run/docker.sock"]))], {}, "set docker_socket: true"),
-        ([project(service(privileged=True))], {}, "services[0].privileged (project attest, service agent): privileged gives the container every"),
+        (
+            [project(service(privileged=True))],
+            {},
+            "services[0].privileged (project attest, service agent): privileged gives the container every",
+        ),
         ([project(service(tpm_device="/dev/tpm0"))], {}, "unknown keys tpm_device"),
-        ([project(service(cap_add=["ALL"]))], {}, "services[0].cap_add (project attest, service agent): ALL gives the container every capability"),
-        ([project(service(network_mode="host"))], {}, "network_mode (project attest, service agent): host puts the container in the host's network"),
+        (
+            [project(service(cap_add=["ALL"]))],
+            {},
+            "services[0].cap_add (project attest, service agent): ALL gives the container every capability",
+        ),
+        (
+            [project(service(network_mode="host"))],
+            {},
+            "network_mode (project attest, service agent): host puts the container in the host's network",
+        ),
         ([project(service(restart="sometimes"))], {}, "restart must be no, always"),
         ([project(service(data={"cache": "/c"}))], {}, "data kinds must be persistence, logs, config"),
         ([project(service(data={"logs": "log"}))], {}, "data paths must be absolute"),

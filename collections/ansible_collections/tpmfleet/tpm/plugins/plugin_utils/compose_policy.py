@@ -248,17 +248,21 @@ def network_mode_error(where, mode, allow_host_network):
 # writes compose files, env files (secrets) and data directories. It may not be / nor in these
 # trees: the system's own, those other programs parse (everything in /etc: apt.conf.d, sudoers.d,
 # cron.d, profile.d, systemd; /usr/lib/systemd; /var/spool/cron; /var/lib of dpkg, apt, systemd),
-# the kernel's (/proc, /sys, /dev), and world-writable ones (/tmp, /var/tmp), where another user
-# could put a link first.
+# and the kernel's (/proc, /sys, /dev). A directory below /tmp or a home directory is accepted (the
+# role's tests use one): tpmfleet never writes through a link or into a file at a planned path
+# (compose_dirs), but choose a base directory only root can change.
 SYSTEM_TREES = (
     "/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
     "/libx32", "/run", "/var/run", "/var/lock", "/var/lib/docker", "/var/lib/containerd", "/var/lib/dpkg",
     "/var/lib/apt", "/var/lib/systemd", "/var/lib/polkit-1", "/var/lib/sudo", "/var/spool", "/var/mail",
-    "/var/log", "/var/cache", "/var/backups", "/tmp", "/var/tmp", "/home", "/snap", "/lost+found",  # noqa: S108
+    "/var/log", "/var/cache", "/var/backups", "/snap", "/lost+found",
 )  # fmt: skip
 # Directories that hold other programs' directories: the base directory must be one of its own
 # below them (/srv/tpmfleet, /opt/tpmfleet), not them.
-SHARED_PARENTS = ("/var", "/var/lib", "/var/opt", "/var/local", "/srv", "/opt", "/mnt", "/media", "/data")
+SHARED_PARENTS = (
+    "/var", "/var/lib", "/var/opt", "/var/local", "/srv", "/opt", "/mnt", "/media", "/data", "/home",
+    "/tmp", "/var/tmp",  # noqa: S108 -- refused, not used
+)  # fmt: skip
 ABS_PATH_RE = re.compile(r"/[^\s:\x00-\x1f\x7f]*")
 
 
