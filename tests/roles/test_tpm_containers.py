@@ -323,11 +323,11 @@ def test_a_project_directory_tpmfleet_created_carries_the_marker_and_keeps_the_p
 BAD_DIRS = {
     # host -> (the project's extra keys or settings, a fragment of the one message)
     "dir-root": ({"dir": "/."}, "dir must be a directory below tpm_containers_base_dir (/srv/tpmfleet), such as "
-                 "/srv/tpmfleet/attest, written without '..' (got '/.', which is /)"),
+                 "/srv/tpmfleet/attest, written without '..' (got \"/.\", which is /)"),
     "dir-escape": ({"dir": "/srv/tpmfleet/../../etc"}, "dir must be a directory below tpm_containers_base_dir"),
-    "dir-base": ({"dir": "/srv/tpmfleet/"}, "(got '/srv/tpmfleet/', which is /srv/tpmfleet)"),
+    "dir-base": ({"dir": "/srv/tpmfleet/"}, '(got "/srv/tpmfleet/", which is /srv/tpmfleet)'),
     "volume-root": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/:/host"]}]},
-                    "volume '/:/host' mounts the host's /: / is a sensitive host path"),
+                    "volume \"/:/host\" mounts the host's /: / is a sensitive host path"),
     "volume-etc": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/etc:/e:ro"]}]},
                    "list the path in tpm_containers_allow_host_paths (e.g. [/etc])"),
     "base-root": ({"settings": {"tpm_containers_base_dir": "/"}},

@@ -246,8 +246,8 @@ def test_no_docker_gid_without_the_socket():
         ),
         ([project(service(image=""))], {}, "an image reference is required"),
         ([project(service(docker_socket=True))], {}, "Opt in with tpm_containers_allow_docker_socket: true"),
-        ([project(service(), service())], {}, "service name 'agent' is used twice in project 'attest'"),
-        ([project(), project()], {}, "project name 'attest' is used twice"),
+        ([project(service(), service())], {}, 'service name "agent" is used twice in project "attest"'),
+        ([project(), project()], {}, 'project name "attest" is used twice'),
         ([project(service(user="agent"))], {}, "user must be the numeric 'UID:GID'"),
         ([project(service(user="2000"))], {}, "user must be the numeric 'UID:GID'"),
         ([project(service(user="0:0"))], {}, "runs the container as root"),
@@ -305,16 +305,16 @@ SAME = "is also the directory of tpm_containers_projects[0] (after normalisation
     ("projects", "settings", "expected"),
     [
         # The project directory: normalised, below the base directory, one per project.
-        ([project(dir="/.")], {}, f"{BELOW}, written without '..' (got '/.', which is /)"),
-        ([project(dir="/")], {}, f"{BELOW}, written without '..' (got '/')"),
+        ([project(dir="/.")], {}, f"{BELOW}, written without '..' (got \"/.\", which is /)"),
+        ([project(dir="/")], {}, f"{BELOW}, written without '..' (got \"/\")"),
         (
             [project(dir="/srv/tpmfleet/../../etc")],
             {},
-            f"{BELOW}, written without '..' (got '/srv/tpmfleet/../../etc')",
+            f"{BELOW}, written without '..' (got \"/srv/tpmfleet/../../etc\")",
         ),
         ([project(dir="/srv/tpmfleet/attest/../attest")], {}, BELOW),
         ([project(dir="/srv/tpmfleet")], {}, BELOW),
-        ([project(dir="/srv/tpmfleet/.")], {}, "(got '/srv/tpmfleet/.', which is /srv/tpmfleet)"),
+        ([project(dir="/srv/tpmfleet/.")], {}, '(got "/srv/tpmfleet/.", which is /srv/tpmfleet)'),
         ([project(dir="/srv/tpmfleet-other/attest")], {}, BELOW),
         ([project(dir="/etc")], {}, BELOW),
         ([project(dir="/srv/tpmfleet/attest\n")], {}, BELOW),
@@ -349,7 +349,7 @@ SAME = "is also the directory of tpm_containers_projects[0] (after normalisation
         (
             [project(service(volumes=["/:/host"]))],
             {},
-            "volume '/:/host' mounts the host's /: / is a sensitive host path",
+            'volume "/:/host" mounts the host\'s /: / is a sensitive host path',
         ),
         (
             [project(service(volumes=["/etc:/host-etc:ro"]))],
@@ -513,7 +513,7 @@ def test_an_unknown_quote_mode_is_refused():
     with pytest.raises(ValueError, match="tpm_quote_mode must be one of direct, kernel_rm, abrmd; got 'fast'"):
         qm.profile("fast")
     profile = {**qm.profile("direct"), "mode": "fast"}
-    with pytest.raises(AnsibleFilterError, match="tpm_quote_mode must be one of direct, kernel_rm, abrmd; got 'fast'"):
+    with pytest.raises(AnsibleFilterError, match='tpm_quote_mode must be one of direct, kernel_rm, abrmd; got "fast"'):
         tc.compose_plan([project()], profile, groups=GROUPS, docker=DOCKER)
 
 

@@ -138,7 +138,7 @@ def _escape_dollars(value):
 def _kind(value):
     """What a wrong value is, without printing it (it may hold secrets such as environment values)."""
     if isinstance(value, (str, int, float, bool)) or value is None:
-        return repr(value)
+        return shown(value)
     return f"a {type(value).__name__}"
 
 
@@ -195,11 +195,11 @@ def project_dir(project, base_dir):
         return (f"{base}/{name}", "") if isinstance(name, str) and PROJECT_NAME_RE.match(name) else (None, "")
     clean = _clean_dir(value)
     if clean is None or clean == base or not _under(clean, base):
-        shown = f"{value!r}" + (f", which is {clean}" if clean not in (None, value) else "")
+        got = shown(value) + (f", which is {clean}" if clean not in (None, value) else "")
         example = f"{base}/{name}" if isinstance(name, str) and PROJECT_NAME_RE.match(name) else f"{base}/NAME"
         return None, (
             f"dir must be a directory below tpm_containers_base_dir ({base}), such as {example}, written without "
-            f"'..' (got {shown}); or leave dir unset. tpmfleet creates the project's directories and changes no "
+            f"'..' (got {got}); or leave dir unset. tpmfleet creates the project's directories and changes no "
             "directory outside the base directory."
         )
     return clean, ""
@@ -262,7 +262,7 @@ def _service_errors(at, service, settings, pdir=None):
         errors.append(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(SERVICE_KEYS)}.")
     name = service.get("name")
     if not (isinstance(name, str) and SERVICE_NAME_RE.match(name)):
-        errors.append(f"{where}: name must be a service name of letters, digits, '.', '_' and '-' (got {name!r}).")
+        errors.append(f"{where}: name must be a service name of letters, digits, '.', '_' and '-' (got {shown(name)}).")
     error = image_reference_error(at("image"), service.get("image"))
     if error:
         errors.append(error)
@@ -271,17 +271,17 @@ def _service_errors(at, service, settings, pdir=None):
     if not match:
         errors.append(
             f"{where}: user must be the numeric 'UID:GID' the container runs as, e.g. user: \"2000:2000\" "
-            f"(names may resolve differently inside the image; got {user!r})."
+            f"(names may resolve differently inside the image; got {shown(user)})."
         )
     elif int(match.group(1)) == 0:
         errors.append(
-            f"{where}: user {user!r} runs the container as root; give it a non-root UID (the TPM is reached "
+            f"{where}: user {shown(user)} runs the container as root; give it a non-root UID (the TPM is reached "
             "through the tss GID, not through root)."
         )
     for key in ("command", "entrypoint"):
         value = service.get(key)
         if value is not None and not (isinstance(value, str) and value) and not _is_str_list(value):
-            errors.append(f"{where}: {key} must be a string or a list of strings (got {value!r}).")
+            errors.append(f"{where}: {key} must be a string or a list of strings (got {shown(value)}).")
     env = service.get("environment", {})
     if not isinstance(env, dict):
         errors.append(f"{where}: environment must be a mapping of NAME: value (got {type(env).__name__}).")
@@ -297,7 +297,7 @@ def _service_errors(at, service, settings, pdir=None):
     for key in ("ports", "volumes", "tmpfs", "cap_add"):
         value = service.get(key)
         if value is not None and not isinstance(value, list):
-            errors.append(f"{where}: {key} must be a list (got {value!r}).")
+            errors.append(f"{where}: {key} must be a list (got {shown(value)}).")
     volumes = service.get("volumes") if isinstance(service.get("volumes"), list) else []
     for volume in volumes:
         text = json.dumps(volume) if not isinstance(volume, str) else volume
@@ -311,21 +311,23 @@ def _service_errors(at, service, settings, pdir=None):
         problem = host_path_problem(source) if source else ""
         if problem and source not in allow_host_paths:
             errors.append(
-                f"{where}: volume {text!r} mounts the host's {source}: {problem}, and a container that "
+                f"{where}: volume {shown(volume)} mounts the host's {source}: {problem}, and a container that "
                 "mounts it can read or change the host itself. Mount a directory of the service's own instead "
                 "(data: persistence, logs, config), or, if the service really needs it, list the path in "
                 f"tpm_containers_allow_host_paths (e.g. [{source}])."
             )
     tmpfs = service.get("tmpfs")
     if isinstance(tmpfs, list) and not all(isinstance(t, str) and t.startswith("/") for t in tmpfs):
-        errors.append(f"{where}: tmpfs must list absolute paths in the container, e.g. [/tmp, /run] (got {tmpfs!r}).")
+        errors.append(
+            f"{where}: tmpfs must list absolute paths in the container, e.g. [/tmp, /run] (got {shown(tmpfs)})."
+        )
     caps = service.get("cap_add")
     if isinstance(caps, list):
         allowed = settings["allow_capabilities"] if isinstance(settings["allow_capabilities"], list) else []
         errors.extend(capability_errors(at("cap_add"), caps, {capability(c) for c in allowed}))
     for key in ("read_only", "tpm", "tss_group", "docker_socket"):
         if key in service and not _is_bool(service[key]):
-            errors.append(f"{where}: {key} must be true or false (got {service[key]!r}).")
+            errors.append(f"{where}: {key} must be true or false (got {shown(service[key])}).")
     if service.get("docker_socket") is True and not allow_docker_socket:
         errors.append(
             f"{where}: docker_socket: true gives the container full control of the Docker engine (root on the "
@@ -337,7 +339,7 @@ def _service_errors(at, service, settings, pdir=None):
         errors.append(f"{where}: healthcheck must be a mapping (test, interval, timeout, retries, start_period).")
     restart = service.get("restart")
     if restart is not None and not (isinstance(restart, str) and RESTART_RE.match(restart)):
-        errors.append(f"{where}: restart must be no, always, unless-stopped or on-failure[:N] (got {restart!r}).")
+        errors.append(f"{where}: restart must be no, always, unless-stopped or on-failure[:N] (got {shown(restart)}).")
     if service.get("network_mode") is not None:
         allow_host_network = as_bool(settings["allow_host_network"]) is True
         error = network_mode_error(at("network_mode"), service["network_mode"], allow_host_network)
@@ -348,7 +350,9 @@ def _service_errors(at, service, settings, pdir=None):
     data = service.get("data")
     if data is not None:
         if not isinstance(data, dict):
-            errors.append(f"{where}: data must map {', '.join(DATA_KINDS)} to paths in the container (got {data!r}).")
+            errors.append(
+                f"{where}: data must map {', '.join(DATA_KINDS)} to paths in the container (got {shown(data)})."
+            )
         else:
             unknown = sorted(set(map(str, data)) - set(DATA_KINDS))
             if unknown:
@@ -356,7 +360,8 @@ def _service_errors(at, service, settings, pdir=None):
             bad = [v for v in data.values() if not (isinstance(v, str) and ABS_PATH_RE.match(v) and v != "/")]
             if bad:
                 errors.append(
-                    f"{where}: data paths must be absolute paths in the container, e.g. /var/lib/agent (bad: {bad!r})."
+                    f"{where}: data paths must be absolute paths in the container, e.g. /var/lib/agent "
+                    f"(bad: {shown(bad)})."
                 )
     return errors
 
@@ -365,18 +370,18 @@ def _limits_errors(where, limits):
     if limits is None:
         return []
     if not isinstance(limits, dict):
-        return [f"{where} must be a mapping of memory, cpus and pids (got {limits!r})."]
+        return [f"{where} must be a mapping of memory, cpus and pids (got {shown(limits)})."]
     errors = []
     unknown = sorted(set(map(str, limits)) - set(LIMIT_KEYS))
     if unknown:
         errors.append(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(LIMIT_KEYS)}.")
     memory, cpus, pids = limits.get("memory"), limits.get("cpus"), limits.get("pids")
     if memory is not None and not MEMORY_RE.match(str(memory).lower()):
-        errors.append(f"{where}.memory must be a size such as 256m or 1g (got {memory!r}).")
+        errors.append(f"{where}.memory must be a size such as 256m or 1g (got {shown(memory)}).")
     if cpus is not None and (_is_bool(cpus) or not isinstance(cpus, (int, float, str)) or not _positive_float(cpus)):
-        errors.append(f"{where}.cpus must be a positive number such as 0.5 (got {cpus!r}).")
+        errors.append(f"{where}.cpus must be a positive number such as 0.5 (got {shown(cpus)}).")
     if pids is not None and (_is_bool(pids) or not str(pids).isdigit() or int(str(pids)) < 1):
-        errors.append(f"{where}.pids must be a whole number of processes, 1 or more (got {pids!r}).")
+        errors.append(f"{where}.pids must be a whole number of processes, 1 or more (got {shown(pids)}).")
     return errors
 
 
@@ -391,16 +396,16 @@ def _logging_errors(where, logging):
     if logging is None:
         return []
     if not isinstance(logging, dict):
-        return [f"{where} must be a mapping of max_size and max_file (got {logging!r})."]
+        return [f"{where} must be a mapping of max_size and max_file (got {shown(logging)})."]
     errors = []
     unknown = sorted(set(map(str, logging)) - set(LOGGING_KEYS))
     if unknown:
         errors.append(f"{where}: unknown keys {', '.join(unknown)}; allowed: {', '.join(LOGGING_KEYS)}.")
     size, count = logging.get("max_size"), logging.get("max_file")
     if size is not None and not SIZE_RE.match(str(size).lower()):
-        errors.append(f"{where}.max_size must be a size such as 10m (got {size!r}).")
+        errors.append(f"{where}.max_size must be a size such as 10m (got {shown(size)}).")
     if count is not None and (_is_bool(count) or not str(count).isdigit() or int(str(count)) < 1):
-        errors.append(f"{where}.max_file must be a whole number of files, 1 or more (got {count!r}).")
+        errors.append(f"{where}.max_file must be a whole number of files, 1 or more (got {shown(count)}).")
     return errors
 
 
@@ -433,7 +438,7 @@ def _settings_errors(settings):
     errors = []
     if not isinstance(settings["allow_docker_socket"], bool):
         errors.append(
-            f"tpm_containers_allow_docker_socket must be true or false (got {settings['allow_docker_socket']!r})."
+            f"tpm_containers_allow_docker_socket must be true or false (got {shown(settings['allow_docker_socket'])})."
         )
     errors.extend(_limits_errors("tpm_containers_limits", settings["limits"]))
     errors.extend(_logging_errors("tpm_containers_logging", settings["logging"]))
@@ -451,36 +456,38 @@ def _settings_errors(settings):
     if not (isinstance(allowed, list) and all(_clean_dir(p) == p for p in allowed)):
         errors.append(
             "tpm_containers_allow_host_paths must list normalised absolute host paths that services may mount, "
-            f"e.g. [/etc/keylime] (got {allowed!r})."
+            f"e.g. [/etc/keylime] (got {shown(allowed)})."
         )
     restart = settings["restart"]
     if not (isinstance(restart, str) and RESTART_RE.match(restart)):
-        errors.append(f"tpm_containers_restart must be no, always, unless-stopped or on-failure[:N] (got {restart!r}).")
+        errors.append(
+            f"tpm_containers_restart must be no, always, unless-stopped or on-failure[:N] (got {shown(restart)})."
+        )
     tmpfs = settings["tmpfs"]
     if not (isinstance(tmpfs, list) and all(isinstance(t, str) and t.startswith("/") for t in tmpfs)):
         errors.append(
-            f"tpm_containers_tmpfs must list absolute paths in the container, e.g. [/tmp, /run] (got {tmpfs!r})."
+            f"tpm_containers_tmpfs must list absolute paths in the container, e.g. [/tmp, /run] (got {shown(tmpfs)})."
         )
     modes = settings["data_modes"]
     if not (isinstance(modes, dict) and set(modes) == set(DATA_KINDS)):
         errors.append(
-            f"tpm_containers_data_modes must give a mode for each of {', '.join(DATA_KINDS)} (got {modes!r})."
+            f"tpm_containers_data_modes must give a mode for each of {', '.join(DATA_KINDS)} (got {shown(modes)})."
         )
     else:
         bad = {k: v for k, v in modes.items() if not (isinstance(v, str) and MODE_RE.match(v)) or int(v, 8) & 0o007}
         if bad:
             errors.append(
                 'tpm_containers_data_modes must be quoted octal modes that give other users nothing, e.g. "0700" '
-                f"(bad: {bad!r})."
+                f"(bad: {shown(bad)})."
             )
     socket = settings["docker_socket"]
     if not (isinstance(socket, str) and ABS_PATH_RE.match(socket)):
-        errors.append(f"tpm_containers_docker_socket must be an absolute path (got {socket!r}).")
+        errors.append(f"tpm_containers_docker_socket must be an absolute path (got {shown(socket)}).")
     group = settings["docker_group"]
     if not (isinstance(group, str) and re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z", group)):
-        errors.append(f"tpm_containers_docker_group must be a group name such as docker (got {group!r}).")
+        errors.append(f"tpm_containers_docker_group must be a group name such as docker (got {shown(group)}).")
     if str(settings["manage"]).lower() not in ("auto", "true", "false", "yes", "no"):
-        errors.append(f"tpm_containers_docker must be auto, true or false (got {settings['manage']!r}).")
+        errors.append(f"tpm_containers_docker must be auto, true or false (got {shown(settings['manage'])}).")
     return errors
 
 
@@ -508,11 +515,12 @@ def compose_input_errors(projects, settings=None):
         name = project.get("name")
         if not (isinstance(name, str) and PROJECT_NAME_RE.match(name)):
             errors.append(
-                f"{where}: name must be a compose project name (lower-case letters, digits, '_', '-'; got {name!r})."
+                f"{where}: name must be a compose project name (lower-case letters, digits, '_', '-'; "
+                f"got {shown(name)})."
             )
         elif name in seen_projects:
             errors.append(
-                f"{where}: project name {name!r} is used twice "
+                f"{where}: project name {shown(name)} is used twice "
                 f"(also by tpm_containers_projects[{seen_projects[name]}])."
             )
         else:
@@ -547,7 +555,7 @@ def compose_input_errors(projects, settings=None):
             if isinstance(sname, str) and sname:
                 if sname in seen:
                     errors.append(
-                        f"{swhere}: service name {sname!r} is used twice in project {name!r} "
+                        f"{swhere}: service name {shown(sname)} is used twice in project {shown(name)} "
                         f"(also by services[{seen[sname]}]); compose would keep only one of them."
                     )
                 else:
@@ -618,7 +626,7 @@ def _check_profile(profile):
     mode = profile.get("mode") if isinstance(profile, dict) else None
     if mode not in modes:
         raise AnsibleFilterError(
-            f"tpm_quote_mode must be one of {', '.join(modes)}; got {mode!r}. "
+            f"tpm_quote_mode must be one of {', '.join(modes)}; got {shown(mode)}. "
             "Set it per host (host_vars, or -e tpm_quote_mode=kernel_rm)."
         )
     container = profile.get("container")
