@@ -162,6 +162,15 @@ def test_check_diff_is_truthful_and_a_real_change_keeps_a_backup(converged):
             {"services": [{"name": "a", "image": "x", "user": "2000:2000", "docker_socket": True}]},
             "Opt in with tpm_containers_allow_docker_socket: true",
         ),
+        (
+            {"services": [{"name": "a", "image": "x", "user": "2000:2000", "cap_add": ["cap_sys_admin"]}]},
+            "tpm_containers_projects[0].services[0].cap_add (project attest, service a): SYS_ADMIN mount, namespaces",
+        ),
+        (
+            {"services": [{"name": "a", "image": "busybox$(reboot)", "user": "2000:2000"}]},
+            'tpm_containers_projects[0].services[0].image (project attest, service a): "busybox$(reboot)" is not an '
+            "image reference",
+        ),
     ],
 )
 def test_bad_inputs_fail_clearly_and_write_nothing(converged, extra, expected):
@@ -170,6 +179,21 @@ def test_bad_inputs_fail_clearly_and_write_nothing(converged, extra, expected):
     rc, out = run(tmp, {"tpm_containers_projects": [{**project(base), **extra}]})
     assert rc != 0 and expected in messages(out), messages(out)
     assert digest(base) == before
+
+
+def test_opted_in_capabilities_and_host_network_are_written(tmp_path):
+    base = tmp_path / "srv"
+    agent = {**project(base)["services"][0], "cap_add": ["cap_sys_time", "NET_BIND_SERVICE"], "network_mode": "host"}
+    extra = {
+        "tpm_containers_projects": [{**project(base), "services": [agent]}],
+        "tpm_containers_allow_capabilities": ["SYS_TIME"],
+        "tpm_containers_allow_host_network": True,
+    }
+    rc, out = run(tmp_path, extra)
+    assert rc == 0, failed_tasks(out)
+    written = yaml.safe_load((base / "attest" / "compose.yaml").read_text())["services"]["agent"]
+    assert written["cap_add"] == ["SYS_TIME", "NET_BIND_SERVICE"] and written["cap_drop"] == ["ALL"]
+    assert written["network_mode"] == "host" and written["privileged"] is False
 
 
 def test_an_unknown_quote_mode_fails_before_anything(converged):
@@ -299,11 +323,11 @@ def test_a_project_directory_tpmfleet_created_carries_the_marker_and_keeps_the_p
 BAD_DIRS = {
     # host -> (the project's extra keys or settings, a fragment of the one message)
     "dir-root": ({"dir": "/."}, "dir must be a directory below tpm_containers_base_dir (/srv/tpmfleet), such as "
-                 "/srv/tpmfleet/attest, written without '..' (got '/.', which is /)"),
+                 "/srv/tpmfleet/attest, written without '..' (got \"/.\", which is /)"),
     "dir-escape": ({"dir": "/srv/tpmfleet/../../etc"}, "dir must be a directory below tpm_containers_base_dir"),
-    "dir-base": ({"dir": "/srv/tpmfleet/"}, "(got '/srv/tpmfleet/', which is /srv/tpmfleet)"),
+    "dir-base": ({"dir": "/srv/tpmfleet/"}, '(got "/srv/tpmfleet/", which is /srv/tpmfleet)'),
     "volume-root": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/:/host"]}]},
-                    "volume '/:/host' mounts the host's /: / is a sensitive host path"),
+                    "volume \"/:/host\" mounts the host's /: / is a sensitive host path"),
     "volume-etc": ({"services": [{"name": "agent", "image": "x", "user": "2000:2000", "volumes": ["/etc:/e:ro"]}]},
                    "list the path in tpm_containers_allow_host_paths (e.g. [/etc])"),
     "base-root": ({"settings": {"tpm_containers_base_dir": "/"}},

@@ -191,12 +191,15 @@ def test_zz3_a_file_the_engine_rejects_never_replaces_the_working_one(host):
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({"tpm_containers_projects": projects(image=None)}, "services[0] (quoter): image is required"),
+        (
+            {"tpm_containers_projects": projects(image=None)},
+            "services[0].image (project attest, service quoter): an image reference is required",
+        ),
         ({"tpm_containers_projects": projects(docker_socket=True)}, "Opt in with tpm_containers_allow_docker_socket"),
         ({"tpm_quote_mode": "fast"}, "tpm_quote_mode must be one of"),
         (
             {"tpm_containers_projects": [{"name": "attest", "services": projects()[0]["services"] * 2}]},
-            "service name 'quoter' is used twice in project 'attest'",
+            "services[1] (project attest, service quoter): service name",
         ),
     ],
 )

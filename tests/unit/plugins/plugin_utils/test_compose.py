@@ -239,19 +239,35 @@ def test_no_docker_gid_without_the_socket():
 @pytest.mark.parametrize(
     ("projects", "settings", "expected"),
     [
-        ([project(service(image=None))], {}, "services[0] (agent): image is required"),
-        ([project(service(image=""))], {}, "image is required"),
+        (
+            [project(service(image=None))],
+            {},
+            "services[0].image (project attest, service agent): an image reference is required",
+        ),
+        ([project(service(image=""))], {}, "an image reference is required"),
         ([project(service(docker_socket=True))], {}, "Opt in with tpm_containers_allow_docker_socket: true"),
-        ([project(service(), service())], {}, "service name 'agent' is used twice in project 'attest'"),
-        ([project(), project()], {}, "project name 'attest' is used twice"),
+        ([project(service(), service())], {}, 'service name "agent" is used twice in project "attest"'),
+        ([project(), project()], {}, 'project name "attest" is used twice'),
         ([project(service(user="agent"))], {}, "user must be the numeric 'UID:GID'"),
         ([project(service(user="2000"))], {}, "user must be the numeric 'UID:GID'"),
         ([project(service(user="0:0"))], {}, "runs the container as root"),
         ([project(service(volumes=["/var/run/docker.sock:/var/run/docker.sock"]))], {}, "set docker_socket: true"),
-        ([project(service(privileged=True))], {}, "privileged is not offered"),
+        (
+            [project(service(privileged=True))],
+            {},
+            "services[0].privileged (project attest, service agent): privileged gives the container every",
+        ),
         ([project(service(tpm_device="/dev/tpm0"))], {}, "unknown keys tpm_device"),
-        ([project(service(cap_add=["ALL"]))], {}, "cap_add must list single capabilities"),
-        ([project(service(network_mode="host"))], {}, "network_mode must be a string other than host"),
+        (
+            [project(service(cap_add=["ALL"]))],
+            {},
+            "services[0].cap_add (project attest, service agent): ALL gives the container every capability",
+        ),
+        (
+            [project(service(network_mode="host"))],
+            {},
+            "network_mode (project attest, service agent): host puts the container in the host's network",
+        ),
         ([project(service(restart="sometimes"))], {}, "restart must be no, always"),
         ([project(service(data={"cache": "/c"}))], {}, "data kinds must be persistence, logs, config"),
         ([project(service(data={"logs": "log"}))], {}, "data paths must be absolute"),
@@ -289,16 +305,16 @@ SAME = "is also the directory of tpm_containers_projects[0] (after normalisation
     ("projects", "settings", "expected"),
     [
         # The project directory: normalised, below the base directory, one per project.
-        ([project(dir="/.")], {}, f"{BELOW}, written without '..' (got '/.', which is /)"),
-        ([project(dir="/")], {}, f"{BELOW}, written without '..' (got '/')"),
+        ([project(dir="/.")], {}, f"{BELOW}, written without '..' (got \"/.\", which is /)"),
+        ([project(dir="/")], {}, f"{BELOW}, written without '..' (got \"/\")"),
         (
             [project(dir="/srv/tpmfleet/../../etc")],
             {},
-            f"{BELOW}, written without '..' (got '/srv/tpmfleet/../../etc')",
+            f"{BELOW}, written without '..' (got \"/srv/tpmfleet/../../etc\")",
         ),
         ([project(dir="/srv/tpmfleet/attest/../attest")], {}, BELOW),
         ([project(dir="/srv/tpmfleet")], {}, BELOW),
-        ([project(dir="/srv/tpmfleet/.")], {}, "(got '/srv/tpmfleet/.', which is /srv/tpmfleet)"),
+        ([project(dir="/srv/tpmfleet/.")], {}, '(got "/srv/tpmfleet/.", which is /srv/tpmfleet)'),
         ([project(dir="/srv/tpmfleet-other/attest")], {}, BELOW),
         ([project(dir="/etc")], {}, BELOW),
         ([project(dir="/srv/tpmfleet/attest\n")], {}, BELOW),
@@ -321,7 +337,7 @@ SAME = "is also the directory of tpm_containers_projects[0] (after normalisation
         ),
         ([project(name="x\n")], {}, "name must be a compose project name"),
         # The base directory.
-        ([project()], {"base_dir": "/"}, f"{BASE}: absolute, without '..', not / and not in /etc"),
+        ([project()], {"base_dir": "/"}, f"{BASE}: absolute, without '..' or hidden components"),
         ([project()], {"base_dir": "/etc"}, BASE),
         ([project()], {"base_dir": "/etc/tpmfleet"}, BASE),
         ([project()], {"base_dir": "/srv/../etc"}, BASE),
@@ -333,7 +349,7 @@ SAME = "is also the directory of tpm_containers_projects[0] (after normalisation
         (
             [project(service(volumes=["/:/host"]))],
             {},
-            "volume '/:/host' mounts the host's /: / is a sensitive host path",
+            'volume "/:/host" mounts the host\'s /: / is a sensitive host path',
         ),
         (
             [project(service(volumes=["/etc:/host-etc:ro"]))],
@@ -498,7 +514,7 @@ def test_an_unknown_quote_mode_is_refused():
     with pytest.raises(ValueError, match=unknown):
         qm.profile("fast")
     profile = {**qm.profile("direct"), "mode": "fast"}
-    with pytest.raises(AnsibleFilterError, match="tpm_quote_mode must be one of direct, kernel_rm, abrmd; got 'fast'"):
+    with pytest.raises(AnsibleFilterError, match='tpm_quote_mode must be one of direct, kernel_rm, abrmd; got "fast"'):
         tc.compose_plan([project()], profile, groups=GROUPS, docker=DOCKER)
 
 
@@ -659,6 +675,22 @@ def _compose_cli():
 COMPOSE_CLI = _compose_cli()  # probed once, not per test
 
 
+def compose_config(tmp_path, result):
+    """`compose config` of the planned project, its directory moved to ``tmp_path`` (the base directory may
+    not be under /tmp); returns the configuration compose reads as a dict."""
+    pdir = result["projects"][0]["dir"]
+    for env in result["env_files"]:
+        Path(env["path"].replace(pdir, str(tmp_path), 1)).write_text(env["content"])
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(result["projects"][0]["compose_yaml"].replace(pdir + "/", f"{tmp_path}/"))
+    run = subprocess.run(
+        [*COMPOSE_CLI, "-f", str(compose), "config", "--format", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return yaml.safe_load(run.stdout)
+
+
 @pytest.mark.skipif(COMPOSE_CLI is None, reason="no compose v2 CLI: scripts/setup.sh installs it")
 @pytest.mark.parametrize("mode", MODES)
 def test_docker_compose_config_accepts_every_rendered_mode(tmp_path, mode):
@@ -667,17 +699,9 @@ def test_docker_compose_config_accepts_every_rendered_mode(tmp_path, mode):
         data={"persistence": "/var/lib/agent", "config": "/etc/agent"},
         healthcheck={"test": ["CMD", "/bin/true"], "interval": "30s"},
     )
-    result = plan([project(rich, dir=str(tmp_path))], mode, base_dir=str(tmp_path.parent))
-    for env in result["env_files"]:
-        Path(env["path"]).write_text(env["content"])
-    compose = tmp_path / "compose.yaml"
-    compose.write_text(result["projects"][0]["compose_yaml"])
-    run = subprocess.run(
-        [*COMPOSE_CLI, "-f", str(compose), "config", "--format", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    config = yaml.safe_load(run.stdout)
+    result = plan([project(rich)], mode)
+    assert result["errors"] == []
+    config = compose_config(tmp_path, result)
     agent = config["services"]["agent"]
     # Literal, from the env file (`config` prints a compose file again, so $ shows as $$).
     assert agent["environment"]["TOKEN"].replace("$$", "$") == LITERAL
