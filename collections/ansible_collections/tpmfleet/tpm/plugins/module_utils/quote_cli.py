@@ -158,7 +158,8 @@ def _create_ak(q, tmp, before, key_algorithm, hierarchy, auth_arg, paths):
     load = ("tpm2_load", "-u", paths["ak_pub"], "-r", paths["ak_priv"], "-c", paths["ak_ctx"])
     if hierarchy != ENDORSEMENT:
         q.step(before, "tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", primary_tmpl, "-a", _SRK_ATTRS,
-               "-c", parent_ctx, "-u", parent_pub)  # fmt: skip
+               "-c", parent_ctx)  # fmt: skip
+        q.step(before, "tpm2_readpublic", "-c", parent_ctx, "-o", parent_pub)  # createprimary's -u is an input
         q.step(before, *create, "-C", parent_ctx)
         q.step(before, *load, "-C", parent_ctx)
     else:
