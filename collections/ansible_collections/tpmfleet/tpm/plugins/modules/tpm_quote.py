@@ -25,8 +25,9 @@ description:
     PCR selection, PCR digest recomputed from the returned values) and fails the task if any check fails.
   - With O(persistent_handle) the AK is persisted there once and reused afterwards (changed only when it had to
     be created). Transient objects are always flushed, even on errors.
-  - O(method=cli) does the same with the tpm2-tools CLI (tpm2_createprimary, tpm2_create, tpm2_load,
-    tpm2_quote), like an agent in direct quote mode; results have the same format.
+  - O(method=cli) does the same with the tpm2-tools CLI (tpm2_createek, tpm2_startauthsession and
+    tpm2_policysecret for the EK's policy, tpm2_create, tpm2_load, tpm2_quote), like an agent in direct quote mode;
+    results have the same format.
 version_added: "0.1.0"
 author: tpmfleet contributors (@tpmfleet)
 options:
