@@ -31,6 +31,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
     RC_AUTH_FAIL,
     RC_BAD_AUTH,
     TpmAccessError,
+    parse_tcti,
     tpm_rc_code,
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import (
@@ -39,6 +40,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import (
     build_quote,
     check_persistent_ak,
     digest_matches,
+    no_resource_manager,
 )
 
 TOOLS = (
@@ -71,6 +73,8 @@ class CliQuoter:
         self.run = run
         self.tools = tools
         self.tcti = tcti
+        name, conf = parse_tcti(tcti)
+        self.resource_manager = not no_resource_manager(name, conf)
 
     def call(self, tool, *args):
         cmd = [self.tools[tool], "-T", self.tcti, *args]
@@ -94,7 +98,10 @@ class CliQuoter:
             self.call("tpm2_flushcontext", f"0x{handle:08x}")
 
     def step(self, baseline, tool, *args):
-        """Run a tool, then flush what it left loaded (``baseline=None``: nothing to flush)."""
+        """Run a tool, then flush what it left loaded (``baseline=None``: nothing to flush). Behind a resource
+        manager (/dev/tpmrm0, tabrmd) the tool's objects are flushed when it exits: nothing to do."""
+        if self.resource_manager:
+            baseline = None
         try:
             out = self.call(tool, *args)
         except TpmAccessError:
@@ -122,30 +129,31 @@ def _write_auth_file(tmp, password):
     return f"file:{path}"
 
 
-class _PolicySessions:
-    """Policy sessions satisfying the EK's PolicySecret(TPM_RH_ENDORSEMENT), one per use of the EK, as
-    tpm2_createak does; every session file left is flushed by ``close``."""
+class _PolicySession:
+    """One policy session for the uses of the EK (create, load), as tpm2_createak does: PolicySecret(TPM_RH_
+    ENDORSEMENT) before each use, since the TPM resets a policy session after it authorized a command.
+    ``close`` flushes it, also after an error."""
 
     def __init__(self, q, tmp, auth_arg):
-        self.q, self.tmp, self.auth_arg, self.files = q, tmp, auth_arg, []
+        self.q, self.auth_arg = q, auth_arg
+        self.path = os.path.join(tmp, "session.ctx")
+        self.started = False
 
-    def start(self):
-        path = os.path.join(self.tmp, f"session{len(self.files)}.ctx")
-        self.q.call("tpm2_startauthsession", "--policy-session", "-S", path)
-        self.files.append(path)
-        self.q.call("tpm2_policysecret", "-S", path, "-c", "e", *([self.auth_arg] if self.auth_arg else []))
-        return f"session:{path}"
+    def satisfy(self):
+        if not self.started:
+            self.q.call("tpm2_startauthsession", "--policy-session", "-S", self.path)
+            self.started = True
+        self.q.call("tpm2_policysecret", "-S", self.path, "-c", "e", *([self.auth_arg] if self.auth_arg else []))
+        return f"session:{self.path}"
 
-    def done(self):
-        path = self.files[-1]
-        self.q.call("tpm2_flushcontext", path)
-        os.unlink(path)
-
-    def close(self):
-        for path in self.files:
-            if os.path.exists(path):
-                with contextlib.suppress(TpmAccessError):  # keep the original error
-                    self.q.call("tpm2_flushcontext", path)
+    def close(self, quiet):
+        if self.started and os.path.exists(self.path):
+            try:
+                self.q.call("tpm2_flushcontext", self.path)
+            except TpmAccessError:
+                if not quiet:
+                    raise
+            os.unlink(self.path)
 
 
 def _create_ak(q, tmp, before, key_algorithm, hierarchy, auth_arg, paths):
@@ -165,14 +173,14 @@ def _create_ak(q, tmp, before, key_algorithm, hierarchy, auth_arg, paths):
     else:
         q.step(before, "tpm2_createek", "-c", parent_ctx, "-G", _EK_ALG[key_algorithm], "-u", parent_pub,
                *(["-P", auth_arg] if auth_arg else []))  # fmt: skip
-        sessions = _PolicySessions(q, tmp, auth_arg)
+        session = _PolicySession(q, tmp, auth_arg)
         try:
-            q.step(before, *create, "-C", parent_ctx, "-P", sessions.start())
-            sessions.done()
-            q.step(before, *load, "-C", parent_ctx, "-P", sessions.start())
-            sessions.done()
-        finally:
-            sessions.close()
+            q.step(before, *create, "-C", parent_ctx, "-P", session.satisfy())
+            q.step(before, *load, "-C", parent_ctx, "-P", session.satisfy())
+        except BaseException:
+            session.close(quiet=True)  # keep the original error
+            raise
+        session.close(quiet=False)
     with open(parent_pub, "rb") as fh:
         return fh.read()
 
