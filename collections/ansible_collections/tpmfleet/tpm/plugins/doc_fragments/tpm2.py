@@ -18,4 +18,8 @@ notes:
     match, no spaces or control characters).
   - Over C(device:/dev/tpm0) only one process can open the TPM; the module opens and closes it within the task.
   - Failures are classified and explained with what to do, see M(tpmfleet.tpm.tpm_check).
+  - No module needs or presents the owner password, so hosts whose owner hierarchy has one (common on managed
+    fleets) are checked like any other. M(tpmfleet.tpm.tpm_check) and M(tpmfleet.tpm.tpm_facts) present no password
+    at all; M(tpmfleet.tpm.tpm_quote) creates its AK under the endorsement key and takes the endorsement password,
+    where one is set, from its no_log option C(endorsement_auth). The lockout authorization is never used.
 """

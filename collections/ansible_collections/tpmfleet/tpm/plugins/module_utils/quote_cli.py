@@ -17,19 +17,38 @@ import shutil
 import tempfile
 import time
 
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (
+    ENDORSEMENT,
+    auth_flags_from_getcap,
+    auth_refused,
+    choose_hierarchy,
+    hierarchy_notes,
+    parent_result,
+    persist_error,
+)
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import HASH_SIZES, format_pcr_selection
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import TpmAccessError
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
+    RC_AUTH_FAIL,
+    RC_BAD_AUTH,
+    TpmAccessError,
+    parse_tcti,
+    tpm_rc_code,
+)
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import (
     KEY_TEMPLATES,
     ak_result,
     build_quote,
     check_persistent_ak,
     digest_matches,
+    no_resource_manager,
 )
 
 TOOLS = (
     "tpm2_getcap",
     "tpm2_createprimary",
+    "tpm2_createek",
+    "tpm2_startauthsession",
+    "tpm2_policysecret",
     "tpm2_create",
     "tpm2_load",
     "tpm2_quote",
@@ -40,6 +59,9 @@ TOOLS = (
 _AK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda"
 _SRK_ATTRS = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt|noda"
 _HANDLE_RE = re.compile(r"0x[0-9a-fA-F]{8}")
+# tpm2-tools report a TPM error as "Esys_CreatePrimary(0x9A2) - tpm:session(1):authorization failure ..."
+_ESYS_RC_RE = re.compile(r"Esys_\w+\((0x[0-9a-fA-F]+)\)")
+_EK_ALG = {"ecc": "ecc", "rsa": "rsa"}
 
 
 def _ms(t0):
@@ -51,6 +73,8 @@ class CliQuoter:
         self.run = run
         self.tools = tools
         self.tcti = tcti
+        name, conf = parse_tcti(tcti)
+        self.resource_manager = not no_resource_manager(name, conf)
 
     def call(self, tool, *args):
         cmd = [self.tools[tool], "-T", self.tcti, *args]
@@ -74,7 +98,10 @@ class CliQuoter:
             self.call("tpm2_flushcontext", f"0x{handle:08x}")
 
     def step(self, baseline, tool, *args):
-        """Run a tool, then flush what it left loaded (``baseline=None``: nothing to flush)."""
+        """Run a tool, then flush what it left loaded (``baseline=None``: nothing to flush). Behind a resource
+        manager (/dev/tpmrm0, tabrmd) the tool's objects are flushed when it exits: nothing to do."""
+        if self.resource_manager:
+            baseline = None
         try:
             out = self.call(tool, *args)
         except TpmAccessError:
@@ -85,6 +112,77 @@ class CliQuoter:
         if baseline is not None:
             self.flush_new(baseline)
         return out
+
+
+def _is_auth_failure(err):
+    """Whether a tool's TpmAccessError is TPM_RC_BAD_AUTH / TPM_RC_AUTH_FAIL (from the Esys rc it printed)."""
+    return any(tpm_rc_code(int(rc, 16)) in (RC_AUTH_FAIL, RC_BAD_AUTH) for rc in _ESYS_RC_RE.findall(err.msg))
+
+
+def _write_auth_file(tmp, password):
+    """The password in a 0600 file of the 0700 temp dir, as tpm2-tools' ``file:`` auth reads it. Written as
+    ``hex:`` so that no character of it (a newline, a leading ``str:``) changes its meaning."""
+    path = os.path.join(tmp, "endorsement.auth")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("hex:" + password.encode("utf-8").hex())
+    return f"file:{path}"
+
+
+class _PolicySession:
+    """One policy session for the uses of the EK (create, load), as tpm2_createak does: PolicySecret(TPM_RH_
+    ENDORSEMENT) before each use, since the TPM resets a policy session after it authorized a command.
+    ``close`` flushes it, also after an error."""
+
+    def __init__(self, q, tmp, auth_arg):
+        self.q, self.auth_arg = q, auth_arg
+        self.path = os.path.join(tmp, "session.ctx")
+        self.started = False
+
+    def satisfy(self):
+        if not self.started:
+            self.q.call("tpm2_startauthsession", "--policy-session", "-S", self.path)
+            self.started = True
+        self.q.call("tpm2_policysecret", "-S", self.path, "-c", "e", *([self.auth_arg] if self.auth_arg else []))
+        return f"session:{self.path}"
+
+    def close(self, quiet):
+        if self.started and os.path.exists(self.path):
+            try:
+                self.q.call("tpm2_flushcontext", self.path)
+            except TpmAccessError:
+                if not quiet:
+                    raise
+            os.unlink(self.path)
+
+
+def _create_ak(q, tmp, before, key_algorithm, hierarchy, auth_arg, paths):
+    """tpm2-tools: the parent (the EK from the TCG default template, or an SRK-like owner primary) and
+    the AK under it, loaded into ``paths['ak_ctx']``; returns the parent's public (TPM2B_PUBLIC bytes)."""
+    primary_tmpl, ak_tmpl = KEY_TEMPLATES[key_algorithm]
+    parent_ctx, parent_pub = os.path.join(tmp, "parent.ctx"), os.path.join(tmp, "parent.pub")
+    create = ("tpm2_create", "-g", "sha256", "-G", ak_tmpl, "-a", _AK_ATTRS, "-u", paths["ak_pub"],
+              "-r", paths["ak_priv"])  # fmt: skip
+    load = ("tpm2_load", "-u", paths["ak_pub"], "-r", paths["ak_priv"], "-c", paths["ak_ctx"])
+    if hierarchy != ENDORSEMENT:
+        q.step(before, "tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", primary_tmpl, "-a", _SRK_ATTRS,
+               "-c", parent_ctx)  # fmt: skip
+        q.step(before, "tpm2_readpublic", "-c", parent_ctx, "-o", parent_pub)  # createprimary's -u is an input
+        q.step(before, *create, "-C", parent_ctx)
+        q.step(before, *load, "-C", parent_ctx)
+    else:
+        q.step(before, "tpm2_createek", "-c", parent_ctx, "-G", _EK_ALG[key_algorithm], "-u", parent_pub,
+               *(["-P", auth_arg] if auth_arg else []))  # fmt: skip
+        session = _PolicySession(q, tmp, auth_arg)
+        try:
+            q.step(before, *create, "-C", parent_ctx, "-P", session.satisfy())
+            q.step(before, *load, "-C", parent_ctx, "-P", session.satisfy())
+        except BaseException:
+            session.close(quiet=True)  # keep the original error
+            raise
+        session.close(quiet=False)
+    with open(parent_pub, "rb") as fh:
+        return fh.read()
 
 
 def read_values_file(path, selection):
@@ -104,12 +202,14 @@ def read_values_file(path, selection):
     return values
 
 
-def cli_quote(run, tools, tcti, selection, nonces, key_algorithm, persistent_handle, check_mode, timings):
+def cli_quote(run, tools, tcti, selection, nonces, key_algorithm, persistent_handle, check_mode, timings,
+              endorsement_auth=None, notes=None):  # fmt: skip
     """Same contract as tpmfleet_tpm.quote_session, using tpm2-tools."""
     q = CliQuoter(run, tools, tcti)
     tmp = tempfile.mkdtemp(prefix="tpmfleet-quote-")
     before = None
     changed = False
+    notes = [] if notes is None else notes
     try:
         t0 = time.perf_counter()
         before = set(q.handles("transient"))
@@ -125,26 +225,36 @@ def cli_quote(run, tools, tcti, selection, nonces, key_algorithm, persistent_han
             ak_ref = f"0x{persistent_handle:08x}"
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:
-            primary_tmpl, ak_tmpl = KEY_TEMPLATES[key_algorithm]
-            primary_ctx = os.path.join(tmp, "primary.ctx")
-            ak_ctx = os.path.join(tmp, "ak.ctx")
-            ak_priv = os.path.join(tmp, "ak.priv")
-            q.step(before, "tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", primary_tmpl, "-a", _SRK_ATTRS,
-                   "-c", primary_ctx)  # fmt: skip
-            q.step(before, "tpm2_create", "-C", primary_ctx, "-g", "sha256", "-G", ak_tmpl, "-a", _AK_ATTRS,
-                   "-u", ak_pub, "-r", ak_priv)  # fmt: skip
-            q.step(before, "tpm2_load", "-C", primary_ctx, "-u", ak_pub, "-r", ak_priv, "-c", ak_ctx)
+            flags = auth_flags_from_getcap(q.call("tpm2_getcap", "properties-variable"))
+            hierarchy, use_password = choose_hierarchy(flags, endorsement_auth)
+            notes.extend(hierarchy_notes(flags, hierarchy, endorsement_auth))
+            if persistent_handle:
+                error = persist_error(flags, persistent_handle)
+                if error:
+                    raise error
+            auth_arg = _write_auth_file(tmp, endorsement_auth) if use_password else None
+            paths = {"ak_pub": ak_pub, "ak_priv": os.path.join(tmp, "ak.priv"), "ak_ctx": os.path.join(tmp, "ak.ctx")}
+            try:
+                parent_bytes = _create_ak(q, tmp, before, key_algorithm, hierarchy, auth_arg, paths)
+            except TpmAccessError as err:
+                if _is_auth_failure(err):
+                    raise auth_refused(hierarchy, use_password) from None
+                raise
+            finally:
+                if auth_arg:
+                    os.unlink(auth_arg[len("file:") :])
             with open(ak_pub, "rb") as fh:
                 pub_bytes = fh.read()
-            ak_ref = ak_ctx_ref = ak_ctx
+            ak_ref = ak_ctx_ref = paths["ak_ctx"]
             persisted = False
             if persistent_handle:
                 changed = True
                 if not check_mode:
-                    q.step(before, "tpm2_evictcontrol", "-C", "o", "-c", ak_ctx, f"0x{persistent_handle:08x}")
+                    q.step(before, "tpm2_evictcontrol", "-C", "o", "-c", ak_ref, f"0x{persistent_handle:08x}")
                     ak_ref = f"0x{persistent_handle:08x}"
                     persisted = True
-            info = ak_result(pub_bytes, persistent_handle, persisted, False, key_algorithm)
+            info = ak_result(pub_bytes, persistent_handle, persisted, False, key_algorithm,
+                             parent_result(hierarchy, parent_bytes))  # fmt: skip
         timings["key"] = _ms(t0)
 
         quotes = []

@@ -336,8 +336,10 @@ def classify_exception(exc, name, conf, what="TPM command", module=None, identit
     if code in (RC_AUTH_FAIL, RC_BAD_AUTH):
         return TpmAccessError(
             "auth",
-            f"{text}: authorization failed; this needs the owner hierarchy with an empty password "
-            "(tpm2_changeauth -c owner to reset it)",
+            f"{text}: authorization failed: an owner or endorsement hierarchy password (or an object's) is set "
+            "that this task did not present; tpm_facts shows which hierarchies have one (lockout.owner_auth_set, "
+            "endorsement_auth_set). tpm_quote needs none for the owner hierarchy and takes the endorsement one in "
+            "endorsement_auth; tpm2_changeauth -c owner|endorsement -p <current password> clears one",
             tss_rc=f"0x{rc:x}",
         )
     if rc & 0xFF0000 == LAYER_TCTI or isinstance(exc, OSError):

@@ -13,6 +13,20 @@ import contextlib
 import struct
 import time
 
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (
+    EK_FOR_AK,
+    ENDORSEMENT,
+    PT_PERMANENT,
+    auth_flags,
+    auth_refused,
+    choose_hierarchy,
+    ek_policy_session,
+    ek_template,
+    flush_quietly,
+    hierarchy_notes,
+    parent_result,
+    persist_error,
+)
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import AK_RANGE, PERSISTENT_FIRST, free_ak_handle
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
     ALG_ECC,
@@ -34,7 +48,14 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
     public_to_pem,
     signature_standard,
 )
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import HAS_PYTSS, RC_HANDLE, TpmAccessError, tpm_rc_code
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
+    HAS_PYTSS,
+    RC_AUTH_FAIL,
+    RC_BAD_AUTH,
+    RC_HANDLE,
+    TpmAccessError,
+    tpm_rc_code,
+)
 
 if HAS_PYTSS:
     from tpm2_pytss import TSS2_Exception
@@ -377,24 +398,79 @@ def _persistent_tr(ectx, handle):
         raise
 
 
-def create_ak(ectx, key_algorithm, timings):
-    """Create a primary and an AK under it; return (ak ESYS_TR, TPM2B_PUBLIC bytes). The primary is
-    flushed before returning; the AK is the caller's to flush."""
+def permanent_auth(ectx):
+    """{owner, endorsement, lockout}: which hierarchies have a password (TPM2_PT_PERMANENT)."""
+    _more, cap = ectx.get_capability(TPM2_CAP.TPM_PROPERTIES, PT_PERMANENT, 1)
+    items = [i for i in cap.data.tpmProperties if int(i.property) == PT_PERMANENT]
+    return auth_flags(int(items[0].value) if items else 0)
+
+
+def _create_under_ek(ectx, key_algorithm, timings):
+    """The EK from the TCG default template, and the AK under it (each use of the EK takes a policy
+    session satisfying PolicySecret(TPM_RH_ENDORSEMENT)). Returns (ek, ak, ak public bytes, ek public)."""
+    _primary_tmpl, ak_tmpl = KEY_TEMPLATES[key_algorithm]
+    t0 = time.perf_counter()
+    ek, ek_pub, *_rest = ectx.create_primary(None, ek_template(EK_FOR_AK[key_algorithm]), ESYS_TR.ENDORSEMENT)
+    timings["create_primary"] = _ms(t0)
+    session = None
+    try:
+        t1 = time.perf_counter()
+        session = ek_policy_session(ectx)
+        priv, pub, *_rest = ectx.create(ek, None, _template(ak_tmpl, _AK_ATTRS), session1=session)
+        flush_quietly(ectx, session)
+        timings["create_ak"] = _ms(t1)
+        t2 = time.perf_counter()
+        session = ek_policy_session(ectx)
+        ak = ectx.load(ek, priv, pub, session1=session)
+        timings["load_ak"] = _ms(t2)
+        return ek, ak, bytes(pub.marshal()), bytes(ek_pub.marshal())
+    except BaseException:
+        _flush(ectx, ek)
+        raise
+    finally:
+        flush_quietly(ectx, session)
+
+
+def _create_under_srk(ectx, key_algorithm, timings):
     primary_tmpl, ak_tmpl = KEY_TEMPLATES[key_algorithm]
     t0 = time.perf_counter()
-    primary = None
+    primary, primary_pub, *_rest = ectx.create_primary(None, _template(primary_tmpl, _SRK_ATTRS), ESYS_TR.OWNER)
+    timings["create_primary"] = _ms(t0)
     try:
-        primary, *_rest = ectx.create_primary(None, _template(primary_tmpl, _SRK_ATTRS), ESYS_TR.OWNER)
-        timings["create_primary"] = _ms(t0)
         t1 = time.perf_counter()
         priv, pub, *_rest = ectx.create(primary, None, _template(ak_tmpl, _AK_ATTRS))
         timings["create_ak"] = _ms(t1)
         t2 = time.perf_counter()
         ak = ectx.load(primary, priv, pub)
         timings["load_ak"] = _ms(t2)
-        return ak, bytes(pub.marshal())
-    finally:
+        return primary, ak, bytes(pub.marshal()), bytes(primary_pub.marshal())
+    except BaseException:
         _flush(ectx, primary)
+        raise
+
+
+def create_ak(ectx, key_algorithm, timings, hierarchy=ENDORSEMENT, endorsement_auth=None):
+    """Create a parent primary in ``hierarchy`` (the EK in the endorsement hierarchy, an SRK-like key in
+    the owner hierarchy) and an AK under it; return (ak ESYS_TR, AK TPM2B_PUBLIC bytes, parent
+    TPM2B_PUBLIC bytes). The parent is flushed before returning; the AK is the caller's to flush.
+
+    ``endorsement_auth`` (bytes) is set on the endorsement hierarchy when given; a refused
+    authorization raises TpmAccessError('auth') at once, never retried."""
+    if hierarchy == ENDORSEMENT and endorsement_auth:
+        ectx.tr_set_auth(ESYS_TR.ENDORSEMENT, endorsement_auth)
+    create = _create_under_ek if hierarchy == ENDORSEMENT else _create_under_srk
+    try:
+        parent, ak, pub_bytes, parent_bytes = create(ectx, key_algorithm, timings)
+    except TSS2_Exception as exc:
+        if tpm_rc_code(getattr(exc, "rc", 0)) in (RC_AUTH_FAIL, RC_BAD_AUTH):
+            raise auth_refused(hierarchy, bool(endorsement_auth)) from None
+        raise
+    finally:
+        if endorsement_auth:
+            with contextlib.suppress(Exception):  # forget the password in the ESAPI context
+                ectx.tr_set_auth(ESYS_TR.ENDORSEMENT, b"")
+    _flush(ectx, parent)
+    return ak, pub_bytes, parent_bytes
 
 
 def _ms(t0):
@@ -422,9 +498,10 @@ def digest_matches(attest_bytes, sig_bytes, pcr_values, selection):
     return compute_pcr_digest(selection, pcr_values, hash_name) == parse_attest(attest_bytes)["pcr_digest"]
 
 
-def ak_result(pub_bytes, handle, persisted, reused, key_algorithm):
+def ak_result(pub_bytes, handle, persisted, reused, key_algorithm, origin=None):
     pub = parse_public(pub_bytes)
     return {
+        **(origin or parent_result(None, None)),
         "algorithm": key_algorithm,
         "key": describe_public(pub),
         "public_pem": public_to_pem(pub),
@@ -436,14 +513,21 @@ def ak_result(pub_bytes, handle, persisted, reused, key_algorithm):
     }
 
 
-def quote_session(ectx, selection, nonces, key_algorithm, persistent_handle, check_mode, timings):
+def quote_session(
+    ectx, selection, nonces, key_algorithm, persistent_handle, check_mode, timings, endorsement_auth=None, notes=None
+):
     """Do ``len(nonces)`` quotes with an AK (reused from / persisted at ``persistent_handle`` when set).
+
+    A new AK is created under the hierarchy ``ak_parent.choose_hierarchy`` picks from the TPM's
+    TPM2_PT_PERMANENT flags; ``endorsement_auth`` (str) is presented only when the endorsement
+    hierarchy has a password. ``notes`` (list) receives warnings for the user.
 
     Returns ``(ak_info, quotes, changed)``. Transient objects are always flushed."""
     ak = None
     ak_is_transient = False
     persistent_tr = None
     changed = False
+    notes = [] if notes is None else notes
     try:
         t0 = time.perf_counter()
         if persistent_handle:
@@ -455,7 +539,15 @@ def quote_session(ectx, selection, nonces, key_algorithm, persistent_handle, che
             ak = persistent_tr
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:
-            ak, pub_bytes = create_ak(ectx, key_algorithm, timings)
+            flags = permanent_auth(ectx)
+            hierarchy, use_password = choose_hierarchy(flags, endorsement_auth)
+            notes.extend(hierarchy_notes(flags, hierarchy, endorsement_auth))
+            if persistent_handle:
+                error = persist_error(flags, persistent_handle)
+                if error:
+                    raise error
+            password = endorsement_auth.encode("utf-8") if use_password else None
+            ak, pub_bytes, parent_bytes = create_ak(ectx, key_algorithm, timings, hierarchy, password)
             ak_is_transient = True
             persisted = False
             if persistent_handle:
@@ -463,7 +555,8 @@ def quote_session(ectx, selection, nonces, key_algorithm, persistent_handle, che
                 if not check_mode:
                     persistent_tr = ectx.evict_control(ESYS_TR.OWNER, ak, persistent_handle)
                     persisted = True
-            info = ak_result(pub_bytes, persistent_handle, persisted, False, key_algorithm)
+            info = ak_result(pub_bytes, persistent_handle, persisted, False, key_algorithm,
+                             parent_result(hierarchy, parent_bytes))  # fmt: skip
         timings["key"] = _ms(t0)
 
         tpml = TPML_PCR_SELECTION.parse(format_pcr_selection(selection))

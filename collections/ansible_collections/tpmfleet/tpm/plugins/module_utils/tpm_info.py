@@ -22,6 +22,12 @@ import hashlib
 import os
 import pwd
 
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (  # noqa: F401 (EK_* re-exported)
+    EK_ATTRIBUTES,
+    EK_POLICY_A,
+    EK_TEMPLATES,
+    ek_template,
+)
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import (
     PERSISTENT_FIRST,
     PERSISTENT_LAST,
@@ -45,8 +51,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import (
 )
 
 if HAS_PYTSS:
-    from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
-    from tpm2_pytss.types import TPM2B_PUBLIC
+    from tpm2_pytss.constants import ESYS_TR
 
 EVENT_LOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements"
 
@@ -78,13 +83,6 @@ NV_NO_DA = 0x02000000
 NV_READLOCKED = 0x10000000
 NV_WRITTEN = 0x20000000
 PT_NV_BUFFER_MAX = PT_FIXED + 44
-
-# TCG EK Credential Profile, default EK templates L-1 (RSA 2048) and L-2 (ECC P256):
-# fixedTPM|fixedParent|sensitiveDataOrigin|adminWithPolicy|restricted|decrypt, policy A (PolicySecret(endorsement)).
-EK_ATTRIBUTES = 0x000300B2
-EK_POLICY_A = bytes.fromhex("837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa")
-EK_TEMPLATES = {"rsa2048": "rsa2048:aes128cfb", "ecc_p256": "ecc256:aes128cfb"}
-
 
 # --------------------------------------------------------------------------
 # DER (X.509) without third-party libraries: the managed host may lack cryptography
@@ -279,19 +277,6 @@ def persistent_objects(ectx):
             _close(ectx, tr)
         found.append(entry)
     return found
-
-
-def ek_template(algorithm):
-    """TPM2B_PUBLIC of the TCG default EK template (L-1 RSA 2048 or L-2 ECC P256)."""
-    tmpl = TPM2B_PUBLIC.parse(EK_TEMPLATES[algorithm], objectAttributes=TPMA_OBJECT(EK_ATTRIBUTES))
-    tmpl.publicArea.authPolicy = EK_POLICY_A
-    if algorithm == "rsa2048":
-        tmpl.publicArea.parameters.rsaDetail.exponent = 0
-        tmpl.publicArea.unique.rsa = b"\0" * 256
-    else:
-        tmpl.publicArea.unique.ecc.x = b"\0" * 32
-        tmpl.publicArea.unique.ecc.y = b"\0" * 32
-    return tmpl
 
 
 def create_ek(ectx, algorithm):

@@ -9,16 +9,25 @@ DOCUMENTATION = r"""
 module: tpm_quote
 short_description: Produce TPM quotes over controller nonces, verified on the controller
 description:
-  - Creates (or reuses) an attestation key (AK) - a restricted signing key under a storage primary in the owner
-    hierarchy - and makes O(count) TPM2_Quote over the PCR selection O(pcrs), one per nonce.
+  - Creates (or reuses) an attestation key (AK) - a restricted signing key - and makes O(count) TPM2_Quote over the
+    PCR selection O(pcrs), one per nonce.
+  - The AK is created as attestation agents such as keylime create theirs, under the endorsement key (EK) derived
+    from the TCG default EK template in the endorsement hierarchy, so an owner password (common on managed fleets)
+    does not matter and the AK's parent is the key of the TPM's EK certificate (RV(ak.parent_public_key_sha256)).
+    Which hierarchies have a password is read from the TPM (TPM2_PT_PERMANENT). When the endorsement hierarchy has
+    one, O(endorsement_auth) is presented (once; a wrong one fails the task and is not retried - hierarchy
+    passwords are exempt from dictionary-attack lockout); without it the AK is created under a storage primary of
+    the owner hierarchy if that has no password (with a warning), and otherwise the task fails naming the cause
+    and the fix, without presenting anything to the TPM.
   - Must run through the tpmfleet C(tpm_quote) action plugin (automatic when C(action_plugins) points at
     plugins/action). The action plugin makes a fresh random nonce per quote on the controller, then verifies each
     quote there with C(cryptography) (signature with the returned AK key, TPMS_ATTEST magic and type, nonce,
     PCR selection, PCR digest recomputed from the returned values) and fails the task if any check fails.
   - With O(persistent_handle) the AK is persisted there once and reused afterwards (changed only when it had to
     be created). Transient objects are always flushed, even on errors.
-  - O(method=cli) does the same with the tpm2-tools CLI (tpm2_createprimary, tpm2_create, tpm2_load,
-    tpm2_quote), like an agent in direct quote mode; results have the same format.
+  - O(method=cli) does the same with the tpm2-tools CLI (tpm2_createek, tpm2_startauthsession and
+    tpm2_policysecret for the EK's policy, tpm2_create, tpm2_load, tpm2_quote), like an agent in direct quote mode;
+    results have the same format.
 version_added: "0.1.0"
 author: tpmfleet contributors (@tpmfleet)
 options:
@@ -47,8 +56,18 @@ options:
         C(0x81010002)) and the platform range C(0x81800000-0x81FFFFFF) (TCG registry of reserved handles).
       - A tpmfleet AK of O(key_algorithm) already there is reused; an empty handle gets a new AK persisted (not
         in check mode). Any other object at the handle fails the task, naming what it is and a free handle -
-        tpmfleet never uses, replaces or evicts an object it did not create. Needs an empty owner authorization.
+        tpmfleet never uses, replaces or evicts an object it did not create.
+      - Persisting a new AK needs the owner authorization (TPM2_EvictControl); when the owner hierarchy has a
+        password the task fails before creating anything (tpmfleet does not take the owner password). Reusing an
+        AK already persisted there needs no password.
       - When omitted a transient AK is created and flushed on every run.
+    type: str
+  endorsement_auth:
+    description:
+      - The password of the TPM's endorsement hierarchy, presented only when the TPM says it has one
+        (endorsementAuthSet). Keep it in Ansible Vault; it is never logged, returned or put on a command line
+        (O(method=cli) passes it to tpm2-tools in a 0600 file that is removed afterwards).
+      - The text as set with C(tpm2_changeauth -c endorsement TEXT), at most 64 bytes in UTF-8.
     type: str
   method:
     description: C(pytss) quotes in-process through tpm2-pytss (fast); C(cli) through the tpm2-tools binaries.
@@ -142,6 +161,15 @@ ak:
     handle: {description: Persistent handle or null, type: str}
     persisted: {description: Whether the AK lives at the persistent handle, type: bool}
     reused: {description: Whether an already persisted AK was used, type: bool}
+    hierarchy: {description: 'C(endorsement) or C(owner): where a new AK was created (null when reused).', type: str}
+    parent:
+      description: C(ek) (TCG default EK template) or C(srk) (owner storage primary); null when reused.
+      type: str
+    parent_public_key_sha256:
+      description: >-
+        SHA-256 of the parent's SubjectPublicKeyInfo (under the EK, the same as tpm_facts' ek.public_key_sha256);
+        null when reused.
+      type: str
 quotes:
   description: One entry per nonce.
   returned: success
@@ -171,7 +199,8 @@ verification:
   elements: dict
 reason:
   description:
-    - On failure, the failure class (see tpm_check), or C(persistent_handle) (a reserved handle, or an object at
+    - On failure, the failure class (see tpm_check), C(auth) (a hierarchy password is needed or was refused; the
+      message names which and what to do), or C(persistent_handle) (a reserved handle, or an object at
       the handle that is not a tpmfleet AK), C(pcr_bank), C(cli), C(verification).
   returned: failure
   type: str
@@ -180,6 +209,7 @@ reason:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import auth_value_error
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import ak_handle_error, parse_handle
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import Deadline, bounded_runner, current_identity
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_cli import TOOLS, cli_quote
@@ -213,6 +243,7 @@ def main():
             "key_algorithm": {"type": "str", "choices": ["ecc", "rsa"], "default": "ecc"},
             "persistent_handle": {"type": "str"},
             "method": {"type": "str", "choices": ["pytss", "cli"], "default": "pytss"},
+            "endorsement_auth": {"type": "str", "no_log": True},
             "timeout": {"type": "float", "default": 30},
             "nonces": {"type": "list", "elements": "str"},
         },
@@ -238,6 +269,10 @@ def main():
         )
     if p["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds", **result)
+    endorsement_auth = p["endorsement_auth"] or None
+    error = auth_value_error(endorsement_auth)
+    if error:
+        module.fail_json(msg=error, reason="endorsement_auth", **result)
     try:
         selection = parse_pcr_selection(p["pcrs"])
     except ValueError as exc:
@@ -256,6 +291,7 @@ def main():
     result["pcr_selection"] = format_pcr_selection(selection)
 
     timings = {}
+    notes = []
     identity = current_identity()
     try:
         if method == "cli":
@@ -271,13 +307,16 @@ def main():
                 )
             info, quotes, changed = cli_quote(
                 bounded_runner(module, deadline), tools, tcti, selection, nonces, p["key_algorithm"], handle,
-                module.check_mode, timings,
+                module.check_mode, timings, endorsement_auth, notes,
             )  # fmt: skip
         else:
             require_pytss(module, "to quote with method=pytss", result)
 
             def work(ectx):
-                return quote_session(ectx, selection, nonces, p["key_algorithm"], handle, module.check_mode, timings)
+                return quote_session(
+                    ectx, selection, nonces, p["key_algorithm"], handle, module.check_mode, timings, endorsement_auth,
+                    notes,
+                )  # fmt: skip
 
             info, quotes, changed = tpm_session(
                 tcti,
@@ -293,6 +332,8 @@ def main():
     except (TSS2_Exception, OSError) as exc:
         fail(classify_exception(exc, name, conf, what=f"quoting over {tcti}", module=module, identity=identity))
 
+    for note in notes:
+        module.warn(note)
     timings["total"] = deadline.elapsed_ms()
     result.update(changed=changed, ak=info, quotes=quotes, timings_ms=timings)
     if changed and module._diff:
