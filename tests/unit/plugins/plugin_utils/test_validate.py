@@ -398,3 +398,45 @@ def test_each_checked_variable_is_a_setting_or_internal_value_of_a_role(role):
     for name in internal:
         assert name.startswith(f"__{role}_")
         assert name in yaml.safe_load((ROLES / role / "vars" / "main.yml").read_text())
+
+
+# --- tpm_verify_endorsement_auth: a secret, checked without ever being shown ----------------------------------
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_VERIFY_OK = {
+    "tpm_verify_user": "",
+    "tpm_verify_quote_count": 2,
+    "tpm_verify_busy_retries": 3,
+    "tpm_verify_timeout": 30,
+}
+
+
+@pytest.mark.parametrize("secret", ["", None, "s3cret", "x" * 64, "é" * 32])
+def test_endorsement_auth_of_at_most_64_bytes_is_accepted(secret):
+    assert validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret}) == []
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("x" * 65, "got 65 bytes"),
+        ("é" * 33, "got 66 bytes"),
+        ("pass\x00word", "got 9 bytes, with a NUL"),
+        (1234, "must be a string"),
+    ],
+)
+def test_endorsement_auth_that_the_tpm_cannot_take_is_refused_by_length_only(secret, expected):
+    errors = validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
+    assert len(errors) == 1 and errors[0].startswith("tpm_verify_endorsement_auth must ")
+    assert expected in errors[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=65, max_size=300) | st.tuples(st.text(max_size=30), st.text(max_size=30)).map("\x00".join))
+def test_a_refused_endorsement_auth_never_appears_in_the_message(secret):
+    # more than 64 characters is more than 64 bytes; a NUL anywhere is refused whatever the length
+    errors = validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
+    assert len(errors) == 1
+    assert secret not in errors[0] and validate.shown(secret) not in errors[0]

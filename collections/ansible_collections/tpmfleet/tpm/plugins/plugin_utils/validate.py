@@ -418,10 +418,32 @@ def verify_errors(v):
         )
     return _errors(
         user_error,
+        _endorsement_auth_error(v.get("tpm_verify_endorsement_auth")),
         _int_range_error("tpm_verify_quote_count", v.get("tpm_verify_quote_count"), 1, 20, "a number of quotes"),
         _int_range_error("tpm_verify_busy_retries", v.get("tpm_verify_busy_retries"), 0, 60, "a number of attempts"),
         _int_range_error("tpm_verify_timeout", v.get("tpm_verify_timeout"), 5, 600, "a number of seconds"),
     )
+
+
+# TPM2B_AUTH of a SHA-256 name algorithm: at most 64 bytes (the TPM refuses longer ones).
+ENDORSEMENT_AUTH_MAX = 64
+
+
+def _endorsement_auth_error(value):
+    """tpm_verify_endorsement_auth: a string of at most 64 UTF-8 bytes without NUL. The message never shows the
+    value (a secret), only its type or length."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return f"tpm_verify_endorsement_auth must be a string (the endorsement password), not {_kind(value)}."
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if "\x00" in value or size > ENDORSEMENT_AUTH_MAX:
+        return (
+            f"tpm_verify_endorsement_auth must be at most {ENDORSEMENT_AUTH_MAX} bytes without NUL characters (got "
+            f"{size} bytes{', with a NUL' if chr(0) in value else ''}; the value is not shown). Set it to the TPM's "
+            "endorsement password, kept in Ansible Vault."
+        )
+    return None
 
 
 # A path systemd's EnvironmentFile= takes as it is (no quoting, no specifiers).
@@ -583,6 +605,7 @@ ROLE_INPUTS = {
         "tpm_verify_quote_count",
         "tpm_verify_busy_retries",
         "tpm_verify_timeout",
+        "tpm_verify_endorsement_auth",
         "tpm_quote_mode_tss_user",
     ),
 }
