@@ -12,10 +12,13 @@ must be converged (device nodes, tpm2-abrmd, the TCTI env file, the consumer run
 TCTI), the switch record gone, and a further site.yml run must change nothing. Killed switches
 alternate direction, so each recovery is the next switch's starting point.
 
-TPMFLEET_INTERRUPT_INVENTORY: the lab inventory (one host). TPMFLEET_INTERRUPT_AT: ``changed``
+TPMFLEET_INTERRUPT_INVENTORY: the lab inventory (one host). TPMFLEET_INTERRUPT_START: the mode the
+VM is converged to first (default kernel_rm). TPMFLEET_INTERRUPT_AT: ``changed``
 (default: the boundary after each task that changed the host in the uninterrupted switch; a boundary
 between two tasks that changed nothing leaves the same host state as the one before it), ``all``
-(every boundary), or a list of directions and numbers such as ``direct:5,12;kernel_rm:7``.
+(every boundary), or per target mode ``direct:changed;kernel_rm:changed/3`` (every third) or numbers
+such as ``direct:5,12;kernel_rm:7`` (in that order; then the uninterrupted reference switches are not
+run).
 Each run's time and the boundaries that ran are written to TPMFLEET_INTERRUPT_REPORT (default
 .cache/interrupt-report.json).
 """
@@ -161,16 +164,21 @@ def _other(mode):
 
 
 def _points(reference, spec):
-    """The boundaries to kill at, per target mode, from the uninterrupted switch's task log."""
+    """The boundaries to kill at, per target mode, from the uninterrupted switch's task log. ``spec``:
+    ``changed``, ``all``, or per target mode ``MODE:WHICH`` joined by ``;``, WHICH being ``changed``, ``all``,
+    ``changed/K`` (every Kth of the changed ones, the first and last always) or numbers joined by ``,``."""
     out = {}
+    parts = dict(part.split(":", 1) for part in spec.split(";") if ":" in part)
     for mode, (starts, changed) in reference.items():
-        if spec == "all":
+        which = spec if spec in ("all", "changed") else parts.get(mode, "")
+        after_changed = sorted({n + 1 for n in changed if n + 1 in starts})
+        if which == "all":
             out[mode] = sorted(n for n in starts if n > 1)
-        elif spec == "changed":
-            out[mode] = sorted({n + 1 for n in changed if n + 1 in starts})
+        elif which.startswith("changed"):
+            step = int(which.partition("/")[2] or 1)
+            out[mode] = sorted({*after_changed[::step], *after_changed[-1:]})
         else:
-            wanted = dict(part.split(":", 1) for part in spec.split(";") if part)
-            out[mode] = [int(n) for n in wanted.get(mode, "").split(",") if n]
+            out[mode] = [int(n) for n in which.split(",") if n]
     return out
 
 
@@ -181,26 +189,29 @@ def _save():
 
 
 def test_a_switch_killed_at_any_step_is_finished_by_one_site_run(tmp_path):
-    rc, out, secs = _playbook("tests/lab/prepare_consumer.yml", "kernel_rm")
+    spec = os.environ.get("TPMFLEET_INTERRUPT_AT", "changed")
+    mode = os.environ.get("TPMFLEET_INTERRUPT_START", "kernel_rm")
+    rc, out, secs = _playbook("tests/lab/prepare_consumer.yml", mode)
     assert rc == 0, out[-4000:]
-    rc, out, secs = _playbook("site.yml", "kernel_rm")
+    rc, out, secs = _playbook("site.yml", mode)
     assert rc == 0, out[-4000:]
-    REPORT.append({"run": "site kernel_rm (start)", "seconds": round(secs, 1), "recap": _recap(out)})
-    assert _converged("kernel_rm") == []
-    # The uninterrupted switches, each way: the task list and the tasks that changed the host.
-    reference = {}
-    mode = "kernel_rm"
-    for target in ("direct", "kernel_rm"):
+    REPORT.append({"run": f"site {mode} (start)", "seconds": round(secs, 1), "recap": _recap(out)})
+    assert _converged(mode) == []
+    # The uninterrupted switches, each way: the task list and the tasks that changed the host (not needed
+    # when every boundary is given by number).
+    reference = {"direct": ({}, []), "kernel_rm": ({}, [])}
+    explicit = all(re.fullmatch(r"[0-9]+(,[0-9]+)*", part.partition(":")[2]) for part in spec.split(";"))
+    for target in () if explicit else (_other(mode), mode):
         log = tmp_path / f"reference-{target}.log"
         rc, out, secs = _playbook("playbooks/quote_mode.yml", target, log=log)
         assert rc == 0, out[-4000:]
         assert _converged(target) == [], out[-3000:]
         reference[target] = _log(log)
-        REPORT.append({"run": f"quote_mode {mode} -> {target}", "seconds": round(secs, 1), "recap": _recap(out),
-                       "tasks": len(reference[target][0]), "changed_at": reference[target][1]})  # fmt: skip
+        REPORT.append({"run": f"quote_mode {_other(target)} -> {target}", "seconds": round(secs, 1),
+                       "recap": _recap(out), "tasks": len(reference[target][0]),
+                       "changed_at": reference[target][1]})  # fmt: skip
         _save()
-        mode = target
-    points = _points(reference, os.environ.get("TPMFLEET_INTERRUPT_AT", "changed"))
+    points = _points(reference, spec)
     queues = {m: list(p) for m, p in points.items()}
     failures = []
     # Alternate: kill a switch to the other mode, finish it with site.yml, and go on from there.
@@ -217,9 +228,9 @@ def test_a_switch_killed_at_any_step_is_finished_by_one_site_run(tmp_path):
         rc, out, killed_secs = _playbook("playbooks/quote_mode.yml", target, log=log, kill_at=n)
         killed = any(line.startswith("killed\t") for line in log.read_text().splitlines())
         assert rc == -signal.SIGKILL and killed, f"the switch to {target} was not killed at task {n}: rc {rc}"
-        task = reference[target][0].get(n, "?")
+        task = _log(log)[0].get(n - 1, "?")
         rc, out, secs = _playbook("site.yml", target)
-        entry = {"run": f"quote_mode {mode} -> {target} killed as task {n} started ({task})",
+        entry = {"run": f"quote_mode {mode} -> {target} killed as task {n} started, after: {task}",
                  "killed_after_s": round(killed_secs, 1), "site_rc": rc, "site_seconds": round(secs, 1)}  # fmt: skip
         problems = [] if rc == 0 else [f"site.yml failed (rc {rc}): {out[-3000:]}"]
         if rc == 0:
