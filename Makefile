@@ -115,3 +115,16 @@ test-consumers: setup
 .PHONY: test-containers
 test-containers: setup
 	molecule test -s containers
+
+# A quote mode switch killed (kill -9 of ansible-playbook, by a test-only
+# callback) at each step boundary, both ways between kernel_rm and direct,
+# each finished by one site.yml run: converged, consumer running, record
+# gone, a further run changed=0 (tests/lab/test_interrupt.py); on one lab VM
+# of its own (lab "interrupt", SSH port 2291); on demand, hours under TCG.
+# TPMFLEET_INTERRUPT_AT=all kills at every task boundary (default: after
+# each task that changed the host, one per distinct host state).
+.PHONY: test-interrupt
+test-interrupt: setup
+	ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_ssh_port_base=2291 -e lab_vm_count=1
+	TPMFLEET_INTERRUPT_INVENTORY=inventory/interrupt pytest -v -p no:cacheprovider tests/lab/test_interrupt.py; \
+	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_state=absent; exit $$rc

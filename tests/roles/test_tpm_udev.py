@@ -1,12 +1,15 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Role tpm_udev run by Ansible on the controller: the device nodes are read again only after a change.
+"""Role tpm_udev run by Ansible on the controller: udev is re-triggered from what the nodes show.
 
 The rules file is one of the test's own under /etc/udev/rules.d (removed after
 it); udevadm is a stand-in that logs its arguments. Played after a
 tpm_host_state read like the preflight's, an unchanged host is not read
 again; a changed rules file (or the role used alone) reads the nodes after
-udev applied it.
+udev applied it. The controller has no TPM nodes: the preflight's read of
+nodes that differ from the mode (a run killed after writing the rules,
+before udev applied them) is given as facts, and the rules file already
+right must still re-trigger them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from roleplay import changed, failed_tasks, run_play, stand_in, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc/udev/rules.d")
 
-FIND = "Read the live TPM device nodes again after a change"
+FIND = "Read the live TPM device nodes again after udev reapplied the rules"
+FIND_BEFORE = "Read the live TPM device nodes the preflight did not read, or that changed since"
+TRIGGER = "Ensure udev reapplied the rules to the TPM device nodes when the rules changed or a node differs"
+LIBRARY = str(Path(__file__).resolve().parent / "library")
 PREFLIGHT_READ = {
     "name": "Read the TPM device nodes as the preflight does",
     "tpmfleet.tpm.tpm_host_state": {"accounts": False, "globs": ["/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*"]},
@@ -64,10 +70,10 @@ def test_nodes_are_read_again_only_after_a_change(tmp_path, rules, udevadm):
     assert ran(out, FIND) == []
     assert [n for n, r in tasks(out) if n.endswith("Check that the live TPM device nodes have the mode's owner, group "
                                                     "and mode") and not r.get("skipped")]  # fmt: skip
-    # Without the preflight's read the role reads the nodes itself.
+    # Without the preflight's read the role reads the nodes itself, once (none here: nothing to re-trigger).
     rc, out = run_play(tmp_path, {"tasks": [ROLE]}, variables, env={"PATH": path})
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
-    assert len(ran(out, FIND)) == 1
+    assert len(ran(out, FIND_BEFORE)) == 1 and ran(out, FIND) == [] and ran(out, TRIGGER) == []
 
 
 def test_check_mode_reports_the_rules_and_writes_nothing(tmp_path, rules, udevadm):
@@ -77,3 +83,43 @@ def test_check_mode_reports_the_rules_and_writes_nothing(tmp_path, rules, udevad
     assert rc == 0 and changed(out) >= 1, failed_tasks(out)
     assert not rules.exists()
     assert not log.exists() or "trigger" not in log.read_text()
+
+
+def _nodes_read(tpm0, tpmrm0):
+    """The preflight's read of /dev/tpm0 and /dev/tpmrm0 with these (owner, group), mode 0660, as facts."""
+
+    def node(path, owner_group):
+        return {"path": path, "pw_name": owner_group[0], "gr_name": owner_group[1], "mode": "0660"}
+
+    globs = {"/dev/tpm[0-9]*": [node("/dev/tpm0", tpm0)], "/dev/tpmrm[0-9]*": [node("/dev/tpmrm0", tpmrm0)]}
+    return {"name": "The nodes as the preflight read them", "platform_facts": {"facts": {"tpmfleet_host_state":
+            {"globs": globs, "paths": {}}}}}  # fmt: skip
+
+
+def test_nodes_that_differ_are_triggered_again_though_the_rules_are_right(tmp_path, rules, udevadm):
+    path, log = udevadm
+    env = {"PATH": path, "ANSIBLE_LIBRARY": LIBRARY}
+    # direct mode: tpm0 tss:tss, tpmrm0 tss:tss. The rules are written first (a run that was then killed).
+    variables = {"tpm_quote_mode": "direct", "tpm_udev_rules_path": str(rules)}
+    right = _nodes_read(("tss", "tss"), ("tss", "tss"))
+    rc, out = run_play(tmp_path, {"tasks": [right, ROLE]}, variables, env=env)
+    assert rc == 0 and rules.is_file(), failed_tasks(out)
+    log.unlink()
+    # The nodes as the kernel_rm mode left them: the rules file is unchanged, the nodes are set again.
+    wrong = _nodes_read(("tss", "root"), ("tss", "tss"))
+    rc, out = run_play(tmp_path, {"tasks": [wrong, ROLE]}, variables, env=env)
+    assert rc == 0, failed_tasks(out)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "control --reload"
+    assert calls[1].startswith("trigger --settle --action=change") and "--subsystem-match=tpm" in calls[1]
+    assert changed(out) == 1 and len(ran(out, FIND)) == 1 and ran(out, FIND_BEFORE) == []
+    # --check on the same host says the nodes would change, and runs no udevadm.
+    log.unlink()
+    rc, out = run_play(tmp_path, {"tasks": [wrong, ROLE]}, variables, check_mode=True, env=env)
+    assert rc == 0 and changed(out) == 1, failed_tasks(out)
+    assert not log.exists()
+    assert any("/dev/tpm0 is tss:root 0660, wanted tss:tss 0660" in str(r.get("msg")) for _, r in tasks(out))
+    # Nodes that match the mode: nothing is triggered, nothing changes.
+    rc, out = run_play(tmp_path, {"tasks": [right, ROLE]}, variables, env=env)
+    assert rc == 0 and changed(out) == 0, failed_tasks(out)
+    assert not log.exists() and ran(out, TRIGGER) == []

@@ -1,8 +1,9 @@
 """A quote mode switch that fails or is killed after the consumers were stopped leaves a clear state.
 
 quote_mode.yml records the consumers it is about to stop in /var/lib/tpmfleet/quote-mode-switch.json
-before it stops them; a failed switch says which consumers stay stopped, and the next run starts them.
-Run on the kernel_rm VM, which each test leaves in kernel_rm with its consumer running.
+before it stops them (the tpm_consumers role); a failed switch says which consumers stay stopped, and
+the next run of quote_mode.yml or of site.yml starts them. Run on the kernel_rm VM, which each test
+leaves in kernel_rm with its consumer running. Every step boundary, both ways: make test-interrupt.
 """
 
 import json
@@ -13,7 +14,7 @@ import sys
 import time
 
 import pytest
-from tpmfleet_molecule import INVENTORY, PROJECT, _env, needs_inventory, recap, run_playbook
+from tpmfleet_molecule import INVENTORY, PROJECT, SITE, _env, needs_inventory, recap, run_playbook
 
 # On demand (make test-lab-matrix), with the lab bad-input matrix: a killed and a failed mode switch.
 pytestmark = pytest.mark.skipif(not os.environ.get("TPMFLEET_LAB_MATRIX"), reason="on demand: make test-lab-matrix")
@@ -28,11 +29,8 @@ def _recorded(host):
     return json.loads(state.content_string) if state.exists else None
 
 
-@needs_inventory
-def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host):
-    host = rm_host
-    assert host.service(CONSUMER).is_running
-    name = host.backend.get_hostname()
+def _kill_after_the_consumers_stopped(host, name):
+    """quote_mode.yml to abrmd, killed (its whole process group, -9) once the consumer is recorded and stopped."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", name,
            QUOTE_MODE, "-e", "tpm_quote_mode=abrmd"]  # fmt: skip
     switch = subprocess.Popen(
@@ -51,8 +49,17 @@ def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host):
     # Killed: the consumer is stopped and the host says so.
     assert not host.service(CONSUMER).is_running
     assert _recorded(host)["services"] == [CONSUMER]
-    # The next run (the host's own mode again) starts it and clears the record.
-    run = run_playbook(QUOTE_MODE, limit=name, mitogen=True, timeout=1800)
+
+
+@needs_inventory
+@pytest.mark.parametrize("finish", [QUOTE_MODE, SITE], ids=["quote_mode", "site"])
+def test_zz_a_killed_switch_is_finished_by_the_next_run(rm_host, finish):
+    host = rm_host
+    assert host.service(CONSUMER).is_running
+    name = host.backend.get_hostname()
+    _kill_after_the_consumers_stopped(host, name)
+    # The next run of either playbook (the host's own mode again) starts it and clears the record.
+    run = run_playbook(finish, limit=name, mitogen=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert recap(run, name)["failed"] == 0
     assert host.service(CONSUMER).is_running

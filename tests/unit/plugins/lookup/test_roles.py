@@ -9,8 +9,9 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import ROLES
 from conftest import COLLECTION
 
 # Roles that are not steps of the list: the preflight runs the list's validations,
-# tpm_quote_mode is the dependency every role takes the mode's profile from.
-FRAMEWORK_ROLES = {"tpm_preflight", "tpm_quote_mode"}
+# tpm_quote_mode is the dependency every role takes the mode's profile from,
+# tpm_consumers stops and starts the consumers around the list (plugin_utils/roles.py AROUND).
+FRAMEWORK_ROLES = {"tpm_preflight", "tpm_quote_mode", "tpm_consumers"}
 LOOKUP = "lookup('tpmfleet.tpm.roles', wantlist=True)"
 ENTRY_POINTS = ("playbooks/site.yml", "playbooks/quote_mode.yml", "roles/tpm_preflight/tasks/main.yml")
 

@@ -14,7 +14,8 @@ description:
   - The list of what each role reads is in one place, C(plugins/plugin_utils/host_reads.py).
 options:
   _terms:
-    description: Role names without the collection prefix; all roles of C(tpmfleet.tpm.roles) when none is given.
+    description: Role names without the collection prefix; all roles of C(tpmfleet.tpm.roles) and C(tpm_consumers)
+      (which the playbooks run around them) when none is given.
     type: list
     elements: str
 """
@@ -39,12 +40,12 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.host_reads import ROLE_READS, needed, reads
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import ROLES
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        roles = list(terms) or list(ROLES)
+        roles = list(terms) or [*ROLES, *AROUND]
         unknown = [r for r in roles if r not in ROLE_READS]
         if unknown:
             raise AnsibleLookupError(f"tpmfleet.tpm.host_reads: no reads known for {', '.join(map(str, unknown))}")

@@ -102,6 +102,12 @@ def _containers(v):
     return {"accounts": True, "paths": _strings(devices)}
 
 
+def _consumers(v):
+    """Whether an interrupted quote mode switch left its record (the consumers it stopped)."""
+    record = v.get("__tpm_consumers_record")
+    return {"paths": [record]} if isinstance(record, str) and record.startswith("/") else {}
+
+
 # role -> (the variables its reads depend on, how they become tpm_host_state's options)
 ROLE_READS = {
     "tpm_kernel": (("tpm_kernel_drivers", "tpm_kernel_persistent"), _kernel),
@@ -114,6 +120,7 @@ ROLE_READS = {
     "tpm_tcti_env": (("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_marker"), _tcti_env),
     "tpm_containers": (("tpm_quote_mode_profile", "tpm_containers_projects"), _containers),
     "tpm_verify": ((), _accounts),
+    "tpm_consumers": (("__tpm_consumers_record",), _consumers),
 }
 
 

@@ -18,3 +18,10 @@ ROLES = (
     "tpm_containers",
     "tpm_verify",
 )
+
+# Roles the playbooks run around the list, not steps of it: tpm_consumers
+# stops the consumers before a quote mode switch (quote_mode) and starts the
+# ones a switch stopped once every role of the list succeeded (site and
+# quote_mode). The preflight reads what they plan from as well (the
+# tpmfleet.tpm.host_reads lookup).
+AROUND = ("tpm_consumers",)
