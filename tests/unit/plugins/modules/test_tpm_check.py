@@ -32,14 +32,17 @@ def test_stopped_swtpm_is_refused_quickly(stopped_swtpm_tcti, ansible_run):
     r, wall = ansible_run("tpm_check", {"tcti": stopped_swtpm_tcti, "timeout": 5})
     assert r["failed"] and r["reason"] == "unreachable"
     assert "Connection refused" in r["msg"] and "is swtpm running" in r["msg"]
-    assert wall < 10
+    # The module's own clock bounds the TPM path; the ansible run around it only has to end (loaded machine).
+    assert r["elapsed_ms"] < 5000
+    assert wall < 60
 
 
 def test_hanging_endpoint_is_bounded(hanging_tcti, ansible_run):
     r, wall = ansible_run("tpm_check", {"tcti": hanging_tcti, "timeout": 2})
     assert r["failed"] and r["reason"] == "timeout"
     assert "did not finish within 2s" in r["msg"]
-    assert wall < 8
+    assert r["elapsed_ms"] < 4000
+    assert wall < 60
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,10 @@ def test_exhausted_object_memory_is_explained(swtpm_tcti, ansible_run):
 def test_stopped_tpm(stopped_swtpm_tcti, ansible_run):
     r, wall = ansible_run("tpm_quote", {"tcti": stopped_swtpm_tcti, "timeout": 5})
     assert r["failed"] and r["reason"] == "unreachable"
-    assert wall < 10
+    # The module's own clock bounds the TPM path (5 s timeout); the whole ansible run only has to end
+    # (its start-up alone took over 10 s on a loaded 2-core machine).
+    assert r["elapsed_ms"] < 5000
+    assert wall < 60
 
 
 # --- handles tpmfleet must never use or damage -------------------------------------------------
