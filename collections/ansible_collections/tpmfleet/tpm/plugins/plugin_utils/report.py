@@ -298,7 +298,7 @@ def _tpm_problems(props, name):
                                  "the endorsement hierarchy), but consumers that create keys under the owner "
                                  "hierarchy fail with an empty password",
                                  "Give the owner password to the consumers that create keys under the owner "
-                                 "hierarchy (kept secret, e.g. in Ansible Vault); tpmfleet needs nothing."))  # fmt: skip
+                                 "hierarchy (kept secret, e.g. in Ansible Vault); tpmfleet needs none."))  # fmt: skip
     del name
     return problems
 
