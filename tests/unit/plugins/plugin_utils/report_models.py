@@ -1,14 +1,13 @@
 """Fleet models for the report page's tests and benchmark: hostile strings, new statuses, problem groups, scale.
 
-Built from ``fleet_fixtures`` records and ``report.build``; what today's model cannot produce yet (the
-contract's "unverified" status and ``problem_groups``) is added to the built model here, as the page must
-render any model of the contract.
+Built from ``fleet_fixtures`` records and ``report.build`` (its statuses, problem groups, limit files and
+fleet findings are the real ones); only what the model never produces is added here: hostile problem
+texts (report.py writes titles and fixes itself) and a status the page has never seen.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from fleet_fixtures import host_record, synthetic_fleet
@@ -48,12 +47,19 @@ def hostile_model(n=150):
             props["vendor_strings"] = f"<i onmouseover=\"window.__xss='vendor'\">V{i}\x00" + LONG
         records.append(rec)
     model = report.build(records, generated_at="2026-01-01T00:00:00Z")
+    groups = {g["id"]: g for g in model["problem_groups"]}
+    hostile = set()
     for h in model["hosts"]:
         if h["name"] in HOSTILE_NAMES:
             k = HOSTILE_NAMES.index(h["name"])
             for p in h["problems"]:
                 p["title"] = f"<b onclick=\"window.__xss='title'\">T{k}\r" + p["title"]
                 p["fix"] = p["fix"] + f" </script>\x00F{k} " + LONG
+                if p["group"] not in hostile and set(groups[p["group"]]["hosts"]) <= set(HOSTILE_NAMES):
+                    # a group of hostile hosts only: the same texts, and a command the page must not run
+                    hostile.add(p["group"])
+                    g = groups[p["group"]]
+                    g.update(title=p["title"], fix=p["fix"], command=(g["command"] or "") + f" </script>\r\x00C{k}")
     return model
 
 
@@ -71,50 +77,18 @@ def _retally(model):
         key = h["mode"] if h["mode"] in s["modes"] and h["mode"] != "invalid" else "invalid"
         s["modes"][key] = s["modes"].get(key, 0) + 1
         s["by_mode"].setdefault(key, dict.fromkeys(statuses, 0))[h["status"]] += 1
-        if h["tpm"] is not None:
-            obs = h["observed_mode"] or "unknown"
-            s["observed_modes"][obs] = s["observed_modes"].get(obs, 0) + 1
+        obs = (h["observed_mode"] or "unknown") if h["tpm"] is not None else "not_read"
+        s["observed_modes"][obs] = s["observed_modes"].get(obs, 0) + 1
     return model
 
 
 def contract_model(n=150):
-    """A model with the contract's NEW fields: "unverified" hosts, a status the page has never seen
-    ("quarantined"), and ``problem_groups`` with commands and limit files."""
+    """The built model of ``n`` synthetic hosts (every status, problem groups with commands and limit files)
+    plus a status the page has never seen ("quarantined"): the page shows any status the model adds."""
     model = report.build(synthetic_fleet(n), generated_at="2026-01-01T00:00:00Z")
     for k, h in enumerate(model["hosts"]):
-        if h["status"] == "healthy" and k % 9 == 0:
-            h["status"] = "unverified"
-        elif h["status"] == "healthy" and k % 31 == 0:
+        if h["status"] == "healthy" and k % 31 == 0:
             h["status"] = "quarantined"
-    groups = {}
-    for h in model["hosts"]:
-        for p in h["problems"]:
-            slug = re.sub(r"[^a-z0-9]+", "-", p["title"].lower()).strip("-")[:40]
-            g = groups.setdefault(
-                (p["check"], p["title"]),
-                {
-                    "id": f"{slug}-{len(groups):04x}",
-                    "check": p["check"],
-                    "severity": p["severity"],
-                    "title": p["title"],
-                    "cause": p["cause"],
-                    "fix": p["fix"],
-                    "hosts": [],
-                },
-            )
-            p["group"] = g["id"]
-            if h["name"] not in g["hosts"]:
-                g["hosts"].append(h["name"])
-    out = []
-    for g in groups.values():
-        g.update(
-            count=len(g["hosts"]),
-            limit_file=f"limits/{g['id']}.txt",
-            command=f"ansible-playbook tpmfleet.tpm.site --limit @report/limits/{g['id']}.txt",
-        )
-        out.append(g)
-    out.sort(key=lambda g: (report.SEVERITIES.index(g["severity"]), -g["count"], g["id"]))
-    model["problem_groups"] = out
     return _retally(model)
 
 

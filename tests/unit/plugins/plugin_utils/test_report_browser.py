@@ -243,25 +243,73 @@ def test_every_hostile_host_detail_opens_with_full_values(hostile):
     no_errors(driver)
 
 
-def test_problems_view_groups_hosts_on_todays_model(hostile):
+def all_groups(driver):
+    """Every problem group of the problems view (its "Show more" button clicked until none is left)."""
+    more = driver.find_element(By.CSS_SELECTOR, "#problems button.more-groups")
+    while more.is_displayed():
+        click(driver, more)
+    return driver.find_elements(By.CSS_SELECTOR, "#problems .pgroup")
+
+
+def open_hosts(driver, details):
+    """Indices (into fleet.json's hosts) of the host links of a <details> host list, once opened."""
+    click(driver, details.find_element(By.CSS_SELECTOR, "summary"))
+    # the list is built on the (asynchronous) toggle event
+    links = WebDriverWait(driver, 10).until(lambda _d: details.find_elements(By.CSS_SELECTOR, ".hostlist .host-link"))
+    return [int(b.get_attribute("data-i")) for b in links]
+
+
+def test_problems_view_renders_the_models_groups(hostile):
+    """One block per problem group of fleet.json, in its order, with its count, command, limit file and hosts;
+    the busy-TPM hosts of one cause are one group (the model strips the host's name from the fix)."""
     driver, model = hostile
-    groups = driver.find_elements(By.CSS_SELECTOR, "#problems .pgroup")
-    assert groups and all(g.find_elements(By.CSS_SELECTOR, ".phead .ptitle") for g in groups)
-    busy = [h for h in model["hosts"] if any(p["title"] == "Cannot open the TPM (busy)" for p in h["problems"])]
-    head = next(g for g in groups if g.find_element(By.CSS_SELECTOR, ".ptitle").text == "Cannot open the TPM (busy)")
-    assert head.find_element(By.CSS_SELECTOR, ".count").text == f"{len(busy)} hosts" and len(busy) > 1
-    head.find_element(By.CSS_SELECTOR, "details summary").click()
-    links = head.find_elements(By.CSS_SELECTOR, ".hostlist button.host-link")
-    assert sorted(int(b.get_attribute("data-i")) for b in links) == sorted(model["hosts"].index(h) for h in busy)
-    links[0].click()
-    assert "Cannot open the TPM (busy)" in driver.find_element(By.ID, "detail").text
+    groups = all_groups(driver)
+    assert len(groups) == len(model["problem_groups"]) > 8
+    index = {id(h): i for i, h in enumerate(model["hosts"])}
+    by_name = {h["name"]: index[id(h)] for h in model["hosts"]}
+    for g, want in zip(groups, model["problem_groups"], strict=True):
+        n = want["count"]
+        assert g.find_element(By.CSS_SELECTOR, ".count").text == f"{n} host{'s' if n != 1 else ''}"
+        assert bool(g.find_elements(By.CSS_SELECTOR, ".cmd code")) == bool(want["command"])
+        if want["limit_file"]:
+            assert g.find_element(By.CSS_SELECTOR, ".limit a").get_attribute("href").endswith(want["limit_file"])
+        if want["command"] and want["command"].isprintable():
+            assert g.find_element(By.CSS_SELECTOR, ".cmd code").text == want["command"]
+            assert f"--limit @report/limits/{want['id']}.txt" in want["command"]
+    sizes = []
+    for title in ("TPM busy: a consumer holds /dev/tpm0", "Cannot open the TPM (busy)"):
+        busy = [i for i, h in enumerate(model["hosts"]) if h["name"] not in HOSTILE_NAMES
+                and any(p["title"] == title for p in h["problems"])]  # fmt: skip
+        (k,) = [k for k, g in enumerate(model["problem_groups"]) if g["title"] == title and
+                {by_name[n] for n in g["hosts"]} & set(busy)]  # fmt: skip
+        assert groups[k].find_element(By.CSS_SELECTOR, ".ptitle").text == title
+        assert sorted(open_hosts(driver, groups[k].find_element(By.CSS_SELECTOR, "details.group-hosts"))) == busy
+        sizes.append(len(busy))
+    assert sizes[0] > 1  # the direct-mode hosts whose TPM a consumer held: one group, one command
+    # hosts a limit file cannot carry are listed in their group, with why
+    outside = [k for k, g in enumerate(model["problem_groups"]) if g["not_in_limit_file"]]
+    assert outside
+    for k in outside:
+        det = groups[k].find_element(By.CSS_SELECTOR, "details.outside-limit")
+        names = model["problem_groups"][k]["not_in_limit_file"]
+        assert det.find_element(By.CSS_SELECTOR, "summary").text.startswith(f"{len(names)} host")
+        assert open_hosts(driver, det) == [by_name[n] for n in names]
+        assert "cannot carry these names" in det.text
+    links = groups[0].find_elements(By.CSS_SELECTOR, ".hostlist button.host-link") or []
+    first = model["problem_groups"][0]
+    if not links:
+        open_hosts(driver, groups[0].find_element(By.CSS_SELECTOR, "details.group-hosts"))
+        links = groups[0].find_elements(By.CSS_SELECTOR, ".hostlist button.host-link")
+    click(driver, links[0])
+    assert first["fix"].split(" ")[0] in driver.find_element(By.ID, "detail").text
     driver.find_element(By.ID, "detail-close").click()
     # the table's problem cell has the title only; cause and fix are in the detail view
+    host = model["hosts"][busy[0]]
     cell = driver.execute_script(
-        f"return document.querySelector(\"#hosts tbody tr[data-i='{model['hosts'].index(busy[0])}']\")"
-        ".cells[9].textContent"
+        f"return document.querySelector(\"#hosts tbody tr[data-i='{busy[0]}']\").cells[9].textContent"
     )
-    assert cell.startswith("Cannot open the TPM (busy)") and busy[0]["problems"][0]["cause"] not in cell
+    assert cell.startswith(host["problems"][0]["title"]) and host["problems"][0]["cause"] not in cell
+    no_errors(driver)
 
 
 def test_contract_model_statuses_and_problem_groups(browser):
@@ -283,19 +331,55 @@ def test_contract_model_statuses_and_problem_groups(browser):
     assert len(set(colours)) == 3
     # problem groups come from the model: its order, counts, commands (copy button) and limit files
     groups = driver.find_elements(By.CSS_SELECTOR, "#problems .pgroup")
-    first = model["problem_groups"][0]
     assert len(groups) == min(8, len(model["problem_groups"]))
-    assert groups[0].find_element(By.CSS_SELECTOR, ".ptitle").text == first["title"]
-    assert groups[0].find_element(By.CSS_SELECTOR, ".cmd code").text == first["command"]
-    assert groups[0].find_element(By.CSS_SELECTOR, ".limit a").get_attribute("href").endswith(first["limit_file"])
-    button = groups[0].find_element(By.CSS_SELECTOR, ".cmd button.copy")
-    button.click()
+    assert [g.find_element(By.CSS_SELECTOR, ".ptitle").text for g in groups] == [
+        g["title"] for g in model["problem_groups"][:8]
+    ]
+    k = next(k for k, g in enumerate(model["problem_groups"][:8]) if g["command"])
+    want = model["problem_groups"][k]
+    assert groups[k].find_element(By.CSS_SELECTOR, ".cmd code").text == want["command"]
+    assert groups[k].find_element(By.CSS_SELECTOR, ".limit a").get_attribute("href").endswith(want["limit_file"])
+    button = groups[k].find_element(By.CSS_SELECTOR, ".cmd button.copy")
+    click(driver, button)
     WebDriverWait(driver, 10).until(lambda _d: button.get_attribute("data-copied"))
     assert button.get_attribute("data-copied") == "ok"
-    groups[0].find_element(By.CSS_SELECTOR, "details summary").click()
-    names = [model["hosts"][int(b.get_attribute("data-i"))]["name"]
-             for b in groups[0].find_elements(By.CSS_SELECTOR, ".hostlist button.host-link")]  # fmt: skip
-    assert names == first["hosts"][:500]
+    assert [model["hosts"][i]["name"] for i in open_hosts(driver, groups[k])] == want["hosts"][:500]
+    no_errors(driver)
+
+
+def test_summary_adds_up_findings_commands_and_not_run_checks(browser):
+    """The modes table's requested and observed columns each add up to the host count (unknown, conflicting
+    and not read included); fleet findings show their command and limit file; a check that could not run
+    is labelled NOT RUN in its own style, apart from SKIP and FAIL."""
+    driver, model = load(browser, contract_model(), "contract-summary")
+    s = model["summary"]
+    observed = {m: int(driver.find_element(By.ID, f"observed-{m}").text) for m in s["observed_modes"]}
+    assert observed == s["observed_modes"] and {"unknown", "conflicting", "not_read"} <= set(observed)
+    assert observed["not_read"] == sum(1 for h in model["hosts"] if h["tpm"] is None) > 0
+    requested = {m: int(driver.find_element(By.ID, f"mode-{m}").text) for m in s["modes"]}
+    assert sum(requested.values()) == sum(observed.values()) == s["hosts"] == sum(s["status"].values())
+    assert driver.find_element(By.ID, "modes-requested-total").text == str(s["hosts"])
+    assert driver.find_element(By.ID, "modes-observed-total").text == str(s["hosts"])
+    # fleet findings: every one with hosts has its command (copy button) and limit file
+    shown = driver.find_elements(By.CSS_SELECTOR, "#findings .finding")
+    findings = [f for f in model["fleet_findings"] if f["severity"] != "info"]
+    assert findings and len(shown) >= len(findings)
+    for box, f in zip(shown, findings, strict=False):
+        assert box.find_element(By.CSS_SELECTOR, ".cmd code").text == f["command"]
+        assert f["limit_file"] in box.find_element(By.CSS_SELECTOR, "details.finding-hosts summary").text
+        assert box.find_elements(By.CSS_SELECTOR, ".cmd button.copy")
+    # a check that applies but could not run: NOT RUN, styled apart from SKIP, FAIL and PASS
+    k = next(i for i, h in enumerate(model["hosts"]) if h["status"] == "unverified")
+    driver.execute_script("window.tpmfleetReport.showDetail(arguments[0])", k)
+    labels = {}
+    for li in driver.find_elements(By.CSS_SELECTOR, "#detail li"):
+        badge = li.find_element(By.CSS_SELECTOR, ".cst")
+        labels.setdefault(li.get_attribute("class"), (badge.text, badge.value_of_css_property("background-color")))
+    statuses = [c["status"] for c in model["hosts"][k]["checks"]]
+    assert "not_run" in statuses and labels["check-not_run"][0] == "NOT RUN"
+    colours = {cls: colour for cls, (_t, colour) in labels.items()}
+    assert len(set(colours.values())) == len(colours) >= 3, labels
+    driver.find_element(By.ID, "detail-close").click()
     no_errors(driver)
 
 

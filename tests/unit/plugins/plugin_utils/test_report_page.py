@@ -70,10 +70,12 @@ def _slots(model):
         out += [(c, key) for c in h["checks"] for key in ("title", "message")]
         out += [(p, key) for p in h["problems"] for key in ("title", "cause", "fix", "group")]
     for f in model["fleet_findings"]:
-        out += [(f, "title"), (f, "cause"), (f, "fix")] + [(f["hosts"], k) for k in range(len(f["hosts"]))]
+        out += [(f, key) for key in ("title", "cause", "fix", "command", "limit_file") if f.get(key) is not None]
+        out += [(f["hosts"], k) for k in range(len(f["hosts"]))]
     for g in model["problem_groups"]:
         out += [(g, key) for key in ("id", "title", "cause", "fix", "command", "limit_file")]
         out += [(g["hosts"], k) for k in range(len(g["hosts"]))]
+        out += [(g["not_in_limit_file"], k) for k in range(len(g["not_in_limit_file"]))]
     return out
 
 
@@ -138,15 +140,34 @@ def test_statuses_come_from_the_model():
         assert f".badge.st-{idx}{{background:" in page
 
 
-def test_page_renders_todays_model_and_fetches_nothing():
+def test_page_of_an_empty_fleet_fetches_nothing():
     model = report.build([], generated_at="2026-01-01T00:00:00Z")
-    assert "problem_groups" not in model
+    assert model["problem_groups"] == [] and model["hosts"] == []
     page = report_page.render_html(model)
     assert f'content="{report_page.CSP}"' in page
     markup = page.split('<script type="application/json"')[0]  # the model's own "schema" URL is data
     assert "http://" not in markup.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in markup
     assert " src=" not in page and "<link" not in page
     assert json.loads(parse(page).scripts["fleet-data"]) == model
+    assert 'id="modes-requested-total">0<' in page and 'id="modes-observed-total">0<' in page
+
+
+def test_modes_table_columns_add_up_to_the_host_count():
+    """Requested: the valid modes and "invalid"; observed: the modes, unknown, conflicting and not read."""
+    model = copy.deepcopy(BASE)
+    s = model["summary"]
+    assert s["observed_modes"]["not_read"] and s["modes"].get("invalid", 0) == 0
+    page = report_page.render_html(model)
+
+    def cell(cell_id):
+        return int(page.split(f'id="{cell_id}">', 1)[1].split("<", 1)[0])
+
+    observed = {m: cell(f"observed-{m}") for m in s["observed_modes"]}
+    assert observed == s["observed_modes"] and {"unknown", "conflicting", "not_read"} <= set(observed)
+    requested = {m: cell(f"mode-{m}") for m in s["modes"]}
+    assert sum(observed.values()) == sum(requested.values()) == s["hosts"] == len(model["hosts"])
+    assert cell("modes-requested-total") == cell("modes-observed-total") == s["hosts"]
+    assert ">not read<" in page
 
 
 @pytest.mark.parametrize("key", ["invalid", "", "<b>x</b>", "m" * 3000])

@@ -76,7 +76,7 @@ CHECKS = (
     ("tpm_access", "The TPM opens over the mode's TCTI"),
     ("lockout", "TPM is not in dictionary-attack lockout"),
     ("ek_certificate", "An EK certificate is provisioned"),
-    ("auth", "Owner hierarchy usable without a password"),
+    ("auth", "Owner hierarchy password state is read"),
     ("event_log", "Boot event log is available"),
     ("drift_abrmd", "tpm2-abrmd state matches the mode"),
     ("drift_tcti_env", "TCTI environment file matches the mode"),
@@ -292,11 +292,13 @@ def _tpm_problems(props, name):
                                  "Evict the key at that handle and persist the EK from the default template "
                                  "(tpm2_createek -c <handle>)."))  # fmt: skip
     if lockout.get("owner_auth_set"):
-        problems.append(_problem("auth", "warning", "Owner hierarchy has a password",
-                                 "owner auth is set: tpm_quote and agents that create their keys under the owner "
-                                 "hierarchy with an empty password fail",
-                                 "Give consumers the owner password, or clear it on the host with tpm2_changeauth "
-                                 "-c owner -p <current password>."))  # fmt: skip
+        # tpmfleet's own checks (test quote, access checks) create their keys under the endorsement hierarchy
+        problems.append(_problem("auth", "info", "Owner hierarchy has a password",
+                                 "owner auth is set: tpmfleet's checks do not need it (they create their keys under "
+                                 "the endorsement hierarchy), but consumers that create keys under the owner "
+                                 "hierarchy fail with an empty password",
+                                 "Give the owner password to the consumers that create keys under the owner "
+                                 "hierarchy (kept secret, e.g. in Ansible Vault); tpmfleet needs none."))  # fmt: skip
     del name
     return problems
 

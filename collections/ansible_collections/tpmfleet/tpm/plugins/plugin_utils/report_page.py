@@ -203,15 +203,24 @@ def render_html(model):
             f'<div class="l">{_e(_shown(label))}</div></div>'
         )
     observed = s["observed_modes"]
+    extra = ("unknown", "conflicting", "not_read")
     mode_rows = "".join(
         f'<tr><td>{_e(_shown(m, valid=(*qm.modes(), "invalid")))}</td><td class="num" id="mode-{_e(m)}">{n}</td>'
-        f"<td>{observed.get(m, '') if m != 'invalid' else ''}</td></tr>"
+        f'<td class="num" id="observed-{_e(m)}">{observed.get(m, 0)}</td></tr>'
+        if m in qm.modes()
+        else f'<tr><td>{_e(_shown(m))}</td><td class="num" id="mode-{_e(m)}">{n}</td><td class="num"></td></tr>'
         for m, n in s["modes"].items()
     )
+    # observed: what the host shows matches no mode (unknown), points at several (conflicting), or was not read
     mode_rows += "".join(
-        f"<tr><td>{_e(_shown(m, valid=('unknown', 'conflicting', 'not_read')))}</td><td></td><td>{n}</td></tr>"
+        f'<tr><td>{_e(_shown(m, valid=extra).replace("_", " "))}</td><td class="num"></td>'
+        f'<td class="num" id="observed-{_e(m)}">{n}</td></tr>'
         for m, n in observed.items()
-        if m not in s["modes"]
+        if m not in qm.modes()
+    )
+    mode_total = (
+        f'<tr><td>all hosts</td><td class="num" id="modes-requested-total">{sum(s["modes"].values())}</td>'
+        f'<td class="num" id="modes-observed-total">{sum(observed.values())}</td></tr>'
     )
     config = {
         "statuses": [{"id": st, "label": label} for st, label, _c in status_list],
@@ -246,7 +255,7 @@ schema {_e(_shown(model["schema_version"]))} {inventory}
 <div class="summary">
 <div class="panel">{_chart(model, status_list)}</div>
 <div class="panel"><table id="modes"><thead><tr><th>Mode</th><th>Requested</th><th>Observed</th></tr></thead>
-<tbody>{mode_rows}</tbody></table></div>
+<tbody>{mode_rows}</tbody><tfoot>{mode_total}</tfoot></table></div>
 </div>
 <h2>Fleet findings</h2>
 <div id="findings">{_findings(model)}</div>

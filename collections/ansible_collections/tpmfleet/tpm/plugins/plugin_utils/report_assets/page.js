@@ -9,6 +9,8 @@
   var N = hosts.length;
   var CUT = 120; // characters shown in a table cell; the detail view shows the whole value
   var SEVERITIES = ["error", "warning", "info"];
+  // not run: the check applies but could not run (never a pass); skip: it does not apply
+  var CHECK_LABELS = { pass: "PASS", fail: "FAIL", not_run: "NOT RUN", skip: "SKIP" };
   var validModes = cfg.modes;
   var statusIndex = {};
   var statusLabel = {};
@@ -271,8 +273,10 @@
     detail.appendChild(el("h4", null, "Checks"));
     var ul = el("ul");
     (h.checks || []).forEach(function (c) {
-      ul.appendChild(el("li", "check-" + str(c.status), str(c.status).toUpperCase() + " " + str(c.title) +
-        (c.message ? ": " + c.message : "")));
+      var li = el("li", "check-" + str(c.status));
+      li.appendChild(el("span", "cst", CHECK_LABELS[c.status] || shown(c.status)));
+      li.appendChild(document.createTextNode(" " + str(c.title) + (c.message ? ": " + c.message : "")));
+      ul.appendChild(li);
     });
     detail.appendChild(ul);
     detail.hidden = false;
@@ -329,36 +333,34 @@
     } else { fallback(); }
   }
 
-  // The model's problem_groups when present; else grouped here by check, title and fix (the host's own name
-  // in the fix, as in "-l HOST", counts as the same fix).
+  // The model's problem groups (report.build always writes them), host names turned into indices.
   function problemGroups() {
-    if (Array.isArray(data.problem_groups)) {
-      return data.problem_groups.map(function (g) {
-        return { id: g.id, check: g.check, severity: g.severity, title: g.title, cause: g.cause, fix: g.fix,
-          command: g.command, limit_file: g.limit_file, count: g.count, hosts: indicesOf(g.hosts) };
-      });
-    }
-    var map = Object.create(null), list = [];
-    function generic(s, name) { return name.length >= 4 ? s.split(name).join("<host>") : s; }
-    hosts.forEach(function (h, k) {
-      var name = str(h.name);
-      (h.problems || []).forEach(function (p) {
-        var fix = generic(str(p.fix), name), cause = generic(str(p.cause), name);
-        var key = JSON.stringify([str(p.check), str(p.title), fix]);
-        var g = map[key];
-        if (!g) {
-          g = map[key] = { check: p.check, severity: p.severity, title: p.title, cause: cause, fix: fix,
-            command: null, limit_file: null, hosts: [], causes: 1 };
-          list.push(g);
-        } else if (g.cause !== cause && g.causes === 1) { g.causes = 2; }
-        if (g.hosts[g.hosts.length - 1] !== k) { g.hosts.push(k); }
-      });
+    return (data.problem_groups || []).map(function (g) {
+      return { id: g.id, severity: g.severity, title: g.title, cause: g.cause, fix: g.fix, command: g.command,
+        limit_file: g.limit_file, count: g.count, hosts: indicesOf(g.hosts), outside: indicesOf(g.not_in_limit_file) };
     });
-    list.forEach(function (g) { g.count = g.hosts.length; });
-    list.sort(function (a, b) {
-      return sevRank(a.severity) - sevRank(b.severity) || b.count - a.count || (str(a.title) < str(b.title) ? -1 : 1);
-    });
-    return list;
+  }
+
+  // Hosts a limit file cannot carry (their name would select other hosts): listed, to be fixed one by one.
+  function outsideLimit(indices) {
+    var det = el("details", "outside-limit");
+    det.appendChild(el("summary", null, indices.length + " host" + (indices.length === 1 ? "" : "s") +
+      " not in the limit file: fix on each host"));
+    det.appendChild(el("p", "more", "A line of a limit file cannot carry these names as themselves (whitespace, " +
+      "control characters, a leading ! & ~ @, glob characters, \"all\" or a group's name would select other " +
+      "hosts): run the fix for each of them with its own --limit."));
+    det.appendChild(el("div", "hostlist"));
+    lazyHosts(det, indices);
+    return det;
+  }
+
+  function commandLine(value) {
+    var c = el("div", "cmd");
+    c.appendChild(el("code", "clip", str(value)));
+    var b = button("copy", "Copy command");
+    b.addEventListener("click", function () { copy(str(value), b); });
+    c.appendChild(b);
+    return c;
   }
 
   function renderProblems() {
@@ -366,8 +368,7 @@
     box.textContent = "";
     if (!groups.length) { box.appendChild(el("p", null, "No host has a problem.")); return; }
     box.appendChild(el("p", "meta", groups.length + " problem" + (groups.length === 1 ? "" : "s") +
-      ", most severe and most frequent first" + (Array.isArray(data.problem_groups) ? "" :
-      " (grouped by check, title and fix)") + "."));
+      ", most severe and most frequent first."));
     var list = el("div", "pgroups"), more = button("more-groups", "");
     box.appendChild(list);
     box.appendChild(more);
@@ -378,17 +379,9 @@
       head.appendChild(el("strong", "ptitle", cut(shown(str(g.title)))));
       head.appendChild(el("span", "count", g.count + " host" + (g.count === 1 ? "" : "s")));
       d.appendChild(head);
-      d.appendChild(el("div", "cause clip", "Cause: " + str(g.cause) + (g.causes > 1 ? " (causes differ between " +
-        "hosts: see each host)" : "")));
+      d.appendChild(el("div", "cause clip", "Cause: " + str(g.cause)));
       d.appendChild(el("div", "fix clip", "Fix: " + str(g.fix)));
-      if (g.command) {
-        var c = el("div", "cmd");
-        c.appendChild(el("code", "clip", str(g.command)));
-        var b = button("copy", "Copy command");
-        b.addEventListener("click", function () { copy(str(g.command), b); });
-        c.appendChild(b);
-        d.appendChild(c);
-      }
+      if (g.command) { d.appendChild(commandLine(g.command)); }
       if (g.limit_file) {
         var lf = el("div", "limit", "Limit file: ");
         var path = str(g.limit_file);
@@ -402,6 +395,7 @@
       det.appendChild(el("div", "hostlist"));
       lazyHosts(det, g.hosts);
       d.appendChild(det);
+      if (g.outside.length) { d.appendChild(outsideLimit(g.outside)); }
       return d;
     }
     function step() {
@@ -419,8 +413,11 @@
 
   // ---------------------------------------------------------------- wiring
   Array.prototype.forEach.call(document.querySelectorAll("details.finding-hosts"), function (d) {
-    var f = (data.fleet_findings || [])[Number(d.dataset.finding)];
-    lazyHosts(d, indicesOf(f ? f.hosts : []));
+    var f = (data.fleet_findings || [])[Number(d.dataset.finding)] || {};
+    lazyHosts(d, indicesOf(f.hosts));
+    var box = d.parentNode;
+    if (f.command) { box.insertBefore(commandLine(f.command), d); }
+    if ((f.not_in_limit_file || []).length) { box.appendChild(outsideLimit(indicesOf(f.not_in_limit_file))); }
   });
   text.addEventListener("input", applyFilter);
   statusSel.addEventListener("change", applyFilter);
