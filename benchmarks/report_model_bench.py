@@ -64,7 +64,7 @@ def _hostvars(records):
 
 def one_size(n, profile):
     from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import collect
-    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet
+    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet, report_render
     from fleet_fixtures import synthetic_fleet
 
     records = synthetic_fleet(n)
@@ -89,10 +89,10 @@ def one_size(n, profile):
         model = report.build(collected, quote_test=False, ignore_groups=("tpm_hosts",))
         tick()
         with open(os.path.join(dest, "fleet.json"), "w", encoding="utf-8") as fh:
-            report.write_json(model, fh)
+            report_render.write_json(model, fh)
         tick()
         with open(os.path.join(dest, "junit.xml"), "w", encoding="utf-8") as fh:
-            fh.write(report.render_junit(model))
+            fh.write(report_render.render_junit(model))
         tick()
         report_fleet.write_limit_files(model, dest)
         tick()

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page, report_render
 from fleet_fixtures import AGENT_PROC, host_record, synthetic_fleet
 
 MODES = ("direct", "kernel_rm", "abrmd")
@@ -258,7 +258,7 @@ def test_fleet_json_matches_its_schema():
     with open(report.SCHEMA_PATH, encoding="utf-8") as fh:
         schema = json.load(fh)
     jsonschema.Draft202012Validator.check_schema(schema)
-    model = json.loads(report.render_json(report.build(synthetic_fleet(120), quote_test=True, inventory="lab")))
+    model = json.loads(report_render.render_json(report.build(synthetic_fleet(120), quote_test=True, inventory="lab")))
     jsonschema.Draft202012Validator(schema).validate(model)
     assert model["schema"] == schema["$id"] and model["schema_version"] == report.SCHEMA_VERSION
     broken = copy.deepcopy(model)
@@ -273,7 +273,7 @@ def test_fleet_json_matches_its_schema():
 
 def test_junit_has_one_case_per_host_and_check():
     model = report.build(synthetic_fleet(40))
-    root = ET.fromstring(report.render_junit(model).split("\n", 1)[1])  # noqa: S314 - our own output
+    root = ET.fromstring(report_render.render_junit(model).split("\n", 1)[1])  # noqa: S314 - our own output
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 40 * len(report.CHECKS) + len(model["fleet_findings"])

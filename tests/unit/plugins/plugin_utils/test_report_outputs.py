@@ -15,7 +15,7 @@ import pytest
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet, report_render
 from fleet_fixtures import AGENT_PROC, host_record, synthetic_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -113,7 +113,7 @@ def test_problem_groups_give_one_command_for_all_their_hosts():
     records = [host_record(n, "direct", abrmd_running=True) for n in names]
     records.append(host_record("ok", "kernel_rm"))
     model = report.build(records, limits_dir="out dir")
-    SCHEMA.validate(json.loads(report.render_json(model)))
+    SCHEMA.validate(json.loads(report_render.render_json(model)))
     running = next(g for g in model["problem_groups"] if g["title"] == "tpm2-abrmd is running")
     assert running["count"] == 4 and running["hosts"] == sorted(
         names, key=lambda n: [h["name"] for h in model["hosts"]].index(n)
@@ -251,7 +251,7 @@ def _check_junit(text, model):
         assert case.get("classname") is not None and case.get("name")
         assert len(case) <= 1 and all(c.tag in ("failure", "skipped", "system-out") for c in case)
     names = {c.get("classname") for c in cases} - {"tpmfleet.fleet"}
-    assert names == {report.xml_safe("tpmfleet." + h["name"]) for h in model["hosts"]}
+    assert names == {report_render.xml_safe("tpmfleet." + h["name"]) for h in model["hosts"]}
     if junitparser is not None:
         xml = junitparser.JUnitXml.fromstring(text.encode("utf-8"))
         parsed = next(iter(xml))
@@ -270,8 +270,8 @@ def test_junit_and_json_survive_any_string(strings, base, quote):
     other = host_record(strings["name"] + "2", "kernel_rm", tss_gid=7, groups=(strings["group"],))
     model = report.build([record, other], quote_test=quote, ignore_groups=(strings["group"],),
                          inventory=strings["path"], limits_dir=strings["path"])  # fmt: skip
-    _check_junit(report.render_junit(model), model)
-    text = report.render_json(model)
+    _check_junit(report_render.render_junit(model), model)
+    text = report_render.render_json(model)
     assert text.isascii()
     data = json.loads(text)
     SCHEMA.validate(data)
@@ -283,7 +283,7 @@ def test_junit_keeps_control_characters_visible_and_long_strings_whole():
     record = host_record(name, "kernel_rm", unreachable=True)
     record["facts"]["msg"] = "ssh: \x1b[0;31mConnection refused\x1b[0m\r\n"
     model = report.build([record])
-    text = report.render_junit(model)
+    text = report_render.render_junit(model)
     root = ET.fromstring(text.encode("utf-8"))  # noqa: S314 - our own output
     case = root[0].find("testcase")
     assert case.get("classname") == "tpmfleet.\\x1b[31mhost\\x1b[0m\\x00\x7f" + "é" * 10_000
@@ -295,7 +295,7 @@ def test_junit_keeps_control_characters_visible_and_long_strings_whole():
 @pytest.mark.skipif(junitparser is None, reason="junitparser is not installed in this .venv (requirements.txt)")
 def test_junitparser_reads_the_synthetic_fleet():
     model = report.build(synthetic_fleet(300), quote_test=True)
-    xml = junitparser.JUnitXml.fromstring(report.render_junit(model).encode("utf-8"))
+    xml = junitparser.JUnitXml.fromstring(report_render.render_junit(model).encode("utf-8"))
     suite = next(iter(xml))
     assert suite.tests == 300 * len(report.CHECKS) + len(model["fleet_findings"])
     skipped = [c for c in suite if any(isinstance(r, junitparser.Skipped) for r in c.result)]

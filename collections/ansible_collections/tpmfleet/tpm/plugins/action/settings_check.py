@@ -25,7 +25,7 @@ import posixpath
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_reads, validate
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_checks, host_reads, validate
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import normalised
 
@@ -166,21 +166,21 @@ class ActionModule(ActionBase):
         if not values["tpm_verify_user"]:
             return []
         users, groups = self._accounts(result)
-        return validate.account_errors(values, "tpm_verify", users, groups, host=self._host)
+        return host_checks.account_errors(values, "tpm_verify", users, groups, host=self._host)
 
     def _tpm_abrmd(self, values, result):
         profile = self._value("tpm_quote_mode_profile") or {}
         errors = []
         if profile["abrmd"]["running"]:
             users, groups = self._accounts(result)
-            errors += validate.account_errors(values, "tpm_abrmd", users, groups, host=self._host)
+            errors += host_checks.account_errors(values, "tpm_abrmd", users, groups, host=self._host)
         device = profile["exclusive_device"]
         if device:
             holders = (self._facts.get("tpmfleet_host_state") or {}).get("holders") or {}
             if device not in holders:
                 holders = self._read(result, holders=[device])["tpmfleet_host_state"]["holders"]
             allowed = [self._value("__tpm_abrmd_service"), *values["tpm_abrmd_stop_holder_units"]]
-            errors += validate.holder_errors(profile, holders, allowed)
+            errors += host_checks.holder_errors(profile, holders, allowed)
         return errors
 
     def _tpm_kernel(self, values, result):
@@ -197,7 +197,7 @@ class ActionModule(ActionBase):
         ):
             options = {k: reads[k] for k in ("kernel", "kernel_modules", "globs", "paths", "markers")}
             kernel = self._read(result, checksum=False, **options)["tpmfleet_host_state"]["kernel"]
-        return validate.kernel_host_errors(values, kernel, host=self._host)
+        return host_checks.kernel_host_errors(values, kernel, host=self._host)
 
     def _tpm_tcti_env(self, values, result):
         reads = host_reads.reads(["tpm_tcti_env"], values)
@@ -212,6 +212,6 @@ class ActionModule(ActionBase):
         services = state.get("services") if "units" in options else self._facts.get("services")
         paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
         env_file = normalised(values["tpm_tcti_env_path"])[0]
-        return validate.tcti_env_host_errors(
+        return host_checks.tcti_env_host_errors(
             values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=self._host
         )

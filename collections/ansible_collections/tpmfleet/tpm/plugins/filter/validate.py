@@ -9,7 +9,7 @@ Documented for ``ansible-doc -t filter`` in the YAML files beside this one
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import validate
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import host_checks, validate
 
 
 def input_errors(values, role):
@@ -23,7 +23,7 @@ def input_errors(values, role):
 def account_errors(values, role, users=None, groups=None, host="this host"):
     """The users and groups a role needs that do not exist on the host (and that tpm_access does not create)."""
     try:
-        return validate.account_errors(values, role, users, groups, host=host)
+        return host_checks.account_errors(values, role, users, groups, host=host)
     except ValueError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

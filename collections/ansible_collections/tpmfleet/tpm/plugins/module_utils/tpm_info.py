@@ -22,9 +22,7 @@ import hashlib
 import os
 import pwd
 
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (  # noqa: F401 (EK_* re-exported)
-    EK_ATTRIBUTES,
-    EK_POLICY_A,
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (
     EK_TEMPLATES,
     ek_template,
 )

@@ -22,7 +22,8 @@ The role's tasks run only for what the plan says differs. Used through the
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX, few, truthy
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import few, truthy
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX
 
 # The kernel's overflow UID and GID (/proc/sys/kernel/overflowuid, overflowgid): nobody and nogroup, and what
 # every ID a user namespace does not map appears as.

@@ -40,12 +40,6 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
     host_limit,
     observed_mode,
 )
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_render import (  # noqa: F401 - re-exported
-    render_json,
-    render_junit,
-    write_json,
-    xml_safe,
-)
 
 SCHEMA_VERSION = "1.1"
 SCHEMA_ID = "https://tpmfleet.invalid/schemas/fleet-report/1.0"

@@ -25,13 +25,8 @@ import json
 import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report import (
-    STATUS_LABELS,
-    STATUSES,
-    _str,
-    render_json,
-    render_junit,
-)
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report import STATUS_LABELS, STATUSES, _str
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_render import render_json, render_junit
 
 _ASSETS = os.path.join(os.path.dirname(__file__), "report_assets")
 

@@ -31,20 +31,11 @@ import posixpath
 import re
 
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.host_checks import (  # noqa: F401 - re-exported
-    account_errors,
-    ensured_groups,
-    holder_errors,
-    kernel_host_errors,
-    tcti_env_host_errors,
-)
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (  # noqa: F401 - re-exported
-    LIST_MAX,
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     few,
     path_problem,
     shown,
     too_long,
-    truthy,
     unit_list_errors,
 )
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import QUOTE_MODES
