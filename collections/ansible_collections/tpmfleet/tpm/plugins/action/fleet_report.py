@@ -9,7 +9,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_fleet, report_page
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_cache, report_fleet, report_page
 
 # What the report playbook leaves per host (registered results and set_fact).
 FACTS_VAR = "__tpm_report_facts"
@@ -66,8 +66,10 @@ def host_input(name, host_vars, templated=None):
         requested = profile.get("mode")
     else:
         requested = (templated if templated is not None else host_vars).get("tpm_quote_mode")
+    record = _cached_record(host_vars)
     return {
         "name": name,
+        "read_at": record.get("read_at") if record and get(FACTS_VAR) else None,
         "groups": get("group_names") or [],
         "requested_mode": requested,
         "profile": None if error else profile,
@@ -78,13 +80,30 @@ def host_input(name, host_vars, templated=None):
     }
 
 
-def collect(hostvars, hosts):
-    """Every host's record, from Ansible's HostVars (or a plain mapping of host -> variables)."""
+def _cached_record(host_vars):
+    """The host's tpmfleet_report_record fact (set by this run, or loaded from the fact cache), or None."""
+    facts = host_vars.get("ansible_facts")
+    record = facts.get(report_cache.RECORD_FACT) if isinstance(facts, dict) else None
+    if record is None:
+        record = host_vars.get(report_cache.RECORD_FACT)
+    return record if isinstance(record, dict) else None
+
+
+def collect(hostvars, hosts, source="live"):
+    """Every host's record, from Ansible's HostVars (or a plain mapping of host -> variables).
+
+    ``source`` "cache": from each host's cached tpmfleet_report_record alone (no host was read).
+    """
     raw_get = getattr(hostvars, "raw_get", None)
     records = []
     for name in hosts:
         if name not in hostvars:
             raise AnsibleActionFail(f"{name} is not an inventory host")
+        if source == "cache":
+            host_vars = raw_get(name) if raw_get is not None else hostvars[name]
+            groups = host_vars.get("group_names") or []
+            records.append(report_cache.from_record(name, _cached_record(host_vars), groups))
+            continue
         if raw_get is None:
             records.append(host_input(name, hostvars[name]))
             continue
@@ -114,9 +133,22 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = self._task.args
-        unknown = set(args) - {"hosts", "dest", "quote_test", "mixed_mode_ignore_groups"}
+        unknown = set(args) - {"hosts", "dest", "quote_test", "mixed_mode_ignore_groups", "source", "max_age",
+                               "cache_plugin", "prepare"}  # fmt: skip
         if unknown:
             raise AnsibleActionFail(f"unsupported parameters {', '.join(sorted(unknown))} for fleet_report")
+        try:
+            source, max_age = report_cache.check_settings(
+                args.get("source", "live"),
+                args.get("max_age", report_cache.DEFAULT_MAX_AGE),
+                args.get("cache_plugin"),
+            )
+        except ValueError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        if self._bool(args.get("prepare", False), "prepare"):
+            result.update(changed=False, source=source, max_age=max_age, collection=report_cache.collection_version(),
+                          msg=f"report source {source}")  # fmt: skip
+            return result
         hosts = args.get("hosts")
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
             raise AnsibleActionFail("hosts must be a list of inventory host names, e.g. '{{ ansible_play_hosts_all }}'")
@@ -125,9 +157,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("mixed_mode_ignore_groups must be a list of group names")
         dest_arg = to_text(args.get("dest") or "report")
         dest = os.path.abspath(os.path.expanduser(dest_arg))
-        quote_test = self._bool(args.get("quote_test", False))
+        quote_test = self._bool(args.get("quote_test", False), "quote_test")
 
-        records = collect(task_vars["hostvars"], hosts)
+        records = collect(task_vars["hostvars"], hosts, source)
         sources = [to_text(s) for s in task_vars.get("ansible_inventory_sources") or []]
         inventory = ", ".join(os.path.relpath(s) if s.startswith(os.getcwd()) else s for s in sources) or None
         model = report.build(
@@ -137,6 +169,8 @@ class ActionModule(ActionBase):
             inventory=inventory,
             playbooks=playbooks(task_vars.get("playbook_dir")),
             limits_dir=dest_arg,
+            source=source,
+            max_age=max_age,
         )
         try:
             paths = report_page.write_report(model, dest)
@@ -155,15 +189,21 @@ class ActionModule(ActionBase):
                 f"{s['status']['unverified']} unverified, {s['status']['failing']} failing, "
                 f"{s['status']['unreachable']} unreachable, {s['status']['no_tpm']} without TPM; "
                 f"{len(model['problem_groups'])} problem groups; report in {paths['index.html']}"
+                + (
+                    f" (from the fact cache: {s['data']['not_cached']} hosts without cached data, "
+                    f"{s['data']['stale']} older than {max_age} s)"
+                    if source == "cache"
+                    else ""
+                )
             ),
         )
         return result
 
     @staticmethod
-    def _bool(value):
+    def _bool(value, name):
         from ansible.module_utils.parsing.convert_bool import boolean
 
         try:
             return boolean(value, strict=True)
         except TypeError:
-            raise AnsibleActionFail(f"quote_test must be true or false, got {value!r}") from None
+            raise AnsibleActionFail(f"{name} must be true or false, got {value!r}") from None

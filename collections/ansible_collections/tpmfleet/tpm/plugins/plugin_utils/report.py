@@ -28,7 +28,7 @@ import datetime
 import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_fleet
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_cache, report_fleet
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
     CMD,
     PLAYBOOKS,
@@ -41,7 +41,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
     observed_mode,
 )
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_ID = "https://tpmfleet.invalid/schemas/fleet-report/1.0"
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "fleet-report.schema.json")
 
@@ -347,8 +347,13 @@ def _status(state, tpm, settings, problems, checks):
     return "healthy"
 
 
-def evaluate_host(record, quote_test=False, playbooks=None):
-    """One host's entry of the fleet model (its problems keep their fix template in ``_fix``)."""
+def evaluate_host(record, quote_test=False, playbooks=None, now=None, max_age=report_cache.DEFAULT_MAX_AGE):
+    """One host's entry of the fleet model (its problems keep their fix template in ``_fix``).
+
+    A record from the fact cache (``cached`` True, or False when the host has none) and its
+    ``read_at`` give the host's data age: data older than ``max_age`` seconds, or none at all,
+    is a warning of the facts check, which is then not_run: such a host is never healthy.
+    """
     name = _str(record.get("name"))
     settings = {"tss_group": "tss", "docker_group": "docker", "require_device": True}
     settings.update({k: v for k, v in (record.get("settings") or {}).items() if v is not None})
@@ -358,6 +363,8 @@ def evaluate_host(record, quote_test=False, playbooks=None):
     if requested is None and profile:
         requested = profile["mode"]
     state, why = _read_state(record.get("facts"), facts=True)
+    if record.get("cached") is False:
+        state = "uncached"
     quote = record.get("quote")
     problems = []
     skipped = {}
@@ -368,11 +375,15 @@ def evaluate_host(record, quote_test=False, playbooks=None):
         problems.append(_problem("reachable", "error", "Host is unreachable", why,
                                  "Check the connection (" + CMD + ": SSH, address, credentials), then run the "
                                  "report again.", cmd="ping"))  # fmt: skip
+    elif state == "uncached":
+        problems.append(_problem("facts", "warning", "No cached data", report_cache.MISSING_CAUSE,
+                                 "Run the report live for these hosts with the fact cache on: " + CMD + ".",
+                                 cmd="report"))  # fmt: skip
     elif state != "ok":
         problems.append(_problem("facts", "error", "TPM facts could not be read", f"tpm_facts {state}: {why}",
                                  "Follow the message (the host's Python interpreter, tpm2-pytss, become), then run "
                                  "the report again: " + CMD + ".", cmd="report"))  # fmt: skip
-    if record.get("mode_error") or not profile:
+    if state != "uncached" and (record.get("mode_error") or not profile):
         problems.append(_problem("mode", "error", "tpm_quote_mode is invalid",
                                  _str(record.get("mode_error")) or f"tpm_quote_mode {requested!r} is not a mode",
                                  f"Set tpm_quote_mode to one of {', '.join(qm.modes())} in the host's host_vars or "
@@ -382,6 +393,9 @@ def evaluate_host(record, quote_test=False, playbooks=None):
     if state != "ok":
         for check, _title in CHECKS[1:] if state == "unreachable" else CHECKS[2:]:
             not_run.setdefault(check, f"not run: the TPM facts are {state}")
+        if state == "uncached":
+            for check, _title in CHECKS:
+                not_run[check] = "not run: no cached data for this host"
     if tpm is not None:
         obs_mode = observed_mode(profile, tpm, settings=settings)
         if not tpm.get("present"):
@@ -448,6 +462,22 @@ def evaluate_host(record, quote_test=False, playbooks=None):
     else:
         quote_info = {"verified": True, "reason": None}
 
+    now = now or datetime.datetime.now(datetime.UTC)
+    data = report_cache.data_state(record.get("read_at"), now, max_age)
+    if data["stale"]:
+        age = report_cache.age_text(data["age_seconds"])
+        problems.append(_problem("facts", "warning", "Data is older than tpm_report_max_age",
+                                 f"data is {age} old (tpm_report_max_age is {report_cache.age_text(max_age)})",
+                                 "Run the report live for these hosts (with the fact cache on): " + CMD + ".",
+                                 cmd="report"))  # fmt: skip
+        not_run.setdefault("facts", f"not run now: the data is {age} old")
+    elif record.get("cached") and data["read_at"] is None:
+        problems.append(_problem("facts", "warning", "Data age is unknown",
+                                 "the cached record has no valid read_at (UTC YYYY-MM-DDTHH:MM:SSZ)",
+                                 "Run the report live for these hosts (with the fact cache on): " + CMD + ".",
+                                 cmd="report"))  # fmt: skip
+        not_run.setdefault("facts", "not run now: the age of the cached data is unknown")
+
     problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), CHECK_INDEX[p["check"]]))
     limit = host_limit(name)
     for p in problems:
@@ -461,6 +491,8 @@ def evaluate_host(record, quote_test=False, playbooks=None):
         "mode": _str(requested) if requested is not None else None,
         "observed_mode": obs_mode,
         "reachable": state != "unreachable",
+        "source": "cache" if record.get("cached") is not None else "live",
+        **data,
         "settings": {
             "tss_group": _str(settings["tss_group"]),
             "docker_group": _str(settings["docker_group"]),
@@ -489,7 +521,7 @@ STATUS_INDEX = {s: i for i, s in enumerate(STATUSES)}
 
 
 def build(records, quote_test=False, ignore_groups=(), generated_at=None, inventory=None, playbooks=None,
-          limits_dir="report"):  # fmt: skip
+          limits_dir="report", source="live", max_age=report_cache.DEFAULT_MAX_AGE, now=None):  # fmt: skip
     """The fleet model (fleet.json) from per-host records.
 
     ``playbooks`` names the site/quote_mode/report playbooks in fix commands (default: the
@@ -497,7 +529,8 @@ def build(records, quote_test=False, ignore_groups=(), generated_at=None, invent
     for the ``--limit @<limits_dir>/limits/<id>.txt`` of the problem groups' commands.
     """
     playbooks = playbooks or PLAYBOOKS
-    hosts = [evaluate_host(r, quote_test=quote_test, playbooks=playbooks) for r in records]
+    now = now or datetime.datetime.now(datetime.UTC)
+    hosts = [evaluate_host(r, quote_test=quote_test, playbooks=playbooks, now=now, max_age=max_age) for r in records]
     hosts.sort(key=_sort_key)
     status_counts = dict.fromkeys(STATUSES, 0)
     modes = dict.fromkeys(qm.modes(), 0)
@@ -519,10 +552,11 @@ def build(records, quote_test=False, ignore_groups=(), generated_at=None, invent
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
-        "generated_at": generated_at or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated_at": generated_at or now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generator": "tpmfleet.tpm.report",
         "inventory": inventory,
-        "options": {"quote_test": bool(quote_test), "mixed_mode_ignore_groups": sorted(ignore_groups)},
+        "options": {"quote_test": bool(quote_test), "mixed_mode_ignore_groups": sorted(ignore_groups),
+                    "source": source, "max_age": max_age},  # fmt: skip
         "summary": {
             "hosts": len(hosts),
             "status": status_counts,
@@ -530,6 +564,11 @@ def build(records, quote_test=False, ignore_groups=(), generated_at=None, invent
             "observed_modes": observed,
             "by_mode": by_mode,
             "problems": severity_counts,
+            "data": {
+                "stale": sum(1 for h in hosts if h["stale"]),
+                "not_cached": sum(1 for h in hosts if any(p["title"] == "No cached data" for p in h["problems"])),
+                "oldest_read_at": min((h["read_at"] for h in hosts if h["read_at"]), default=None),
+            },
         },
         "problem_groups": groups,
         "fleet_findings": findings,

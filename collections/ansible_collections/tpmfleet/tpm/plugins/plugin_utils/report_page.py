@@ -53,6 +53,18 @@ _SPARE_COLOURS = ("#5d4037", "#283593", "#9e9d24", "#ad1457")
 _CUT = 60
 
 
+def _data_line(model):
+    """Where the hosts' data came from: read live, or the fact cache with its stale and missing hosts."""
+    data = model["summary"].get("data") or {}
+    if model["options"].get("source") != "cache":
+        return "hosts read live"
+    return _e(
+        f"from the fact cache (no host contacted): {data.get('stale', 0)} hosts stale (older than "
+        f"{model['options'].get('max_age')} s), {data.get('not_cached', 0)} without cached data, oldest read "
+        f"{_shown(data.get('oldest_read_at') or 'none')}"
+    )
+
+
 @functools.cache
 def _asset(name):
     """The text of one of the page's files in report_assets/ (page.css, page.js)."""
@@ -244,6 +256,7 @@ def render_html(model):
 <div class="meta">Generated {_e(_shown(model["generated_at"]))} by {_e(_shown(model["generator"]))},
 schema {_e(_shown(model["schema_version"]))} {inventory}
 &middot; test quote {"on" if model["options"]["quote_test"] else "off"}
+&middot; {_data_line(model)}
 &middot; {problems["error"]} errors, {problems["warning"]} warnings, {problems["info"]} notes</div>
 <h2>Fleet summary</h2>
 <div class="cards">{"".join(cards)}</div>

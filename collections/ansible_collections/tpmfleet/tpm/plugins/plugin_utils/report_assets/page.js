@@ -68,8 +68,9 @@
       name: str(h.name), mode: h.mode === null || h.mode === undefined ? "(not set)" : shown(h.mode, validModes),
       modeKey: modeKey, observed: shown(h.observed_mode), tpm: shown(tpmText), lock: lockText, ek: ekText,
       tss: obs.tss_gid, docker: obs.docker_gid, problem: worst ? str(worst.title) : "",
-      severity: worst ? str(worst.severity) : "", count: problems.length, sev: sev,
+      severity: worst ? str(worst.severity) : "", count: problems.length, sev: sev, stale: h.stale === true,
       search: [h.name, h.status, statusLabel[h.status], h.mode, h.observed_mode, tpmText, obs.tss_gid,
+        h.stale === true ? "stale" : "",
         obs.docker_gid].concat(groups, problems.map(function (p) { return str(p.title) + " " + str(p.cause); }))
         .map(str).join("\n").toLowerCase()
     };
@@ -158,6 +159,7 @@
     tr.dataset.i = String(k);
     var td = el("td");
     td.appendChild(el("span", "badge st-" + r.st, statusLabel[r.status] || shown(r.status)));
+    if (r.stale) { td.appendChild(el("span", "badge stale", "stale")); }
     tr.appendChild(td);
     td = el("td", "host");
     var b = button("host-link", cut(shown(r.name)));
@@ -212,6 +214,15 @@
     return d;
   }
   var detail = $("detail"), opener = null;
+  // Where the host's data came from and how old it is (a cache run may show old data).
+  function dataAge(h) {
+    var from = h.source === "cache" ? "fact cache" : "read live";
+    if (!h.read_at) { return from + (h.source === "cache" ? ": no cached data" : ""); }
+    var s = h.age_seconds, age = s >= 172800 ? Math.floor(s / 86400) + " days" : s >= 3600 ?
+      Math.floor(s / 3600) + " hours" : s >= 120 ? Math.floor(s / 60) + " minutes" : s + " seconds";
+    return from + ", read at " + h.read_at + " (" + age + " old" + (h.stale ? ", STALE" : "") + ")";
+  }
+
   function closeDetail() {
     detail.hidden = true;
     if (opener && document.contains(opener)) { opener.focus(); }
@@ -233,7 +244,7 @@
       ["Status", statusLabel[h.status] || h.status],
       ["Requested mode", mode === null || mode === undefined ? "(not set)" : (validModes.indexOf(mode) !== -1 ? mode :
         JSON.stringify(mode) + " (not a valid mode)")],
-      ["Observed mode", h.observed_mode], ["Groups", (h.groups || []).join(", ")],
+      ["Observed mode", h.observed_mode], ["Groups", (h.groups || []).join(", ")], ["Data", dataAge(h)],
       ["tss GID", (h.observed || {}).tss_gid], ["docker GID", (h.observed || {}).docker_gid]]));
     var problems = h.problems || [];
     detail.appendChild(el("h4", null, "Problems (" + problems.length + ")"));
