@@ -105,6 +105,8 @@ ACCESS_FIXES = {
                       "tpm_quote_mode: kernel_rm and run " + CMD + ".", "quote_mode"),
 }  # fmt: skip
 FOLLOW = ("Follow the message, then run " + CMD + ".", "site")
+# Cached data that is missing, stale or of unknown age (tpm_report_source: cache).
+_REFRESH_FIX = "Run the report live for these hosts with the fact cache on (" + CMD + "), then the cache run again."
 
 
 # --------------------------------------------------------------------------
@@ -377,7 +379,7 @@ def evaluate_host(record, quote_test=False, playbooks=None, now=None, max_age=re
                                  "report again.", cmd="ping"))  # fmt: skip
     elif state == "uncached":
         problems.append(_problem("facts", "warning", "No cached data", report_cache.MISSING_CAUSE,
-                                 "Run the report live for these hosts with the fact cache on: " + CMD + ".",
+                                 _REFRESH_FIX,
                                  cmd="report"))  # fmt: skip
     elif state != "ok":
         problems.append(_problem("facts", "error", "TPM facts could not be read", f"tpm_facts {state}: {why}",
@@ -468,13 +470,13 @@ def evaluate_host(record, quote_test=False, playbooks=None, now=None, max_age=re
         age = report_cache.age_text(data["age_seconds"])
         problems.append(_problem("facts", "warning", "Data is older than tpm_report_max_age",
                                  f"data is {age} old (tpm_report_max_age is {report_cache.age_text(max_age)})",
-                                 "Run the report live for these hosts (with the fact cache on): " + CMD + ".",
+                                 _REFRESH_FIX,
                                  cmd="report"))  # fmt: skip
         not_run.setdefault("facts", f"not run now: the data is {age} old")
     elif record.get("cached") and data["read_at"] is None:
         problems.append(_problem("facts", "warning", "Data age is unknown",
                                  "the cached record has no valid read_at (UTC YYYY-MM-DDTHH:MM:SSZ)",
-                                 "Run the report live for these hosts (with the fact cache on): " + CMD + ".",
+                                 _REFRESH_FIX,
                                  cmd="report"))  # fmt: skip
         not_run.setdefault("facts", "not run now: the age of the cached data is unknown")
 
@@ -555,8 +557,12 @@ def build(records, quote_test=False, ignore_groups=(), generated_at=None, invent
         "generated_at": generated_at or now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generator": "tpmfleet.tpm.report",
         "inventory": inventory,
-        "options": {"quote_test": bool(quote_test), "mixed_mode_ignore_groups": sorted(ignore_groups),
-                    "source": source, "max_age": max_age},  # fmt: skip
+        "options": {
+            "quote_test": bool(quote_test),
+            "mixed_mode_ignore_groups": sorted(ignore_groups),
+            "source": source,
+            "max_age": max_age,
+        },
         "summary": {
             "hosts": len(hosts),
             "status": status_counts,

@@ -28,7 +28,7 @@ DEFAULT_MAX_AGE = 86400
 # The cache plugins that keep nothing between runs.
 NO_CACHE = ("memory", "")
 NO_CACHE_MSG = (
-    "tpm_report_source is \"cache\" but no fact cache is configured (cache plugin {plugin}): the report has no "
+    'tpm_report_source is "cache" but no fact cache is configured (cache plugin {plugin}): the report has no '
     "data to read. Configure one, e.g. ANSIBLE_CACHE_PLUGIN=jsonfile ANSIBLE_CACHE_PLUGIN_CONNECTION=<dir> "
     "ANSIBLE_CACHE_PLUGIN_TIMEOUT=0 (or fact_caching, fact_caching_connection and fact_caching_timeout in "
     "ansible.cfg; AWX: enable the job template's fact storage), run the report live once with it, then run it "
@@ -42,7 +42,7 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 def check_settings(source, max_age, cache_plugin=None):
     """(source, max_age) checked; raises ValueError with one message naming the variable and the fix."""
     if source not in SOURCES:
-        raise ValueError(f"tpm_report_source must be \"live\" or \"cache\", got {json.dumps(_plain(source))}")
+        raise ValueError(f'tpm_report_source must be "live" or "cache", got {json.dumps(_plain(source))}')
     if isinstance(max_age, str) and re.fullmatch(r"[0-9]{1,12}", max_age):
         max_age = int(max_age)
     if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 1:
