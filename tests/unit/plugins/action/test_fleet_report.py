@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -117,3 +118,175 @@ def test_fix_commands_name_the_checkout_or_the_collection(tmp_path):
     assert playbooks(None, cwd=str(tmp_path)) == report.PLAYBOOKS == {
         "site": "tpmfleet.tpm.site", "quote_mode": "tpmfleet.tpm.quote_mode", "report": "tpmfleet.tpm.report",
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------
+# tpm_report_source: cache (a report from the fact cache, no host contacted)
+# --------------------------------------------------------------------------
+
+SECRET = "endorsement-secret-5f2c9d"  # noqa: S105 - a marker that must never reach the fact cache
+
+
+def _cache_files(cache):
+    """host -> its cached facts (ansible-core's jsonfile files, with or without the payload envelope)."""
+    out = {}
+    for path in cache.iterdir():
+        data = json.loads(path.read_text())
+        if "__payload__" in data:
+            data = json.loads(data["__payload__"])
+        out[path.name.split("_", 1)[1] if path.name.startswith("s1_") else path.name] = (path, data)
+    return out
+
+
+def _plain(value):
+    """A cached value without ansible-core's type tags ({"value": ..., "__ansible_type": ...})."""
+    if isinstance(value, dict):
+        if "__ansible_type" in value and "value" in value:
+            return _plain(value["value"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _write_payload(path, data):
+    raw = json.loads(path.read_text())
+    if "__payload__" in raw:
+        raw["__payload__"] = json.dumps(data)
+    else:
+        raw = data
+    path.write_text(json.dumps(raw))
+
+
+def _playbook(tmp, inventory, out, cache=None, extra=()):
+    (tmp / f"{out}.yml").write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    for key in ("ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "ANSIBLE_CACHE_PLUGIN_TIMEOUT"):
+        env.pop(key, None)
+    if cache is not None:
+        env.update(ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache),
+                   ANSIBLE_CACHE_PLUGIN_TIMEOUT="0")  # fmt: skip
+    return subprocess.run(
+        [PLAYBOOK, "-i", str(tmp / f"{out}.yml"), "playbooks/report.yml", "-e", f"tpm_report_dir={tmp / out}",
+         *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def _hosts(inventory_hosts):
+    return {"all": {"children": {"tpm_hosts": {"hosts": inventory_hosts}}}}
+
+
+@pytest.fixture(scope="module")
+def cache_runs(tmp_path_factory):
+    """A live run with a jsonfile fact cache, then cache runs with every host unreachable (a closed loopback
+    port over SSH): one as the cache was left, one with a host's record made 3 days old and a host the cache
+    has never seen. Returns (tmp, cache dir, live process, cache process, old-record process)."""
+    tmp = tmp_path_factory.mktemp("report-cache")
+    cache = tmp / "cache"
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+             "tpm_verify_endorsement_auth": SECRET}  # fmt: skip
+    live = _playbook(tmp, _hosts({
+        "tpmless": dict(local, tpm_quote_mode="direct", tpm_kernel_require_device=False),
+        "badmode": dict(local, tpm_quote_mode="fast"),
+        "brokenpy": dict(local, tpm_quote_mode="direct", ansible_python_interpreter="/usr/bin/false"),
+        "gone": {"ansible_host": "127.0.0.1", "ansible_port": free_port_pair(), "ansible_user": "nobody",
+                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5"},
+    }), "live", cache, ("-e", "tpm_report_quote=true"))  # fmt: skip
+    closed = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_port_pair(),
+              "ansible_user": "nobody", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5",
+              "tpm_quote_mode": "abrmd"}  # fmt: skip
+    names = ("tpmless", "badmode", "brokenpy", "gone")
+    cached = _playbook(tmp, _hosts(dict.fromkeys(names, closed)), "cached", cache,
+                       ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
+    files = _cache_files(cache)
+    path, data = files["tpmless"]
+    data["tpmfleet_report_record"] = _plain(data["tpmfleet_report_record"])
+    data["tpmfleet_report_record"]["read_at"] = "2020-01-01T00:00:00Z"
+    _write_payload(path, data)
+    old = _playbook(tmp, _hosts(dict.fromkeys((*names, "newhost"), closed)), "old", cache,
+                    ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
+    return tmp, cache, live, cached, old
+
+
+def _model(tmp, out):
+    model = json.loads((tmp / out / "fleet.json").read_text())
+    with open(report.SCHEMA_PATH, encoding="utf-8") as fh:
+        jsonschema.Draft202012Validator(json.load(fh)).validate(model)
+    return model, {h["name"]: h for h in model["hosts"]}
+
+
+def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(cache_runs):
+    tmp, _cache, live, cached, _old = cache_runs
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert cached.returncode == 0, cached.stdout + cached.stderr
+    recap = cached.stdout[cached.stdout.index("PLAY RECAP") :]
+    for host in ("tpmless", "badmode", "brokenpy", "gone"):
+        line = next(x for x in recap.splitlines() if x.startswith(host))
+        # every host's port is closed: any task that reached for a host would have made it unreachable
+        assert "unreachable=0" in line and "failed=0" in line and "changed=0" in line and "ignored=0" in line, line
+    # no task ran on a host: the reads were skipped, not tried and their failure ignored
+    assert "...ignoring" not in cached.stdout and "fatal:" not in cached.stdout
+    reads = cached.stdout[cached.stdout.index("TASK [Read the TPM") : cached.stdout.index("TASK [Check that a test")]
+    assert sorted(re.findall(r"^skipping: \[(\w+)\]", reads, re.M)) == ["badmode", "brokenpy", "gone", "tpmless"]
+    live_model, live_hosts = _model(tmp, "live")
+    cache_model, cache_hosts = _model(tmp, "cached")
+    assert cache_model["options"]["source"] == "cache" and live_model["options"]["source"] == "live"
+    assert set(cache_hosts) == set(live_hosts) == {"tpmless", "badmode", "brokenpy", "gone"}
+    assert {n: h["status"] for n, h in cache_hosts.items()} == {
+        "tpmless": "no_tpm", "badmode": "failing", "brokenpy": "failing", "gone": "unreachable",
+    }  # fmt: skip
+    for name, host in cache_hosts.items():
+        want = live_hosts[name]
+        # the cache run judges by what was read then, not by the inventory it now has (tpm_quote_mode: abrmd)
+        for key in ("status", "mode", "observed_mode", "reachable", "tpm", "expected", "observed", "quote",
+                    "problems", "checks"):  # fmt: skip
+            assert host[key] == want[key], (name, key)
+        assert host["source"] == "cache" and want["source"] == "live"
+        assert host["read_at"] == want["read_at"] and host["stale"] is False
+        assert isinstance(host["age_seconds"], int) and host["age_seconds"] >= want["age_seconds"]
+    assert "from the fact cache: 0 hosts without cached data, 0 older than 86400 s" in cached.stdout
+    page = (tmp / "cached" / "index.html").read_text()
+    assert "from the fact cache (no host contacted)" in page
+
+
+def test_missing_and_old_records_are_not_healthy_and_say_why(cache_runs):
+    tmp, _cache, _live, _cached, old = cache_runs
+    assert old.returncode == 0, old.stdout + old.stderr
+    model, hosts = _model(tmp, "old")
+    new = hosts["newhost"]
+    assert new["status"] == "unverified" and new["read_at"] is None and new["source"] == "cache"
+    assert [(p["title"], p["cause"]) for p in new["problems"]] == [
+        ("No cached data", "no cached data: run the report live or site once with a fact cache")
+    ]
+    stale = hosts["tpmless"]
+    assert stale["stale"] is True and stale["read_at"] == "2020-01-01T00:00:00Z" and stale["status"] != "healthy"
+    problem = next(p for p in stale["problems"] if p["title"] == "Data is older than tpm_report_max_age")
+    assert problem["severity"] == "warning" and problem["cause"].startswith("data is ")
+    assert problem["cause"].endswith(" days old (tpm_report_max_age is 24 hours)")
+    assert model["summary"]["data"] == {"stale": 1, "not_cached": 1, "oldest_read_at": "2020-01-01T00:00:00Z"}
+    assert model["summary"]["status"]["healthy"] == 0
+    assert "1 hosts without cached data, 1 older than 86400 s" in old.stdout
+
+
+def test_the_cache_holds_every_host_and_no_secret(cache_runs):
+    _tmp, cache, _live, _cached, _old = cache_runs
+    files = _cache_files(cache)
+    assert set(files) == {"tpmless", "badmode", "brokenpy", "gone"}
+    for name, (path, data) in files.items():
+        assert SECRET not in path.read_text(), name
+        record = _plain(data["tpmfleet_report_record"])
+        assert record["source"] == "live" and record["collection"].startswith("tpmfleet.tpm ")
+        assert re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", record["read_at"])
+        # no module arguments (where a no_log password such as endorsement_auth would be) are kept
+        assert "invocation" not in (record["facts"] or {}) and "invocation" not in (record["quote"] or {}), name
+
+
+def test_a_cache_run_without_a_fact_cache_fails_with_one_message(tmp_path):
+    proc = _playbook(tmp_path, _hosts({"h1": {"ansible_connection": "local"}}), "nocache", None,
+                     ("-e", "tpm_report_source=cache"))  # fmt: skip
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert out.count('no fact cache is configured (cache plugin "memory")') == 1, out
+    assert "ANSIBLE_CACHE_PLUGIN=jsonfile ANSIBLE_CACHE_PLUGIN_CONNECTION=<dir>" in out
+    assert not (tmp_path / "nocache").exists()
