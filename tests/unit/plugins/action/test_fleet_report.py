@@ -220,15 +220,17 @@ def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(ca
     tmp, _cache, live, cached, _old = cache_runs
     assert live.returncode == 0, live.stdout + live.stderr
     assert cached.returncode == 0, cached.stdout + cached.stderr
-    recap = cached.stdout[cached.stdout.index("PLAY RECAP") :]
-    for host in ("tpmless", "badmode", "brokenpy", "gone"):
-        line = next(x for x in recap.splitlines() if x.startswith(host))
+    recap = cached.stdout[cached.stdout.index("PLAY RECAP") : cached.stdout.index("TASKS RECAP")]
+    lines = [x for x in recap.splitlines()[1:] if x.strip()]
+    assert lines and all(x.split()[0] in ("tpmless", "badmode", "brokenpy", "gone") for x in lines), lines
+    for line in lines:
         # every host's port is closed: any task that reached for a host would have made it unreachable
         assert "unreachable=0" in line and "failed=0" in line and "changed=0" in line and "ignored=0" in line, line
     # no task ran on a host: the reads were skipped, not tried and their failure ignored
     assert "...ignoring" not in cached.stdout and "fatal:" not in cached.stdout
     reads = cached.stdout[cached.stdout.index("TASK [Read the TPM") : cached.stdout.index("TASK [Check that a test")]
-    assert sorted(re.findall(r"^skipping: \[(\w+)\]", reads, re.M)) == ["badmode", "brokenpy", "gone", "tpmless"]
+    # every host but the first ended before the reads (meta end_host): no task per host at all
+    assert re.findall(r"^(\w+): \[(\w+)\]", reads, re.M) == [("skipping", "badmode")]
     live_model, live_hosts = _model(tmp, "live")
     cache_model, cache_hosts = _model(tmp, "cached")
     assert cache_model["options"]["source"] == "cache" and live_model["options"]["source"] == "live"

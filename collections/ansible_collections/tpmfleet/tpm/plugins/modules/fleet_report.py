@@ -26,6 +26,10 @@ description:
   - Fix commands quote host names for the shell and name the installed collection's playbooks
     (C(ansible-playbook tpmfleet.tpm.site)), or the checkout's files when the run came from a checkout.
   - C(fleet.json) follows the JSON Schema C(plugins/plugin_utils/fleet-report.schema.json) of the collection.
+  - With O(source=cache) it reads each host's C(tpmfleet_report_record) fact (which the report playbook keeps with
+    C(cacheable) and Ansible loads from the configured fact cache) instead of this run's results, and contacts no
+    host. Each host's data age is reported (C(read_at), C(age_seconds), C(stale)); data older than O(max_age),
+    of unknown age, or missing is never C(healthy).
 version_added: "0.2.0"
 author: tpmfleet contributors (@tpmfleet)
 options:
@@ -49,6 +53,28 @@ options:
     type: list
     elements: str
     default: []
+  source:
+    description:
+      - C(live) reads this run's registered results; C(cache) each host's cached C(tpmfleet_report_record) fact.
+      - The playbook passes C(tpm_report_source).
+    type: str
+    choices: [live, cache]
+    default: live
+  max_age:
+    description: Seconds after which a host's data is stale (C(tpm_report_max_age)); a whole number above 0.
+    type: int
+    default: 86400
+  cache_plugin:
+    description:
+      - The configured fact cache plugin (C(lookup('ansible.builtin.config', 'CACHE_PLUGIN'))). With O(source=cache)
+        and C(memory) the task fails with how to configure a fact cache. Not checked when not given.
+    type: str
+  prepare:
+    description:
+      - Only check O(source), O(max_age) and O(cache_plugin) and return them with C(collection) (the collection's
+        name and version, for the cached record); write nothing. The report playbook's first task.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -94,6 +120,18 @@ fleet_findings:
   description: Number of fleet-level findings (GIDs differing between hosts, mixed modes within a group).
   returned: success
   type: int
+source:
+  description: The checked O(source) (only with O(prepare)).
+  returned: when prepare is true
+  type: str
+max_age:
+  description: The checked O(max_age) in seconds (only with O(prepare)).
+  returned: when prepare is true
+  type: int
+collection:
+  description: C(tpmfleet.tpm <version>) of the collection (only with O(prepare)).
+  returned: when prepare is true
+  type: str
 msg:
   description: One line with the counts per status and where the report is.
   returned: success
