@@ -404,3 +404,39 @@ def test_ten_thousand_hosts_load_filter_sort(browser):
     shot = ARTIFACTS / "report.png"
     assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     no_errors(driver)
+
+
+def test_stale_and_uncached_hosts_show_their_data_age(browser):
+    import datetime
+
+    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_cache
+    from fleet_fixtures import host_record
+
+    now = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
+
+    def cached(name, read_at):
+        r = host_record(name, "direct")
+        fact = {k: r[k] for k in ("requested_mode", "profile", "mode_error", "settings", "facts", "quote")}
+        return report_cache.from_record(name, dict(fact, read_at=read_at), r["groups"])
+
+    records = [cached("fresh", "2026-12-06T11:00:00Z"), cached("old", "2026-12-01T12:00:00Z"),
+               report_cache.from_record("never", None, ["tpm_hosts"])]  # fmt: skip
+    model = report.build(records, now=now, source="cache")
+    driver, model = load(browser, model, "cache")
+    assert (
+        "from the fact cache (no host contacted): stale (older than 86400 s) 1, without cached data 1"
+        in driver.find_element(By.CLASS_NAME, "meta").text
+    )
+    details = {}
+    for i, h in enumerate(model["hosts"]):
+        row = driver.find_element(By.CSS_SELECTOR, f"#hosts tbody tr[data-i='{i}']")
+        assert bool(row.find_elements(By.CSS_SELECTOR, ".badge.stale")) == (h["name"] == "old"), h["name"]
+        click(driver, row.find_element(By.CSS_SELECTOR, "button.host-link"))
+        details[h["name"]] = driver.find_element(By.ID, "detail").text
+        driver.find_element(By.ID, "detail-close").click()
+    assert "from the fact cache, read at 2026-12-06T11:00:00Z (1 hour old)" in details["fresh"]
+    assert "from the fact cache, read at 2026-12-01T12:00:00Z (5 days old, STALE)" in details["old"]
+    assert "no cached data" in details["never"]
+    set_filter(driver, text="stale")
+    assert [model["hosts"][i]["name"] for i in matching(driver)] == ["old"]
+    no_errors(driver)

@@ -59,8 +59,8 @@ def _data_line(model):
     if model["options"].get("source") != "cache":
         return "hosts read live"
     return _e(
-        f"from the fact cache (no host contacted): {data.get('stale', 0)} hosts stale (older than "
-        f"{model['options'].get('max_age')} s), {data.get('not_cached', 0)} without cached data, oldest read "
+        f"from the fact cache (no host contacted): stale (older than {model['options'].get('max_age')} s) "
+        f"{data.get('stale', 0)}, without cached data {data.get('not_cached', 0)}, oldest read "
         f"{_shown(data.get('oldest_read_at') or 'none')}"
     )
 

@@ -216,11 +216,12 @@
   var detail = $("detail"), opener = null;
   // Where the host's data came from and how old it is (a cache run may show old data).
   function dataAge(h) {
-    var from = h.source === "cache" ? "fact cache" : "read live";
-    if (!h.read_at) { return from + (h.source === "cache" ? ": no cached data" : ""); }
-    var s = h.age_seconds, age = s >= 172800 ? Math.floor(s / 86400) + " days" : s >= 3600 ?
-      Math.floor(s / 3600) + " hours" : s >= 120 ? Math.floor(s / 60) + " minutes" : s + " seconds";
-    return from + ", read at " + h.read_at + " (" + age + " old" + (h.stale ? ", STALE" : "") + ")";
+    var from = h.source === "cache" ? "from the fact cache, read" : "read live";
+    if (!h.read_at) { return h.source === "cache" ? "no cached data" : "read live"; }
+    function n(v, unit) { return v + " " + unit + (v === 1 ? "" : "s"); }
+    var s = h.age_seconds, age = s >= 172800 ? n(Math.floor(s / 86400), "day") : s >= 3600 ?
+      n(Math.floor(s / 3600), "hour") : s >= 120 ? n(Math.floor(s / 60), "minute") : n(s, "second");
+    return from + " at " + h.read_at + " (" + age + " old" + (h.stale ? ", STALE" : "") + ")";
   }
 
   function closeDetail() {
