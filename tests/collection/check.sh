@@ -21,8 +21,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=${TPMFLEET_COLLECTION_WORK:-$(mktemp -d -t tpmfleet-collection.XXXXXX)}
 mkdir -p "$work"
-venv_src="$repo/.venv"
-pin() { grep -E "^$1==" "$repo/requirements.txt"; }
+# TPMFLEET_SOURCE_VENV and TPMFLEET_REQUIREMENTS: another controller's toolchain
+# and pins (scripts/controller2.sh); by default the repository's .venv and requirements.txt.
+venv_src=${TPMFLEET_SOURCE_VENV:-$repo/.venv}
+pin() { grep -E "^$1==" "${TPMFLEET_REQUIREMENTS:-$repo/requirements.txt}"; }
 step() { printf '\n== %s\n' "$*"; }
 start=$(date +%s)
 
