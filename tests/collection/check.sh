@@ -104,7 +104,7 @@ step "ansible-test sanity on the installed collection"
 # ci-files.testing.ansible.com; CI cannot reach it, so a stand-in that uses
 # ensurepip (tests/collection/get_pip_offline.py) is put in its cache.
 mkdir -p "$HOME/.ansible/test/cache"
-for v in 24_2 24_3 25_0 25_1; do
+for v in 24_2 24_3 25_0 25_1 25_2; do
   cp "$repo/tests/collection/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_$v.py"
 done
 (cd "$coll" && ansible-test sanity --python "$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
