@@ -45,7 +45,7 @@ venv=/opt/tpmfleet-venv
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc pkg-config libtss2-dev
   swtpm swtpm-tools tpm2-tools git openssh-client ca-certificates
-  docker-compose
+  docker-compose qemu-utils
 )
 if [ -n "${CONTROLLER2_CHROMIUM:-}" ]; then
   APT_PACKAGES+=(chromium chromium-driver)
