@@ -94,18 +94,23 @@ mount_into() {
   local root=$1 common
   trap unmount_all EXIT
   trap 'exit 130' INT TERM HUP
-  mount -t proc proc "$root/proc" && __mounted+=("$root/proc")
-  mount --rbind /sys "$root/sys" && __mounted+=("$root/sys")
-  mount --rbind /dev "$root/dev" && __mounted+=("$root/dev")
+  mount -t proc proc "$root/proc"
+  __mounted+=("$root/proc")
+  mount --rbind /sys "$root/sys"
+  __mounted+=("$root/sys")
+  mount --rbind /dev "$root/dev"
+  __mounted+=("$root/dev")
   # /dev/pts comes with /dev's recursive bind; checked, not assumed.
   mountpoint -q "$root/dev/pts" || die "/dev/pts is not mounted in $root"
   mkdir -p "$root$repo"
-  mount --bind "$repo" "$root$repo" && __mounted+=("$root$repo")
+  mount --bind "$repo" "$root$repo"
+  __mounted+=("$root$repo")
   # A git worktree keeps its repository elsewhere: bind that too, at its path.
   common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
   if [ -n "$common" ] && [ -d "$common" ] && [[ "$common/" != "$repo/"* ]]; then
     mkdir -p "$root$common"
-    mount --bind "$common" "$root$common" && __mounted+=("$root$common")
+    mount --bind "$common" "$root$common"
+    __mounted+=("$root$common")
   fi
 }
 
