@@ -128,3 +128,21 @@ test-interrupt: setup
 	ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_ssh_port_base=2291 -e lab_vm_count=1
 	TPMFLEET_INTERRUPT_INVENTORY=inventory/interrupt pytest -v -p no:cacheprovider tests/lab/test_interrupt.py; \
 	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_state=absent; exit $$rc
+
+# The second controller (docs/controllers.md): Debian 13's Python 3.13 with the
+# newest ansible-core (requirements-controller2.txt) in a trixie root
+# filesystem built once and cached (scripts/controller2.sh; needs root). Runs
+# the unit, role and playbook tests there, then tests/collection/check.sh with
+# that controller's pins (ansible-doc, syntax, ansible-test sanity on Python
+# 3.13); both run, and the target fails if either does. On demand.
+CONTROLLER2_PYTEST_ARGS ?= -n auto --dist loadfile
+.PHONY: test-controller2
+test-controller2:
+	./scripts/controller2.sh build
+	./scripts/controller2.sh run pytest -rfEs --junitxml=.cache/controller2-pytest.xml \
+	  $(CONTROLLER2_PYTEST_ARGS) tests/unit tests/roles tests/playbooks; unit=$$?; \
+	./scripts/controller2.sh run env TPMFLEET_SOURCE_VENV=/opt/tpmfleet-venv \
+	  TPMFLEET_REQUIREMENTS=$(abspath requirements-controller2.txt) \
+	  TPMFLEET_COLLECTION_VENV=/opt/tpmfleet-collection-venv tests/collection/check.sh; collection=$$?; \
+	echo "test-controller2: pytest rc=$$unit, collection check rc=$$collection"; \
+	[ $$unit = 0 ] && [ $$collection = 0 ]

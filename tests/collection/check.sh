@@ -21,8 +21,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=${TPMFLEET_COLLECTION_WORK:-$(mktemp -d -t tpmfleet-collection.XXXXXX)}
 mkdir -p "$work"
-venv_src="$repo/.venv"
-pin() { grep -E "^$1==" "$repo/requirements.txt"; }
+# TPMFLEET_SOURCE_VENV and TPMFLEET_REQUIREMENTS: another controller's toolchain
+# and pins (scripts/controller2.sh); by default the repository's .venv and requirements.txt.
+venv_src=${TPMFLEET_SOURCE_VENV:-$repo/.venv}
+pin() { grep -E "^$1==" "${TPMFLEET_REQUIREMENTS:-$repo/requirements.txt}"; }
 step() { printf '\n== %s\n' "$*"; }
 start=$(date +%s)
 
@@ -102,7 +104,7 @@ step "ansible-test sanity on the installed collection"
 # ci-files.testing.ansible.com; CI cannot reach it, so a stand-in that uses
 # ensurepip (tests/collection/get_pip_offline.py) is put in its cache.
 mkdir -p "$HOME/.ansible/test/cache"
-for v in 24_2 24_3 25_0 25_1; do
+for v in 24_2 24_3 25_0 25_1 25_2; do
   cp "$repo/tests/collection/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_$v.py"
 done
 (cd "$coll" && ansible-test sanity --python "$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \

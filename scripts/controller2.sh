@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# tpmfleet's second controller: Debian 13 (trixie), its Python 3.13 and the
+# newest ansible-core (requirements-controller2.txt), in a root filesystem
+# made with debootstrap, next to the main toolchain (requirements.txt on
+# Debian 12's Python 3.11). docs/controllers.md describes it.
+#
+#   scripts/controller2.sh build        build it (once per set of inputs)
+#   scripts/controller2.sh run CMD...   build if needed, then run CMD in it,
+#                                        in the current directory of the
+#                                        checkout (bind-mounted at its path)
+#   scripts/controller2.sh path         print the cached root filesystem
+#   scripts/controller2.sh clean        remove every cached build
+#
+# Needs root (debootstrap, chroot, mount) and util-linux's unshare.
+# The build is cached under .cache/controller2/<key>/, the key a hash of its
+# inputs (the build recipe in this script, requirements-controller2.txt, the
+# suite, the mirror, the package list, the architecture); a build goes to
+# <key>.build/ and is renamed into place only when complete, so an interrupted
+# one is removed and started again, never used. Older keys are removed when a
+# new one is done. The build's logs and what it installed (Debian packages,
+# pip freeze, Python version, build seconds) are kept beside rootfs/.
+#
+# Every mount (/proc, /sys, /dev, /dev/pts, the checkout; debootstrap's own)
+# is made in a private mount namespace (unshare --mount): the host never
+# sees it and the kernel drops it when the command ends, however it ends; a
+# trap unmounts it in order on any exit as well. Nothing is written to the
+# host outside the cache directory.
+#
+# Environment: CONTROLLER2_MIRROR (Debian mirror), CONTROLLER2_CHROMIUM=1
+# (also install chromium and chromium-driver for the browser tests: a larger
+# build), CONTROLLER2_CACHE (cache directory). TPMFLEET_*, PYTEST_ADDOPTS and
+# proxy variables pass through into `run`; nothing else of the caller's
+# environment does.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+self="$repo/scripts/controller2.sh"
+requirements="$repo/requirements-controller2.txt"
+suite=trixie
+mirror=${CONTROLLER2_MIRROR:-http://deb.debian.org/debian}
+cache=${CONTROLLER2_CACHE:-$repo/.cache/controller2}
+# Inside the root filesystem: the pinned toolchain's venv, and the venv
+# tests/collection/check.sh makes for the built collection.
+venv=/opt/tpmfleet-venv
+APT_PACKAGES=(
+  python3 python3-venv python3-dev gcc pkg-config libtss2-dev
+  swtpm swtpm-tools tpm2-tools git openssh-client ca-certificates
+  docker-compose qemu-utils
+)
+if [ -n "${CONTROLLER2_CHROMIUM:-}" ]; then
+  APT_PACKAGES+=(chromium chromium-driver)
+fi
+
+die() { echo "controller2: $*" >&2; exit 1; }
+say() { echo "controller2: $*" >&2; }
+
+# The build's inputs: its recipe (the functions that make the root
+# filesystem, not those that run commands in it), the pins, the suite, the
+# mirror, the packages and the architecture.
+key() {
+  {
+    declare -f build build_inside debootstrap_root
+    sha256sum "$requirements" | cut -d' ' -f1
+    printf '%s\n' "$suite" "$mirror" "$(uname -m)" "${APT_PACKAGES[@]}"
+  } | sha256sum | cut -c1-16
+}
+
+# The host's mount table has nothing under $1 (the private namespaces keep it so).
+no_mounts_under() {
+  if findmnt -rn -o TARGET | grep -qF -- "$1/"; then
+    die "something is mounted under $1 in the host's mount namespace (findmnt): unmount it"
+  fi
+}
+
+# Remove a tree, never across a mount.
+remove_tree() {
+  local dir=$1
+  [ -e "$dir" ] || return 0
+  no_mounts_under "$dir"
+  rm -rf --one-file-system -- "$dir"
+}
+
+# Mount what a command in the root filesystem needs, in the current (private)
+# mount namespace; undo it in reverse order on any exit.
+__mounted=()
+unmount_all() {
+  local i
+  for ((i = ${#__mounted[@]} - 1; i >= 0; i--)); do
+    umount -R -- "${__mounted[$i]}" 2>/dev/null || umount -R -l -- "${__mounted[$i]}" || true
+  done
+  __mounted=()
+}
+mount_into() {
+  local root=$1 common
+  trap unmount_all EXIT
+  trap 'exit 130' INT TERM HUP
+  mount -t proc proc "$root/proc"
+  __mounted+=("$root/proc")
+  mount --rbind /sys "$root/sys"
+  __mounted+=("$root/sys")
+  mount --rbind /dev "$root/dev"
+  __mounted+=("$root/dev")
+  # /dev/pts comes with /dev's recursive bind; checked, not assumed.
+  mountpoint -q "$root/dev/pts" || die "/dev/pts is not mounted in $root"
+  mkdir -p "$root$repo"
+  mount --bind "$repo" "$root$repo"
+  __mounted+=("$root$repo")
+  # A git worktree keeps its repository elsewhere: bind that too, at its path.
+  common=$(git -C "$repo" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+  if [ -n "$common" ] && [ -d "$common" ] && [[ "$common/" != "$repo/"* ]]; then
+    mkdir -p "$root$common"
+    mount --bind "$common" "$root$common"
+    __mounted+=("$root$common")
+  fi
+}
+
+# Run argv in the root filesystem with a clean environment.
+in_root() {
+  local root=$1 dir=$2
+  shift 2
+  local -a envs=(
+    "PATH=$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    HOME=/root LANG=C.UTF-8 "TERM=${TERM:-dumb}"
+    "ANSIBLE_CONFIG=$repo/ansible.cfg" PIP_DISABLE_PIP_VERSION_CHECK=1
+    "PIP_DEFAULT_TIMEOUT=${PIP_DEFAULT_TIMEOUT:-180}"
+  )
+  local name
+  while IFS= read -r name; do
+    envs+=("$name=${!name}")
+  done < <(compgen -e | grep -E '^(TPMFLEET_|PYTEST_ADDOPTS$|(http|https|no)_proxy$|(HTTP|HTTPS|NO)_PROXY$)' || true)
+  chroot "$root" /usr/bin/env -i "${envs[@]}" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$dir" "$@"
+}
+
+# The inner half of a build or a run, in its own mount namespace.
+inner() {
+  local what=$1 root=$2
+  shift 2
+  mount_into "$root"
+  # The host's resolver, so that names resolve as on the host.
+  cp --remove-destination /etc/resolv.conf "$root/etc/resolv.conf"
+  case $what in
+    build) build_inside "$root" ;;
+    run) in_root "$root" "$@" ;;
+  esac
+}
+
+build_inside() {
+  local root=$1
+  printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+  chmod 0755 "$root/usr/sbin/policy-rc.d"
+  in_root "$root" / apt-get update -q
+  in_root "$root" / env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
+  in_root "$root" / apt-get clean
+  # The host's CA bundle (a site proxy's CA included): pip reaches PyPI only with it.
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  install -m 0644 "$requirements" "$root/opt/requirements-controller2.txt"
+  in_root "$root" / python3 -m venv "$venv"
+  in_root "$root" / "$venv/bin/python" -m pip install -q --upgrade pip
+  in_root "$root" / "$venv/bin/python" -m pip install -q -r /opt/requirements-controller2.txt
+  # What was installed, for the record (Debian packages come from the suite
+  # as it is on the day of the build; the Python packages are pinned).
+  in_root "$root" / dpkg-query -W -f='${Package} ${Version}\n' > "$root/../debian-packages.txt"
+  in_root "$root" / "$venv/bin/python" -m pip freeze --all > "$root/../pip-freeze.txt"
+  in_root "$root" / "$venv/bin/python" --version > "$root/../python-version.txt"
+}
+
+debootstrap_root() {
+  debootstrap --variant=minbase --include=ca-certificates "$suite" "$1/rootfs" "$mirror" > "$1/debootstrap.log" 2>&1
+}
+
+build() {
+  local k dir tmp start
+  k=$(key)
+  dir="$cache/$k"
+  [ -f "$dir/ready" ] && return 0
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  flock 9
+  [ -f "$dir/ready" ] && { exec 9>&-; return 0; }
+  start=$(date +%s)
+  tmp="$dir.build"
+  say "building $dir (trixie, $(printf '%s ' "${APT_PACKAGES[@]}"))"
+  remove_tree "$tmp"
+  mkdir -p "$tmp"
+  # debootstrap mounts /proc and /sys in the target itself: in a private
+  # mount namespace too, so that an interrupted one leaves nothing mounted.
+  unshare --mount --propagation private -- "$self" __debootstrap "$tmp" \
+    || { tail -n 20 "$tmp/debootstrap.log" >&2; die "debootstrap failed (log: $tmp/debootstrap.log)"; }
+  unshare --mount --propagation private -- "$self" __inner build "$tmp/rootfs" > "$tmp/build.log" 2>&1 \
+    || { tail -n 30 "$tmp/build.log" >&2; die "the build failed (log: $tmp/build.log)"; }
+  no_mounts_under "$tmp"
+  echo "$(( $(date +%s) - start ))" > "$tmp/build-seconds.txt"
+  touch "$tmp/ready"
+  mv -T "$tmp" "$dir"
+  local old
+  for old in "$cache"/*; do
+    [ "$old" = "$dir" ] || [ ! -d "$old" ] || remove_tree "$old"
+  done
+  exec 9>&-
+  say "built in $(cat "$dir/build-seconds.txt") s: $(cat "$dir/python-version.txt"), $(grep -E '^ansible-core==' "$dir/pip-freeze.txt")"
+}
+
+[ "${1:-}" = __inner ] && { shift; inner "$@"; exit; }
+[ "${1:-}" = __debootstrap ] && { debootstrap_root "$2"; exit; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (debootstrap, chroot and mount need it)"
+for tool in debootstrap unshare chroot flock findmnt; do
+  command -v "$tool" > /dev/null || die "$tool is missing (apt-get install debootstrap util-linux)"
+done
+
+case ${1:-} in
+  build) build ;;
+  path) echo "$cache/$(key)/rootfs" ;;
+  clean)
+    for old in "$cache"/*; do remove_tree "$old"; done
+    ;;
+  run)
+    shift
+    [ $# -gt 0 ] || die "usage: $0 run CMD..."
+    build
+    case $PWD/ in
+      "$repo"/*) dir=$PWD ;;
+      *) dir=$repo ;;
+    esac
+    rc=0
+    unshare --mount --propagation private -- "$self" __inner run "$cache/$(key)/rootfs" "$dir" "$@" || rc=$?
+    no_mounts_under "$cache"
+    exit "$rc"
+    ;;
+  *) die "usage: $0 build | run CMD... | path | clean" ;;
+esac
