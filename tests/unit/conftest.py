@@ -171,6 +171,9 @@ def run_module(module, args, check=False, diff=False, python=None, env=None, tim
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_LOCALHOST_WARNING": "0",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            # ansible-core 2.21 leaves `invocation` out of results unless asked (older cores ignore this):
+            # the tests read it to see that no_log options are masked.
+            "ANSIBLE_INJECT_INVOCATION": "1",
         }
     )
     full_env.update(env or {})
