@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The main process's profiler: a forked worker inherits it enabled, and since Python 3.12 (cProfile on
+# sys.monitoring) enabling a second one there fails ("Another profiling tool is already active").
+_MAIN_PROFILER = []
 
 
 def install_worker_profiler(out, compiled):
@@ -39,6 +42,8 @@ def install_worker_profiler(out, compiled):
 
     def run(self):
         compiled.clear()  # this forked worker's own compiles, not the main process's so far
+        for inherited in _MAIN_PROFILER:
+            inherited.disable()
         prof = cProfile.Profile(time.process_time)
         prof.enable()
         try:
@@ -103,6 +108,7 @@ def run_playbook(args, out, compiled):
     from ansible.cli.playbook import PlaybookCLI
 
     prof = cProfile.Profile(time.process_time)
+    _MAIN_PROFILER.append(prof)
     prof.enable()
     rc = 0
     try:
