@@ -185,6 +185,19 @@ def hierarchy_notes(flags, hierarchy, endorsement_auth):
     return notes
 
 
+def plan_new_ak(flags, endorsement_auth, persistent_handle):
+    """What both methods decide, from the TPM's auth flags, before a new AK is created:
+    ``(hierarchy, use_password, notes)``; raises TpmAccessError('auth') when no hierarchy can be used or the AK
+    could not be persisted at ``persistent_handle``. Nothing is presented to the TPM."""
+    hierarchy, use_password = choose_hierarchy(flags, endorsement_auth)
+    notes = hierarchy_notes(flags, hierarchy, endorsement_auth)
+    if persistent_handle:
+        error = persist_error(flags, persistent_handle)
+        if error:
+            raise error
+    return hierarchy, use_password, notes
+
+
 def parent_result(hierarchy, parent_bytes):
     """How the AK was made: its hierarchy and the SHA-256 of its parent's SubjectPublicKeyInfo (under the
     endorsement hierarchy the EK's, which tpm_facts reports as ek.public_key_sha256)."""

@@ -21,10 +21,8 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (
     ENDORSEMENT,
     auth_flags_from_getcap,
     auth_refused,
-    choose_hierarchy,
-    hierarchy_notes,
     parent_result,
-    persist_error,
+    plan_new_ak,
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import HASH_SIZES, format_pcr_selection
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
@@ -226,12 +224,8 @@ def cli_quote(run, tools, tcti, selection, nonces, key_algorithm, persistent_han
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:
             flags = auth_flags_from_getcap(q.call("tpm2_getcap", "properties-variable"))
-            hierarchy, use_password = choose_hierarchy(flags, endorsement_auth)
-            notes.extend(hierarchy_notes(flags, hierarchy, endorsement_auth))
-            if persistent_handle:
-                error = persist_error(flags, persistent_handle)
-                if error:
-                    raise error
+            hierarchy, use_password, plan_notes = plan_new_ak(flags, endorsement_auth, persistent_handle)
+            notes.extend(plan_notes)
             auth_arg = _write_auth_file(tmp, endorsement_auth) if use_password else None
             paths = {"ak_pub": ak_pub, "ak_priv": os.path.join(tmp, "ak.priv"), "ak_ctx": os.path.join(tmp, "ak.ctx")}
             try:

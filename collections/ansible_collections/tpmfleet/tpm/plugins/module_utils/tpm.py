@@ -19,13 +19,11 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.ak_parent import (
     PT_PERMANENT,
     auth_flags,
     auth_refused,
-    choose_hierarchy,
     ek_policy_session,
     ek_template,
     flush_quietly,
-    hierarchy_notes,
     parent_result,
-    persist_error,
+    plan_new_ak,
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.handles import AK_RANGE, PERSISTENT_FIRST, free_ak_handle
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
@@ -518,7 +516,7 @@ def quote_session(
 ):
     """Do ``len(nonces)`` quotes with an AK (reused from / persisted at ``persistent_handle`` when set).
 
-    A new AK is created under the hierarchy ``ak_parent.choose_hierarchy`` picks from the TPM's
+    A new AK is created under the hierarchy ``ak_parent.plan_new_ak`` picks from the TPM's
     TPM2_PT_PERMANENT flags; ``endorsement_auth`` (str) is presented only when the endorsement
     hierarchy has a password. ``notes`` (list) receives warnings for the user.
 
@@ -540,12 +538,8 @@ def quote_session(
             info = ak_result(pub_bytes, persistent_handle, True, True, key_algorithm)
         else:
             flags = permanent_auth(ectx)
-            hierarchy, use_password = choose_hierarchy(flags, endorsement_auth)
-            notes.extend(hierarchy_notes(flags, hierarchy, endorsement_auth))
-            if persistent_handle:
-                error = persist_error(flags, persistent_handle)
-                if error:
-                    raise error
+            hierarchy, use_password, plan_notes = plan_new_ak(flags, endorsement_auth, persistent_handle)
+            notes.extend(plan_notes)
             password = endorsement_auth.encode("utf-8") if use_password else None
             ak, pub_bytes, parent_bytes = create_ak(ectx, key_algorithm, timings, hierarchy, password)
             ak_is_transient = True

@@ -36,9 +36,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'
 # Host table rows per page (the operator can choose 50 to 500); rows are built for one page only.
 PAGE_SIZE = 100
 
-# Display order and colour of the statuses the page knows; a status the model adds later is shown too,
-# after these, with a colour of _SPARE_COLOURS (the model's STATUSES and summary decide what exists).
-_ORDER = ("failing", "unreachable", "unverified", "no_tpm", "drifted", "healthy")
+# Colour of the statuses the page knows (their display order is the model's STATUSES); a status the model
+# adds later is shown too, after these, with a colour of _SPARE_COLOURS.
 STATUS_COLOURS = {
     "failing": "#c62828",
     "unreachable": "#6a1b9a",
@@ -97,11 +96,7 @@ def _script_json(value):
 def statuses(model):
     """[(status, label, colour)] in display order: report.STATUSES, then any other the model uses."""
     seen = [*STATUSES, *model["summary"]["status"], *(h.get("status") for h in model["hosts"])]
-    names = []
-    for st in seen:
-        if isinstance(st, str) and st not in names:
-            names.append(st)
-    names.sort(key=lambda st: _ORDER.index(st) if st in _ORDER else len(_ORDER))
+    names = [st for st in dict.fromkeys(seen) if isinstance(st, str)]  # STATUSES first, in order
     spare = iter(_SPARE_COLOURS * (1 + len(names)))
     return [
         (st, _str(STATUS_LABELS.get(st)) or st.replace("_", " ").capitalize(), STATUS_COLOURS.get(st) or next(spare))

@@ -428,10 +428,11 @@ def _endorsement_auth_error(value):
     if not isinstance(value, str):
         return f"tpm_verify_endorsement_auth must be a string (the endorsement password), not {_kind(value)}."
     size = len(value.encode("utf-8", "surrogatepass"))
-    if "\x00" in value or size > ENDORSEMENT_AUTH_MAX:
+    has_nul = "\x00" in value
+    if has_nul or size > ENDORSEMENT_AUTH_MAX:
         return (
             f"tpm_verify_endorsement_auth must be at most {ENDORSEMENT_AUTH_MAX} bytes without NUL characters (got "
-            f"{size} bytes{', with a NUL' if chr(0) in value else ''}; the value is not shown). Set it to the TPM's "
+            f"{size} bytes{', with a NUL' if has_nul else ''}; the value is not shown). Set it to the TPM's "
             "endorsement password, kept in Ansible Vault."
         )
     return None
