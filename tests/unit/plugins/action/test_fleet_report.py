@@ -10,6 +10,7 @@ import sys
 
 import jsonschema
 import pytest
+import xmlschema
 import yaml
 from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import host_input, playbooks
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
@@ -17,6 +18,10 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from conftest import ANSIBLE, REPO, free_port_pair
 
 PLAYBOOK = str(ANSIBLE) + "-playbook"
+# The published JUnit schema the report's junit.xml must be valid against (its source: SOURCE.md beside it).
+JUNIT_SCHEMA = xmlschema.XMLSchema(
+    REPO / "tests" / "unit" / "plugins" / "plugin_utils" / "junit-schema" / "junit-10.xsd"
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,7 @@ def test_every_host_is_in_the_report(run):
     assert all(f'"name":"{h}"' in page for h in hosts)  # in the page's embedded model (rows are built from it)
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase ") == 4 * len(report.CHECKS) + len(model["fleet_findings"])
+    JUNIT_SCHEMA.validate(str(out / "junit.xml"))
 
 
 def test_host_input_reads_what_the_playbook_left():
@@ -250,6 +256,10 @@ def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(ca
     assert "from the fact cache: 0 hosts without cached data, 0 older than 86400 s" in cached.stdout
     page = (tmp / "cached" / "index.html").read_text()
     assert "from the fact cache (no host contacted)" in page
+    JUNIT_SCHEMA.validate(str(tmp / "cached" / "junit.xml"))
+    assert (tmp / "cached" / "junit.xml").read_text() == (tmp / "live" / "junit.xml").read_text().replace(
+        live_model["generated_at"], cache_model["generated_at"], 1
+    )
 
 
 def test_missing_and_old_records_are_not_healthy_and_say_why(cache_runs):
