@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tpmfleet: install what the lab and the tests need, idempotently.
 #  - Debian/Ubuntu packages (QEMU, swtpm, debootstrap, tpm2-tools, the TSS
-#    headers tpm2-pytss builds against), installed only when missing;
+#    headers tpm2-pytss builds against, Chromium for the report's browser test,
+#    redis-server for its fact-cache test), installed only when missing;
 #  - a Python virtual environment in .venv with the pinned toolchain from
 #    requirements.txt, rebuilt only when that file changes.
 set -euo pipefail
@@ -13,6 +14,7 @@ APT_PACKAGES=(
   debootstrap e2fsprogs openssh-client
   tpm2-tools libtss2-dev
   chromium chromium-driver
+  redis-server
 )
 
 SUDO=()

@@ -7,10 +7,19 @@ DA-protected NV index; the VM without a TPM; then that VM stopped, reported unre
 the abrmd host's test quote verified on the controller.
 Each with its status and its fix, in fleet.json (checked against its schema), the
 page and junit.xml; the report changes no host.
+
+The live run fills a jsonfile fact cache; a run with ``tpm_report_source: cache`` from it, with every
+host's SSH port closed, gives the same statuses and problems and names each host's data age. Then
+the three ways a host is not healthy although nothing on it "failed": a TPM read that cannot start
+(the host's Python interpreter missing: rc 127), a direct-mode TPM held by a consumer while the report
+reads it, and a host that requires a TPM and has none; each not healthy in fleet.json, the page and
+junit.xml.
 """
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -18,6 +27,7 @@ import xml.etree.ElementTree as ET
 import jsonschema
 import pytest
 import testinfra
+import yaml
 from tpmfleet_molecule import INVENTORY, PROJECT, needs_inventory, recap, run_playbook
 
 REPORT = os.path.join(PROJECT, "playbooks", "report.yml")
@@ -40,9 +50,22 @@ def lab_host(name):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
 
 
-def report(tmp_path, *args):
-    """playbooks/report.yml over the scenario's hosts into tmp_path; (run, fleet.json, tmp_path)."""
-    run = run_playbook(REPORT, "-e", f"tpm_report_dir={tmp_path}", *args, limit="all")
+@contextlib.contextmanager
+def fact_cache(cache_dir):
+    """Ansible's jsonfile fact cache in cache_dir for the playbook runs inside (never expiring)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANSIBLE_CACHE_PLUGIN", "jsonfile")
+        mp.setenv("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(cache_dir))
+        mp.setenv("ANSIBLE_CACHE_PLUGIN_TIMEOUT", "0")
+        yield
+
+
+def report(tmp_path, *args, cache_dir=None):
+    """playbooks/report.yml over the scenario's hosts into tmp_path; (run, fleet.json, tmp_path).
+
+    ``cache_dir``: with a jsonfile fact cache there."""
+    with fact_cache(cache_dir) if cache_dir else contextlib.nullcontext():
+        run = run_playbook(REPORT, "-e", f"tpm_report_dir={tmp_path}", *args, limit="all")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     with open(tmp_path / "fleet.json", encoding="utf-8") as fh:
         fleet = json.load(fh)
@@ -59,9 +82,44 @@ def checks(host):
     return {p["check"]: p for p in host["problems"]}
 
 
+def states(host):
+    return {c["id"]: c["status"] for c in host["checks"]}
+
+
+def page_model(report_dir):
+    """The page's counts per status (its summary cards) and the model it embeds (its host table's data)."""
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    cards = {k: int(v) for k, v in re.findall(r'id="count-(\w+)"><div class="n">(\d+)<', page)}
+    data = re.search(r'<script type="application/json" id="fleet-data">(.*?)</script>', page, re.S)
+    assert data, "the page embeds no fleet data"
+    return page, cards, json.loads(data.group(1))
+
+
+def junit_cases(report_dir):
+    """(classname, check) -> ("pass" | "skipped" | failure type, message) of every test case of junit.xml."""
+    suite = ET.parse(report_dir / "junit.xml").getroot()  # noqa: S314 - the report's own output
+    cases = {}
+    for case in suite.iter("testcase"):
+        failure, skipped = case.find("failure"), case.find("skipped")
+        if failure is not None:
+            got = (failure.get("type"), failure.get("message"))
+        elif skipped is not None:
+            got = ("skipped", skipped.get("message"))
+        else:
+            got = ("pass", None)
+        cases[(case.get("classname"), case.get("name"))] = got
+    return cases
+
+
 @pytest.fixture(scope="module")
-def broken_fleet(tmp_path_factory):
-    """Drift mode-direct and lock out mode-rm's TPM; the report over the four VMs."""
+def cache_dir(tmp_path_factory):
+    """The jsonfile fact cache the live report run fills."""
+    return tmp_path_factory.mktemp("fact-cache")
+
+
+@pytest.fixture(scope="module")
+def broken_fleet(tmp_path_factory, cache_dir):
+    """Drift mode-direct and lock out mode-rm's TPM; the report over the four VMs, filling a fact cache."""
     direct = lab_host("mode-direct")
     direct.run_test("systemctl unmask tpm2-abrmd && systemctl start tpm2-abrmd")
     rm = lab_host("mode-rm")
@@ -74,7 +132,7 @@ def broken_fleet(tmp_path_factory):
     for _ in range(3):
         wrong = rm.run(f"tpm2_nvread {RM} {NV_INDEX} -C {NV_INDEX} -P wrong -s 6")
         assert wrong.rc != 0, "a wrong auth value was accepted"
-    return report(tmp_path_factory.mktemp("report"))
+    return report(tmp_path_factory.mktemp("report"), cache_dir=cache_dir)
 
 
 def test_the_report_changes_no_host(broken_fleet):
@@ -142,6 +200,121 @@ def test_the_page_and_junit_name_every_host(broken_fleet):
     }
     assert {"tpmfleet.mode-direct", "tpmfleet.mode-rm"} <= errors and "tpmfleet.mode-abrmd" not in errors
     assert fleet["summary"]["problems"]
+
+
+def test_the_report_from_the_fact_cache_matches_the_one_over_ssh(broken_fleet, cache_dir, tmp_path_factory):
+    _run, live, live_dir = broken_fleet
+    assert sorted(p.name for p in cache_dir.iterdir()), "the live run left nothing in the fact cache"
+    # Every host's SSH port closed (port 1 on the loopback): a task that reached for a host would fail.
+    run, cached, cache_out = report(
+        tmp_path_factory.mktemp("report-cache"), "-e", "tpm_report_source=cache", "-e", "ansible_port=1",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    lines = [x for x in run.stdout[run.stdout.index("PLAY RECAP") :].splitlines() if "ok=" in x]
+    assert lines, run.stdout[-3000:]
+    for line in lines:
+        assert line.split()[0] in HOSTS, line
+        for counter in ("unreachable=0", "failed=0", "changed=0", "ignored=0"):
+            assert counter in line, line
+    assert "fatal:" not in run.stdout and "...ignoring" not in run.stdout
+    assert cached["options"]["source"] == "cache" and live["options"]["source"] == "live"
+    live_hosts, cache_hosts = by_name(live), by_name(cached)
+    assert set(cache_hosts) == set(live_hosts) == set(HOSTS)
+    for name, host in cache_hosts.items():
+        want = live_hosts[name]
+        for key in ("status", "mode", "observed_mode", "reachable", "tpm", "expected", "observed", "quote",
+                    "problems", "checks"):  # fmt: skip
+            assert host[key] == want[key], (name, key, host[key], want[key])
+        # each host's data age: read by the live run, not stale
+        assert (host["source"], want["source"]) == ("cache", "live")
+        assert host["read_at"] == want["read_at"] and host["stale"] is False, name
+        assert isinstance(host["age_seconds"], int) and 0 <= host["age_seconds"] < 86400, name
+    assert cached["summary"]["status"] == live["summary"]["status"]
+    assert {g["id"]: sorted(g["hosts"]) for g in cached["problem_groups"]} == {
+        g["id"]: sorted(g["hosts"]) for g in live["problem_groups"]
+    }
+    assert cached["summary"]["data"]["stale"] == 0 and cached["summary"]["data"]["not_cached"] == 0
+    assert junit_cases(cache_out) == junit_cases(live_dir)
+    page, cards, embedded = page_model(cache_out)
+    assert "from the fact cache (no host contacted)" in page
+    assert cards == page_model(live_dir)[1]
+    assert {h["name"]: (h["status"], h["read_at"]) for h in embedded["hosts"]} == {
+        n: (h["status"], h["read_at"]) for n, h in live_hosts.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def unhealthy_fleet(broken_fleet, tmp_path_factory):
+    """mode-direct back in its mode, its TPM held by a consumer; mode-abrmd's Python interpreter missing
+    (for this run: an inventory of the test's own); mode-notpm required to have a TPM (an extra var)."""
+    direct = lab_host("mode-direct")
+    direct.run_test("systemctl stop tpm2-abrmd && systemctl mask tpm2-abrmd")
+    direct.run("systemctl stop tpm-hog.service; systemctl reset-failed tpm-hog.service")
+    started = direct.run(
+        "systemd-run --collect --unit=tpm-hog.service --property=User=tss"
+        " /bin/sh -c 'exec 3<>/dev/tpm0; exec sleep 900'"
+    )
+    assert started.rc == 0, started.stderr
+    tmp = tmp_path_factory.mktemp("report-unhealthy")
+    inventory = tmp / "stopped-python.yml"
+    inventory.write_text(yaml.safe_dump(
+        {"all": {"hosts": {"mode-abrmd": {"ansible_python_interpreter": "/usr/bin/python3-stopped"}}}}
+    ))  # fmt: skip
+    try:
+        yield report(
+            tmp / "out", "-i", str(inventory), "-e", "tpm_report_hosts=mode-direct:mode-abrmd:mode-notpm",
+            "-e", "tpm_kernel_require_device=true",
+        )  # fmt: skip
+    finally:
+        direct.run("systemctl stop tpm-hog.service")
+
+
+def test_a_failed_read_a_busy_tpm_and_a_missing_required_tpm_are_not_healthy_in_json(unhealthy_fleet):
+    run, fleet, _out = unhealthy_fleet
+    hosts = by_name(fleet)
+    assert {n: h["status"] for n, h in hosts.items()} == {
+        "mode-abrmd": "failing", "mode-direct": "unverified", "mode-notpm": "failing",
+    }  # fmt: skip
+    assert fleet["summary"]["status"]["healthy"] == 0 and sum(fleet["summary"]["status"].values()) == 3
+    # the failed read: its rc and message, every TPM check not run
+    read = checks(hosts["mode-abrmd"])["facts"]
+    assert read["severity"] == "error" and read["title"] == "TPM facts could not be read", read
+    assert "127" in read["cause"] or "python3-stopped" in read["cause"], read
+    assert hosts["mode-abrmd"]["tpm"] is None
+    assert {states(hosts["mode-abrmd"])[c] for c in ("lockout", "ek_certificate", "auth")} == {"not_run"}
+    # the busy TPM: held by the consumer, its state not read
+    busy = checks(hosts["mode-direct"])["tpm_access"]
+    assert busy["title"] == "TPM busy: a consumer holds /dev/tpm0" and "held by pid " in busy["cause"], busy
+    tpm_checks = ("tpm_access", "lockout", "ek_certificate", "auth")
+    assert {c: states(hosts["mode-direct"])[c] for c in tpm_checks} == dict.fromkeys(tpm_checks, "not_run")
+    # the missing required TPM
+    missing = checks(hosts["mode-notpm"])["tpm_present"]
+    assert missing["severity"] == "error" and "tpm_kernel_require_device is true" in missing["cause"], missing
+    # the failed read is carried into the recap (ignored), not dropped
+    assert recap(run, "mode-abrmd")["ignored"] >= 1, run.stdout[-3000:]
+
+
+def test_a_failed_read_a_busy_tpm_and_a_missing_required_tpm_are_not_healthy_on_the_page(unhealthy_fleet):
+    _run, fleet, out = unhealthy_fleet
+    _page, cards, embedded = page_model(out)
+    assert cards["healthy"] == 0 and cards["failing"] == 2 and cards["unverified"] == 1, cards
+    assert {h["name"]: h["status"] for h in embedded["hosts"]} == {h["name"]: h["status"] for h in fleet["hosts"]}
+
+
+def test_a_failed_read_a_busy_tpm_and_a_missing_required_tpm_are_not_healthy_in_junit(unhealthy_fleet):
+    _run, _fleet, out = unhealthy_fleet
+    cases = junit_cases(out)
+    assert cases[("tpmfleet.mode-abrmd", "facts")][0] == "error"
+    assert cases[("tpmfleet.mode-notpm", "tpm_present")][0] == "error"
+    kind, message = cases[("tpmfleet.mode-direct", "tpm_access")]
+    assert kind == "skipped" and message.startswith("not run: the TPM was busy"), (kind, message)
+    for check in ("lockout", "ek_certificate", "auth"):
+        for host in ("mode-direct", "mode-abrmd"):
+            kind, message = cases[(f"tpmfleet.{host}", check)]
+            assert kind == "skipped" and message.startswith("not run"), (host, check, kind, message)
+    # no host passes every one of its cases
+    for host in ("mode-direct", "mode-abrmd", "mode-notpm"):
+        assert {v[0] for (cls, _n), v in cases.items() if cls == f"tpmfleet.{host}"} != {"pass"}, host
 
 
 def test_a_stopped_vm_is_reported_unreachable(broken_fleet, tmp_path_factory):

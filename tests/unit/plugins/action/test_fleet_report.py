@@ -10,6 +10,7 @@ import sys
 
 import jsonschema
 import pytest
+import xmlschema
 import yaml
 from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import host_input, playbooks
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
@@ -17,6 +18,10 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from conftest import ANSIBLE, REPO, free_port_pair
 
 PLAYBOOK = str(ANSIBLE) + "-playbook"
+# The published JUnit schema the report's junit.xml must be valid against (its source: SOURCE.md beside it).
+JUNIT_SCHEMA = xmlschema.XMLSchema(
+    REPO / "tests" / "unit" / "plugins" / "plugin_utils" / "junit-schema" / "junit-10.xsd"
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,7 @@ def test_every_host_is_in_the_report(run):
     assert all(f'"name":"{h}"' in page for h in hosts)  # in the page's embedded model (rows are built from it)
     junit = (out / "junit.xml").read_text()
     assert junit.count("<testcase ") == 4 * len(report.CHECKS) + len(model["fleet_findings"])
+    JUNIT_SCHEMA.validate(str(out / "junit.xml"))
 
 
 def test_host_input_reads_what_the_playbook_left():
@@ -193,20 +199,29 @@ def cache_runs(tmp_path_factory):
         "gone": {"ansible_host": "127.0.0.1", "ansible_port": free_port_pair(), "ansible_user": "nobody",
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5"},
     }), "live", cache, ("-e", "tpm_report_quote=true"))  # fmt: skip
+    after_live = _cache_state(cache)
     closed = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_port_pair(),
               "ansible_user": "nobody", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5",
               "tpm_quote_mode": "abrmd"}  # fmt: skip
     names = ("tpmless", "badmode", "brokenpy", "gone")
     cached = _playbook(tmp, _hosts(dict.fromkeys(names, closed)), "cached", cache,
                        ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
+    after_cached = _cache_state(cache)
     files = _cache_files(cache)
     path, data = files["tpmless"]
     data["tpmfleet_report_record"] = _plain(data["tpmfleet_report_record"])
     data["tpmfleet_report_record"]["read_at"] = "2020-01-01T00:00:00Z"
     _write_payload(path, data)
+    before_old = _cache_state(cache)
     old = _playbook(tmp, _hosts(dict.fromkeys((*names, "newhost"), closed)), "old", cache,
                     ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
-    return tmp, cache, live, cached, old
+    states = {"live": after_live, "cached": after_cached, "before_old": before_old, "old": _cache_state(cache)}
+    return tmp, cache, live, cached, old, states
+
+
+def _cache_state(cache):
+    """Every fact cache file: name -> (content, mtime in ns; the jsonfile plugin expires entries by mtime)."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.iterdir()}
 
 
 def _model(tmp, out):
@@ -217,11 +232,11 @@ def _model(tmp, out):
 
 
 def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(cache_runs):
-    tmp, _cache, live, cached, _old = cache_runs
+    tmp, _cache, live, cached, _old, _states = cache_runs
     assert live.returncode == 0, live.stdout + live.stderr
     assert cached.returncode == 0, cached.stdout + cached.stderr
-    recap = cached.stdout[cached.stdout.index("PLAY RECAP") : cached.stdout.index("TASKS RECAP")]
-    lines = [x for x in recap.splitlines()[1:] if x.strip()]
+    recap = cached.stdout[cached.stdout.index("PLAY RECAP") :]
+    lines = [x for x in recap.splitlines()[1:] if "ok=" in x]
     assert lines and all(x.split()[0] in ("tpmless", "badmode", "brokenpy", "gone") for x in lines), lines
     for line in lines:
         # every host's port is closed: any task that reached for a host would have made it unreachable
@@ -250,10 +265,14 @@ def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(ca
     assert "from the fact cache: 0 hosts without cached data, 0 older than 86400 s" in cached.stdout
     page = (tmp / "cached" / "index.html").read_text()
     assert "from the fact cache (no host contacted)" in page
+    JUNIT_SCHEMA.validate(str(tmp / "cached" / "junit.xml"))
+    assert (tmp / "cached" / "junit.xml").read_text() == (tmp / "live" / "junit.xml").read_text().replace(
+        live_model["generated_at"], cache_model["generated_at"], 1
+    )
 
 
 def test_missing_and_old_records_are_not_healthy_and_say_why(cache_runs):
-    tmp, _cache, _live, _cached, old = cache_runs
+    tmp, _cache, _live, _cached, old, _states = cache_runs
     assert old.returncode == 0, old.stdout + old.stderr
     model, hosts = _model(tmp, "old")
     new = hosts["newhost"]
@@ -272,9 +291,9 @@ def test_missing_and_old_records_are_not_healthy_and_say_why(cache_runs):
 
 
 def test_the_cache_holds_every_host_and_no_secret(cache_runs):
-    _tmp, cache, _live, _cached, _old = cache_runs
+    _tmp, cache, _live, _cached, _old, _states = cache_runs
     files = _cache_files(cache)
-    assert set(files) == {"tpmless", "badmode", "brokenpy", "gone"}
+    assert set(files) == {"tpmless", "badmode", "brokenpy", "gone"}  # not newhost: only a cache run saw it
     for name, (path, data) in files.items():
         assert SECRET not in path.read_text(), name
         record = _plain(data["tpmfleet_report_record"])
@@ -282,6 +301,17 @@ def test_the_cache_holds_every_host_and_no_secret(cache_runs):
         assert re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", record["read_at"])
         # no module arguments (where a no_log password such as endorsement_auth would be) are kept
         assert "invocation" not in (record["facts"] or {}) and "invocation" not in (record["quote"] or {}), name
+
+
+def test_a_cache_run_leaves_the_cache_as_it_found_it(cache_runs):
+    """No entry added (a host the cache has no record of), none rewritten: the same bytes and mtimes.
+
+    ansible-core 2.21 stores an empty fact cache entry for every host of the play when a run_once
+    task's action registers its (empty) cacheable facts, as ansible.builtin.debug does."""
+    *_rest, states = cache_runs
+    assert len(states["live"]) == 4
+    assert states["cached"] == states["live"]
+    assert states["old"] == states["before_old"]
 
 
 def test_a_cache_run_without_a_fact_cache_fails_with_one_message(tmp_path):

@@ -4,14 +4,17 @@ problem groups with one quoted command and a limit file Ansible reads, JUnit/JSO
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import xml.etree.ElementTree as ET
 
 import jsonschema
 import pytest
+import xmlschema
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
@@ -31,6 +34,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 with open(report.SCHEMA_PATH, encoding="utf-8") as _fh:
     SCHEMA = jsonschema.Draft202012Validator(json.load(_fh))
+
+# The published JUnit schema junit.xml must be valid against: Jenkins' junit-10.xsd as pytest's sdist
+# ships it (junit-schema/SOURCE.md says where from, with its sha256 and licence).
+JUNIT_XSD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "junit-schema", "junit-10.xsd")
+JUNIT_SCHEMA = xmlschema.XMLSchema(JUNIT_XSD)
 
 
 def one(record, **kw):
@@ -234,8 +242,9 @@ BASES = [
 
 
 def _check_junit(text, model):
-    """Parses (ElementTree, junitparser) and has the structure of the JUnit schema the report follows."""
+    """Well-formed (ElementTree, junitparser), valid against junit-10.xsd, one case per host and check."""
     root = ET.fromstring(text.encode("utf-8"))  # noqa: S314 - our own output
+    JUNIT_SCHEMA.validate(text)
     assert root.tag == "testsuites" and [c.tag for c in root] == ["testsuite"]
     suite = root[0]
     cases = suite.findall("testcase")
@@ -290,6 +299,24 @@ def test_junit_keeps_control_characters_visible_and_long_strings_whole():
     failure = case.find("failure")
     assert failure.get("message").startswith("Host is unreachable: ssh: \\x1b[0;31mConnection refused\\x1b[0m\r\n")
     assert "\x1b" not in text and "\x00" not in text
+
+
+def test_the_junit_schema_is_the_published_file_and_rejects_what_it_should():
+    """The kept junit-10.xsd is the file SOURCE.md names (its sha256), and it can fail a file."""
+    with open(os.path.join(os.path.dirname(JUNIT_XSD), "SOURCE.md"), encoding="utf-8") as fh:
+        source = fh.read()
+    want = re.search(r"\| file sha256 \| `([0-9a-f]{64})` \|", source)
+    with open(JUNIT_XSD, "rb") as fh:
+        assert want and hashlib.sha256(fh.read()).hexdigest() == want.group(1)
+    good = report_render.render_junit(report.build(synthetic_fleet(20), quote_test=True))
+    assert JUNIT_SCHEMA.is_valid(good)
+    # what a JUnit consumer cannot rely on: a suite without its counts, a case without a name, an unknown element
+    for bad in (
+        good.replace(' tests="', ' count="', 1),
+        re.sub(r'(<testcase classname="[^"]*") name="[^"]*"', r"\1", good, count=1),
+        good.replace("  </testsuite>", "    <note>ok</note>\n  </testsuite>", 1),
+    ):
+        assert bad != good and not JUNIT_SCHEMA.is_valid(bad)
 
 
 @pytest.mark.skipif(junitparser is None, reason="junitparser is not installed in this .venv (requirements.txt)")
