@@ -280,11 +280,15 @@ def test_junit_has_one_case_per_host_and_check():
     assert int(suite.get("tests")) == len(cases)
     assert int(suite.get("failures")) == len(suite.findall("testcase/failure")) > 0
     assert int(suite.get("skipped")) == len(suite.findall("testcase/skipped")) > 0
-    assert any(s.get("message").startswith("not run: ") for s in suite.findall("testcase/skipped"))
+    assert int(suite.get("errors")) == len(suite.findall("testcase/error")) > 0
+    # a check that could not run is an error, never a skip a CI system would count as passed
+    assert all(e.get("type") == "not_run" for e in suite.findall("testcase/error"))
+    assert all(e.get("message").startswith("not run: ") for e in suite.findall("testcase/error"))
+    assert not any(s.get("message").startswith("not run") for s in suite.findall("testcase/skipped"))
     unreachable = next(h["name"] for h in model["hosts"] if h["status"] == "unreachable")
     mine = [c for c in cases if c.get("classname") == f"tpmfleet.{unreachable}"]
     assert [c.get("name") for c in mine] == [c for c, _ in report.CHECKS]
-    assert sum(c.find("skipped") is not None for c in mine) == len(report.CHECKS) - 1
+    assert sum(c.find("error") is not None for c in mine) == len(report.CHECKS) - 1
     failure = mine[0].find("failure")
     assert failure.get("type") == "error" and "fix: Check the connection (ansible all -l " in failure.text
 

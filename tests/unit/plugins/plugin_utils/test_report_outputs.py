@@ -256,9 +256,10 @@ def _check_junit(text, model):
     assert int(suite.get("tests")) == len(cases)
     assert int(suite.get("failures")) == len(suite.findall("testcase/failure"))
     assert int(suite.get("skipped")) == len(suite.findall("testcase/skipped"))
+    assert int(suite.get("errors")) == len(suite.findall("testcase/error"))
     for case in cases:
         assert case.get("classname") is not None and case.get("name")
-        assert len(case) <= 1 and all(c.tag in ("failure", "skipped", "system-out") for c in case)
+        assert len(case) <= 1 and all(c.tag in ("failure", "error", "skipped", "system-out") for c in case)
     names = {c.get("classname") for c in cases} - {"tpmfleet.fleet"}
     assert names == {report_render.xml_safe("tpmfleet." + h["name"]) for h in model["hosts"]}
     if junitparser is not None:

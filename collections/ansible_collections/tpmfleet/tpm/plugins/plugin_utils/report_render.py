@@ -96,10 +96,14 @@ def _junit_cases(model, counts):
                 message, severity = _a(check["message"][:1000]), _a(check["severity"])
                 yield (f'{head}>\n      <failure message="{message}" type="{severity}">'
                        f"{_t(fixes)}</failure>\n    </testcase>\n")  # fmt: skip
-            elif status in ("skip", "not_run"):
+            elif status == "not_run":
+                counts["errors"] += 1
+                message = _a(check["message"][:1000])
+                yield (f'{head}>\n      <error message="{message}" type="not_run">'
+                       f"{_t(check['message'])}</error>\n    </testcase>\n")  # fmt: skip
+            elif status == "skip":
                 counts["skipped"] += 1
-                message = check["message"] if status == "not_run" else "skip: " + check["message"]
-                yield f'{head}>\n      <skipped message="{_a(message)}" />\n    </testcase>\n'
+                yield f'{head}>\n      <skipped message="{_a("skip: " + check["message"])}" />\n    </testcase>\n'
             elif check["message"]:
                 yield f"{head}>\n      <system-out>{_t(check['message'])}</system-out>\n    </testcase>\n"
             else:
@@ -119,14 +123,16 @@ def _junit_cases(model, counts):
 def render_junit(model):
     """JUnit XML: one test case per host and check (classname = tpmfleet.<host>), plus the fleet findings.
 
-    A check that could not run (not_run, its message starts with "not run:") or does not
-    apply (message "skip: ...") is a skipped case; a failed check is a failure of its severity.
+    A check that could not run (not_run, its message starts with "not run:") is an error:
+    it is not a pass, and a CI system that reads only failures must not turn it green. A
+    check that does not apply (message "skip: ...") is a skipped case; a failed check is a
+    failure of its severity.
     """
-    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     cases = "".join(_junit_cases(model, counts))
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="tpmfleet">\n'
         f'  <testsuite name="tpmfleet fleet report" timestamp="{_a(model["generated_at"])}" '
-        f'tests="{counts["tests"]}" failures="{counts["failures"]}" errors="0" skipped="{counts["skipped"]}">\n'
+        f'tests="{counts["tests"]}" failures="{counts["failures"]}" errors="{counts["errors"]}" skipped="{counts["skipped"]}">\n'
         f"{cases}  </testsuite>\n</testsuites>\n"
     )
