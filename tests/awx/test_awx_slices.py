@@ -117,7 +117,7 @@ def _private_data_dir(base: Path, name: str, inventory: dict, extravars: dict, c
 
 def _start_job(tools: Path, pdd: Path, ident: str, playbook: str, show: list[Path], read_only: list[Path]):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env["PATH"] = f"{Path(sys.prefix).resolve() / 'bin'}:{env['PATH']}"
     cmd = [
         str(tools / "bin" / "ansible-runner"),
         "run",
@@ -132,10 +132,10 @@ def _start_job(tools: Path, pdd: Path, ident: str, playbook: str, show: list[Pat
         "--process-isolation-path",
         str(pdd / "home"),
     ]
-    for path in show:
-        cmd += ["--process-isolation-show-paths", str(path)]
-    for path in read_only:
-        cmd += ["--process-isolation-ro-paths", str(path)]
+    # Each option takes its list at once (a second use would replace the first).
+    if show:
+        cmd += ["--process-isolation-show-paths", *map(str, show)]
+    cmd += ["--process-isolation-ro-paths", *map(str, read_only)]
     log = (pdd / f"{ident}.log").open("w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log
 
@@ -154,6 +154,35 @@ def _finish(pdd: Path, ident: str, process, log) -> dict:
         tail = (pdd / f"{ident}.log").read_text()[-6000:]
         pytest.fail(f"job {ident}: ansible-runner rc={rc}, status {status!r}\n{tail}")
     return stats
+
+
+def _cached_host(name: str, hosts: list[str]) -> str:
+    """The host a jsonfile fact cache file is for: ``<host>``, or ``s1_<host>`` (ansible-core 2.19+)."""
+    for host in hosts:
+        if name in (host, f"s1_{host}"):
+            return host
+    return f"<not an inventory host: {name}>"
+
+
+def _cached_facts(path: Path) -> dict:
+    """The facts of a jsonfile fact cache file, with or without ansible-core 2.19's payload wrapper."""
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and set(data) == {"__payload__"}:
+        data = json.loads(data["__payload__"])
+    return _untagged(data)
+
+
+def _untagged(value):
+    """Values without ansible-core 2.19's serialized tags (``{"__ansible_type": ..., "value": ...}``)."""
+    if isinstance(value, dict):
+        if "__ansible_type" in value:
+            if "value" in value:
+                return _untagged(value["value"])
+            value = {k: v for k, v in value.items() if k not in ("__ansible_type", "tags")}
+        return {k: _untagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    return value
 
 
 def test_site_in_two_slices_then_one_report_from_the_fact_cache(tmp_path):
@@ -204,17 +233,19 @@ def test_site_in_two_slices_then_one_report_from_the_fact_cache(tmp_path):
         assert sorted(stats.get("ok", {})) == slice_hosts, stats
         assert not stats.get("failures") and not stats.get("dark"), stats
 
-    # 3. AWX's fact storage: what each job's fact cache holds per host.
+    # 3. AWX's fact storage: what each job's fact cache holds per host. The
+    # files are kept as ansible-core wrote them (2.19 and later name them
+    # s1_<host> and wrap the facts in a JSON payload; AWX's fact storage must
+    # read the format of its EE's ansible-core) and handed to the report job.
     stored = {}
     for (pdd, ident, *_), slice_hosts in zip(jobs, slices, strict=True):
         cache = pdd / "artifacts" / ident / "fact_cache"
-        cached = sorted(p.name for p in cache.iterdir())
-        assert cached == slice_hosts, f"{ident}'s fact cache holds {cached}, its hosts are {slice_hosts}"
-        for host in slice_hosts:
-            facts = json.loads((cache / host).read_text())
-            record = facts.get("tpmfleet_report_record")
+        files = {_cached_host(p.name, hosts): p for p in cache.iterdir()}
+        assert sorted(files) == slice_hosts, f"{ident}'s fact cache holds {sorted(files)}, its hosts are {slice_hosts}"
+        for host, path in files.items():
+            record = _cached_facts(path).get("tpmfleet_report_record")
             assert record and record["source"] == "live", f"{host}: no report record in {ident}'s fact cache"
-            stored[host] = facts
+            stored[host] = (path, record)
     assert sorted(stored) == hosts
 
     # 4. One report job, not sliced, over the whole inventory, from the cache.
@@ -225,8 +256,8 @@ def test_site_in_two_slices_then_one_report_from_the_fact_cache(tmp_path):
     )
     cache = pdd / "artifacts" / "report" / "fact_cache"
     cache.mkdir(parents=True)
-    for host, facts in stored.items():
-        (cache / host).write_text(json.dumps(facts))
+    for path, _ in stored.values():
+        shutil.copy2(path, cache / path.name)
     started = time.monotonic()
     process, log = _start_job(tools, pdd, "report", "report.yml", [report_dir], read_only)
     _finish(pdd, "report", process, log)
@@ -238,7 +269,7 @@ def test_site_in_two_slices_then_one_report_from_the_fact_cache(tmp_path):
     for host in hosts:
         entry = by_name[host]
         assert entry["source"] == "cache", entry
-        assert entry["read_at"] == stored[host]["tpmfleet_report_record"]["read_at"], entry
+        assert entry["read_at"] == stored[host][1]["read_at"], entry
         assert entry["stale"] is False, entry
         assert entry["status"] == "healthy", json.dumps(entry, indent=1)[:3000]
     # One report: the published directory holds the cache job's files only.
