@@ -93,7 +93,7 @@ def _private_data_dir(base: Path, name: str, inventory: dict, extravars: dict, c
     shutil.copytree(REPO / "tests/awx/project", pdd / "project")
     (pdd / "inventory").mkdir(parents=True)
     script = pdd / "inventory" / "hosts"
-    data = pdd / "inventory" / "hosts.json"
+    data = pdd / "inventory.json"  # outside inventory/: ansible-playbook parses every file there
     data.write_text(json.dumps(inventory))
     script.write_text(f"#!/bin/sh\nexec cat {data}\n")
     script.chmod(stat.S_IRWXU)
