@@ -129,6 +129,19 @@ test-interrupt: setup
 	TPMFLEET_INTERRUPT_INVENTORY=inventory/interrupt pytest -v -p no:cacheprovider tests/lab/test_interrupt.py; \
 	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_state=absent; exit $$rc
 
+# The sliced AWX path (docs/awx.md, tests/awx/test_awx_slices.py): on a lab of
+# its own, "awx" (2 VMs, SSH ports 2301-2302), tpmfleet.tpm.site as two
+# slice jobs at once and then one report job from the fact cache, each job run
+# by ansible-runner with process isolation (bubblewrap) as an AWX execution
+# node runs it; the lab is removed afterwards. On demand, under the lab lock.
+.PHONY: test-awx-slices
+test-awx-slices: setup
+	command -v bwrap > /dev/null || { echo "test-awx-slices: needs bubblewrap (apt-get install bubblewrap)" >&2; exit 1; }
+	tests/collection/tools-venv.sh > /dev/null
+	ansible-playbook playbooks/lab.yml -e lab_name=awx -e lab_ssh_port_base=2301 -e lab_vm_count=2
+	TPMFLEET_AWX_INVENTORY=inventory/awx pytest -v -s -p no:cacheprovider tests/awx/test_awx_slices.py; \
+	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=awx -e lab_state=absent; exit $$rc
+
 # The second controller (docs/controllers.md): Debian 13's Python 3.13 with the
 # newest ansible-core (requirements-controller2.txt) in a trixie root
 # filesystem built once and cached (scripts/controller2.sh; needs root). Runs

@@ -10,7 +10,15 @@
 #   - the execution environment's build context (ansible-builder create) and
 #     the collection entry of its galaxy requirements install;
 #   - collections/requirements.yml's git entry (the AWX project recipe)
-#     installs the collection from this repository's committed HEAD.
+#     installs the collection from this repository's committed HEAD;
+#   - publishing: the README's contents table is the one generated from the
+#     tree (tests/collection/readme_contents.py), the changelog fragments
+#     lint, CHANGELOG.md is what changelogs/changelog.yaml generates, a
+#     version with unreleased fragments is not a released one, and
+#     galaxy-importer (the checks Galaxy and Automation Hub run on an upload)
+#     passes the tarball with no error and no warning.
+# The publishing tools (tests/collection/requirements-tools.txt) live in a
+# virtual environment of their own (tests/collection/tools-venv.sh).
 # With TPMFLEET_OUTSIDE_INVENTORY (and TPMFLEET_OUTSIDE_LIMIT) it also runs
 # tpmfleet.tpm.site from outside the repository against that inventory and
 # prints the PLAY RECAP (the default molecule scenario does this on a lab VM).
@@ -35,6 +43,86 @@ rm -rf "$work/dist"
 tarball=$(ls "$work"/dist/tpmfleet-tpm-*.tar.gz)
 if tar tzf "$tarball" | grep -E '(^|/)(tests|molecule|benchmarks|\.lab)/|lab_vm|mitogen'; then
   echo "check: the tarball holds lab or test files" >&2; exit 1
+fi
+
+# The publishing checks look at the tarball and the tree with tools of their
+# own venv, whatever the controller: another controller's run
+# (TPMFLEET_REQUIREMENTS set, e.g. make test-controller2) skips them unless
+# TPMFLEET_PUBLISH_CHECKS=1, as make collection on the main controller runs them.
+if [ -z "${TPMFLEET_REQUIREMENTS:-}" ] || [ "${TPMFLEET_PUBLISH_CHECKS:-}" = 1 ]; then
+step "the README's contents table and the changelog are generated from the tree"
+coll_src="$repo/collections/ansible_collections/tpmfleet/tpm"
+"$venv_src/bin/python" "$repo/tests/collection/readme_contents.py"
+tools=$(TPMFLEET_SOURCE_VENV="$venv_src" "$repo/tests/collection/tools-venv.sh")
+(cd "$coll_src" && "$tools/bin/antsibull-changelog" lint)
+rm -rf "$work/changelog"
+cp -r "$coll_src" "$work/changelog"
+(cd "$work/changelog" && PATH="$tools/bin:$PATH" "$tools/bin/antsibull-changelog" generate)
+cmp -s "$coll_src/CHANGELOG.md" "$work/changelog/CHANGELOG.md" \
+  || { echo "check: CHANGELOG.md is not what changelogs/changelog.yaml generates; run antsibull-changelog generate (or release) in the collection" >&2;
+       diff -u "$coll_src/CHANGELOG.md" "$work/changelog/CHANGELOG.md" | head -40 >&2; exit 1; }
+"$venv_src/bin/python" - "$coll_src" <<'PY'
+import pathlib, sys, yaml
+coll = pathlib.Path(sys.argv[1])
+version = yaml.safe_load((coll / "galaxy.yml").read_text())["version"]
+released = yaml.safe_load((coll / "changelogs/changelog.yaml").read_text())["releases"]
+pending = sorted(p.name for p in (coll / "changelogs/fragments").glob("*.y*ml"))
+if pending and version in released:
+    sys.exit(f"check: galaxy.yml's version {version!r} is released already but changelogs/fragments holds "
+             f"{', '.join(pending)}: bump the version in galaxy.yml (the next release's)")
+if version not in released and not pending:
+    sys.exit(f"check: galaxy.yml's version {version!r} has no release in changelogs/changelog.yaml and no fragment")
+print(f"ok: version {version}, {'released' if version in released else f'{len(pending)} fragment(s) pending'}")
+# galaxy.yml's URLs: set, https, and a documentation page of this repository that exists.
+galaxy = yaml.safe_load((coll / "galaxy.yml").read_text())
+for key in ("repository", "documentation", "homepage", "issues"):
+    if not str(galaxy.get(key) or "").startswith("https://"):
+        sys.exit(f"check: galaxy.yml's {key} must be an https URL (got {galaxy.get(key)!r})")
+prefix = galaxy["repository"].rstrip("/") + "/blob/main/"
+if galaxy["documentation"].startswith(prefix):
+    page = coll.parents[3] / galaxy["documentation"][len(prefix):]
+    if not page.is_file():
+        sys.exit(f"check: galaxy.yml's documentation {galaxy['documentation']!r} names {page}, which does not exist")
+print("ok: repository, documentation, homepage and issues URLs")
+PY
+
+step "galaxy-importer on the tarball: no error, no warning"
+# Galaxy's defaults (galaxy_importer/config.py), written out: ansible-doc and
+# ansible-lint (profile production) run; ansible-test is off (it needs a
+# container engine; ansible-test sanity runs on the installed collection below).
+cat > "$work/galaxy-importer.cfg" <<CFG
+[galaxy-importer]
+RUN_ANSIBLE_DOC = True
+RUN_ANSIBLE_LINT = True
+RUN_ANSIBLE_TEST = False
+CHECK_CHANGELOG = True
+CHECK_REQUIRED_TAGS = False
+TMP_ROOT_DIR = $work
+ANSIBLE_LOCAL_TMP = $work/importer-tmp
+CFG
+import_tarball() {
+  (cd "$work" && GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg" PATH="$tools/bin:$PATH" \
+    "$tools/bin/python" -m galaxy_importer.main "$tarball" > "$work/galaxy-importer.log" 2>&1) \
+    || { cat "$work/galaxy-importer.log" >&2; echo "check: galaxy-importer failed" >&2; exit 1; }
+}
+import_tarball
+# galaxy-importer gives ansible-lint a fixed 180 s (loaders/collection.py); on
+# a busy machine it ran out once (measured: "ERROR: Timeout on call to
+# ansible-lint" at a load average of 8 on 2 cores). One more try then, said so;
+# a second timeout fails the check like any other error.
+if grep -q '^ERROR: Timeout on call to ansible-lint' "$work/galaxy-importer.log"; then
+  echo "galaxy-importer: ansible-lint ran out of its 180 s; once more"
+  import_tarball
+fi
+grep -q '^Importer processing completed successfully' "$work/galaxy-importer.log" \
+  || { cat "$work/galaxy-importer.log" >&2; echo "check: galaxy-importer did not complete" >&2; exit 1; }
+# No warning is accepted: each one is fixed, or explained here and filtered.
+if grep -E '^(WARNING|ERROR)' "$work/galaxy-importer.log"; then
+  echo "check: galaxy-importer reported the warnings or errors above" >&2; exit 1
+fi
+echo "ok: galaxy-importer $("$tools/bin/python" -c 'import importlib.metadata as m; print(m.version("galaxy-importer"))'): 0 errors, 0 warnings"
+else
+  step "publishing checks: skipped on another controller (make collection runs them; TPMFLEET_PUBLISH_CHECKS=1 here)"
 fi
 
 step "a fresh virtual environment with ansible-core and the controller's Python needs"
@@ -95,7 +183,7 @@ echo "ok"
 
 step "the playbooks parse from outside the repository"
 printf 'tpm_hosts:\n  hosts:\n    host1:\n' > "$work/syntax-inventory.yml"
-for playbook in site quote_mode; do
+for playbook in site quote_mode report; do
   ansible-playbook -i "$work/syntax-inventory.yml" "tpmfleet.tpm.$playbook" --syntax-check
 done
 
@@ -112,13 +200,32 @@ done
 
 step "ansible-builder introspect finds the controller side's needs in the installed collection"
 "$venv_src/bin/ansible-builder" introspect "$work/collections" > "$work/introspect.txt"
-for need in cryptography jsonschema openssh-client; do
-  grep -q "^- '$need.*# from collection tpmfleet.tpm'" "$work/introspect.txt" \
-    || { echo "check: ansible-builder introspect does not list $need from tpmfleet.tpm:" >&2; cat "$work/introspect.txt" >&2; exit 1; }
+# What the controller side imports (tests/collection/controller_imports.py
+# follows the action, filter and lookup plugins through the collection's own
+# modules) must be listed from the collection, or be a requirement of
+# ansible-core itself (PyYAML); the SSH client is the system need.
+"$venv_src/bin/python" "$repo/tests/collection/controller_imports.py" "$coll" > "$work/controller-imports.txt"
+core_requires=$("$venv_src/bin/python" -c 'import importlib.metadata as m, re; print(" ".join(re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0].lower() for r in m.requires("ansible-core") or []))')
+for need in $(cat "$work/controller-imports.txt") openssh-client; do
+  if grep -qi "^- '$need\b.*# from collection tpmfleet.tpm'" "$work/introspect.txt"; then
+    echo "  $need: from tpmfleet.tpm's meta/execution-environment.yml"
+  elif [[ " $core_requires " == *" $need "* ]]; then
+    echo "  $need: a requirement of ansible-core"
+  else
+    echo "check: the controller side needs $need but ansible-builder introspect does not list it from tpmfleet.tpm (meta/ee-requirements.txt, meta/ee-bindep.txt):" >&2
+    cat "$work/introspect.txt" >&2; exit 1
+  fi
 done
 echo "ok"
 
 step "the execution environment's build context"
+# The EE is on the newest supported ansible-core, the one the second
+# controller tests the collection with (requirements-controller2.txt).
+ee_core=$("$venv_src/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["dependencies"]["ansible_core"]["package_pip"])' "$repo/execution-environment.yml")
+c2_core=$(grep -E '^ansible-core==' "$repo/requirements-controller2.txt")
+[ "$ee_core" = "$c2_core" ] \
+  || { echo "check: execution-environment.yml pins $ee_core, the second controller (requirements-controller2.txt) $c2_core: keep the EE on the core the tests run" >&2; exit 1; }
+echo "ok: the EE's $ee_core"
 rm -rf "$work/ee"
 "$venv_src/bin/ansible-builder" create -f "$repo/execution-environment.yml" -c "$work/ee" > /dev/null
 test -f "$work/ee/_build/tpmfleet.tpm/galaxy.yml"
