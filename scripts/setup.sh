@@ -2,7 +2,8 @@
 # tpmfleet: install what the lab and the tests need, idempotently.
 #  - Debian/Ubuntu packages (QEMU, swtpm, debootstrap, tpm2-tools, the TSS
 #    headers tpm2-pytss builds against, Chromium for the report's browser test,
-#    redis-server for its fact-cache test), installed only when missing;
+#    redis-server for its fact-cache test, bubblewrap for the ansible-runner
+#    process isolation of make test-awx-slices), installed only when missing;
 #  - a Python virtual environment in .venv with the pinned toolchain from
 #    requirements.txt, rebuilt only when that file changes.
 set -euo pipefail
@@ -15,6 +16,7 @@ APT_PACKAGES=(
   tpm2-tools libtss2-dev
   chromium chromium-driver
   redis-server
+  bubblewrap
 )
 
 SUDO=()
