@@ -29,6 +29,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.quote_verify import (
 )
 
 _HEX = re.compile(r"[0-9a-f]+")
+_INDEX = re.compile(r"[0-9]{1,2}")
 BOOT_PCRS = range(8)
 IMA_PCR = 10
 QUOTE_FIX = "run the test quote (tpm_verify with tpm_verify_quote_test: true) in the same play, before the judgement"
@@ -108,26 +109,22 @@ def quoted_pcrs(quote_result):
 
 def _digest_hex(value, bank):
     size = HASH_SIZES.get(bank)
-    if size is None:
+    if size is None or not isinstance(value, str):
         return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):  # YAML 1.1 reads 0x... as an integer
-        return format(value, f"0{size * 2}x") if 0 <= value < 1 << (8 * size) else None
-    if isinstance(value, str):
-        text = value.lower().removeprefix("0x")
-        if len(text) == size * 2 and _HEX.fullmatch(text):
-            return text
-    return None
+    text = value.lower().removeprefix("0x")
+    return text if len(text) == size * 2 and _HEX.fullmatch(text) else None
 
 
 def replayed_pcrs(yaml_text):
-    """``({bank: {index: hex}}, event_count)`` from tpm2_eventlog's output; raises ValueError."""
+    """``({bank: {index: hex}}, event_count)`` from tpm2_eventlog's output; raises ValueError.
+
+    Read with YAML's base loader (every scalar a string): a safe loader would turn ``0x00ab...`` into an
+    integer and lose the digest's width."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
     try:
-        doc = yaml.load(yaml_text, Loader=loader)  # noqa: S506 - a safe loader
+        doc = yaml.load(yaml_text, Loader=loader)  # noqa: S506 - the base loader builds only str, list and dict
     except yaml.YAMLError as exc:
         raise ValueError(f"tpm2_eventlog's output is not YAML ({str(exc)[:200]})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("pcrs"), dict):
@@ -135,16 +132,15 @@ def replayed_pcrs(yaml_text):
     result = {}
     for bank, values in doc["pcrs"].items():
         if not isinstance(values, dict):
-            raise ValueError(f"tpm2_eventlog's pcrs.{_j(str(bank))} is not a mapping")
-        bank = str(bank)
+            raise ValueError(f"tpm2_eventlog's pcrs.{_j(bank)} is not a mapping")
         if bank not in HASH_SIZES:
             continue
         result[bank] = {}
         for index, value in values.items():
             digest = _digest_hex(value, bank)
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 24 or digest is None:
-                raise ValueError(f"tpm2_eventlog's pcrs.{bank} has an invalid entry {_j(str(index))}")
-            result[bank][index] = digest
+            if not _INDEX.fullmatch(index) or int(index) >= 24 or digest is None:
+                raise ValueError(f"tpm2_eventlog's pcrs.{bank} has an invalid entry {_j(index)}: {_j(value)}")
+            result[bank][int(index)] = digest
     events = doc.get("events")
     return result, len(events) if isinstance(events, list) else 0
 
