@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from pathlib import Path
 
 import attest_tpms as at
 import pytest
@@ -161,3 +162,67 @@ def test_missing_event_log_and_ima(lab, ansible_run, tmp_path):
     assert ev["event_log"]["reason"] == "missing" and ev["ima"]["reason"] == "missing"
     verdict = attest.judge(ev, None, ["eventlog", "ima"])
     assert [(o["check"], o["status"]) for o in verdict["checks"]] == [("eventlog", "fail"), ("ima", "skip")]
+
+
+def test_report_sections_schema_junit_and_export(lab, ansible_run, tmp_path):
+    """Three real hosts through the report: per-host sections, the fleet summary, fleet.json against its
+    schema, JUnit cases, and the export that openssl and a fresh replay accept."""
+    import json
+    import sys
+    import xml.etree.ElementTree as ET
+
+    import jsonschema
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin_utils"))
+    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_attest, report_render
+    from fleet_fixtures import host_record
+
+    records = []
+    for name in ("good", "foreign", "none"):
+        tcti = lab["tpms"][name].tcti
+        record = host_record(name)
+        evidence, _ = ansible_run("tpm_attest_evidence", {"tcti": tcti, "event_log_path": str(at.GCE_LOG),
+                                                          "ima_dir": "/nonexistent"})  # fmt: skip
+        record["attest"] = evidence
+        record["quote"], _ = ansible_run("tpm_quote", {"tcti": tcti, "pcrs": "sha256:0,1,2,3,4,5,6,7", "count": 1})
+        records.append(record)
+    records.append(host_record("down", unreachable=True))
+    records[-1]["attest"] = {"unreachable": True, "msg": "ssh: connect refused"}
+    model = report.build(records, quote_test=True)
+    checks = ["ek_chain", "eventlog"]
+    report_attest.apply(model, records, checks, attest.load_ca_certificates(bundle=lab["bundle_a"]))
+    hosts = {h["name"]: h["attestation"] for h in model["hosts"]}
+    assert hosts["good"]["ready"] is True
+    assert [(o["check"], o["status"], o["reason"]) for o in hosts["foreign"]["outcomes"]] == [
+        ("ek_chain", "fail", "unchained"), ("eventlog", "fail", "mismatch")]  # fmt: skip
+    assert hosts["none"]["outcomes"][0]["reason"] == "no_certificate"
+    assert {o["status"] for o in hosts["down"]["outcomes"]} == {"not_run"}
+    summary = model["attestation"]
+    assert summary["text"] == (
+        "1 of 4 hosts ready for attestation; 2 without a chained EK certificate; "
+        "2 whose event log does not replay; 1 not judged for ek_chain; 1 not judged for eventlog"
+    )
+    with open(report.SCHEMA_PATH, encoding="utf-8") as fh:
+        jsonschema.Draft202012Validator(json.load(fh)).validate(json.loads(report_render.render_json(model)))
+    suite = ET.fromstring(report_render.render_junit(model)).find("testsuite")  # noqa: S314 - our own output
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    assert cases[("tpmfleet.good", "attest_ek_chain")].find("failure") is None
+    failure = cases[("tpmfleet.foreign", "attest_ek_chain")].find("failure")
+    assert failure is not None and "tpm_attest_ek_ca_bundle" in failure.text
+    assert cases[("tpmfleet.down", "attest_eventlog")].find("skipped") is not None
+
+    written = report_attest.write_exports(records, str(tmp_path))
+    assert written["good"] == ["ek-rsa2048-public.pem", "ek-rsa2048.pem", "measured-boot-reference.json"]
+    assert "none" in written and "ek-rsa2048.pem" not in written["none"]
+    good = tmp_path / "attestation" / "good"
+    ok = subprocess.run(["openssl", "verify", "-CAfile", str(lab["bundle_a"]), str(good / "ek-rsa2048.pem")],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    pub = subprocess.run(["openssl", "x509", "-in", str(good / "ek-rsa2048.pem"), "-pubkey", "-noout"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert pub == (good / "ek-rsa2048-public.pem").read_text()
+    reference = json.loads((good / "measured-boot-reference.json").read_text())
+    assert reference["format"] == report_attest.REFERENCE_FORMAT and reference["events"] == 112
+    # the reference PCRs are what the good TPM quoted
+    quoted = records[0]["quote"]["quotes"][-1]["pcrs"]["sha256"]
+    assert all(reference["pcrs"]["sha256"][i] == quoted[i] for i in map(str, range(8)))

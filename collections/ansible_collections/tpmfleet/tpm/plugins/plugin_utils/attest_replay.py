@@ -32,7 +32,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 _INDEX = re.compile(r"[0-9]{1,2}")
 BOOT_PCRS = range(8)
 IMA_PCR = 10
-QUOTE_FIX = "run the test quote (tpm_verify with tpm_verify_quote_test: true) in the same play, before the judgement"
+QUOTE_FIX = "run the report with the test quote (tpm_report_quote: true): the replay is compared with its signed PCRs"
 
 
 def _j(value):
