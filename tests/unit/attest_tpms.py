@@ -92,9 +92,10 @@ def tampered_copy(log: Path, dest: Path):
     return dest
 
 
-def ima_boot_aggregate(ima_dir: Path, tcti, extend=True):
+def ima_boot_aggregate(ima_dir: Path, tcti, extend=True, template="ima-ng"):
     """An IMA list with only the boot aggregate (no policy loaded), and PCR 10 extended as the kernel does:
-    the sha256 bank with SHA-256 over the ima-ng template data."""
+    the sha256 bank with SHA-256 over the template data (ima-ng: digest and name; ima-sig: also an empty
+    signature, as Linux 6.12 writes it)."""
     from tpm2_pytss import ESAPI
     from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
     from tpm2_pytss.types import TPML_DIGEST_VALUES, TPMT_HA
@@ -102,13 +103,18 @@ def ima_boot_aggregate(ima_dir: Path, tcti, extend=True):
     aggregate = hashlib.sha256(b"tpmfleet test boot aggregate").hexdigest()
     field1 = b"sha256:\0" + bytes.fromhex(aggregate)
     field2 = b"boot_aggregate\0"
-    template = len(field1).to_bytes(4, "little") + field1 + len(field2).to_bytes(4, "little") + field2
+    template_data = len(field1).to_bytes(4, "little") + field1 + len(field2).to_bytes(4, "little") + field2
+    tail = ""
+    if template == "ima-sig":
+        template_data += (0).to_bytes(4, "little")
+        tail = " "
     ima_dir.mkdir(parents=True, exist_ok=True)
-    line = f"10 {hashlib.sha1(template).hexdigest()} ima-ng sha256:{aggregate} boot_aggregate\n"  # noqa: S324
+    sha1 = hashlib.sha1(template_data).hexdigest()  # noqa: S324 - the IMA list's template hash
+    line = f"10 {sha1} {template} sha256:{aggregate} boot_aggregate{tail}\n"
     (ima_dir / "ascii_runtime_measurements").write_text(line)
     if extend:
         value = TPMT_HA(hashAlg=TPM2_ALG.SHA256)
-        value.digest.sha256 = hashlib.sha256(template).digest()
+        value.digest.sha256 = hashlib.sha256(template_data).digest()
         with ESAPI(tcti) as ectx:
             ectx.pcr_extend(ESYS_TR(10), TPML_DIGEST_VALUES([value]))
     return ima_dir

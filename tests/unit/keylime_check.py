@@ -3,12 +3,14 @@
 Run by the keylime interpreter (``TPMFLEET_KEYLIME_PYTHON``), not by pytest's: reads one JSON document on stdin
 
     {"ak_public_b64", "nonce_hex", "message_b64", "signature_tpmt_b64", "pcrblob_b64",
-     "event_log_b64", "ek_der_b64", "ca_dir"}
+     "event_log_b64", "ek_der_b64", "ca_dir", "ima_lines"}
 
-and prints {"quote_pcrs": {index: hex} | null, "quote_error", "failures": [...], "ek_verified": bool | null}.
+and prints {"quote_pcrs": {index: hex} | null, "quote_error", "failures": [...], "ek_verified": bool | null,
+"ima_replay_sha256": hex | null, "ima_failures": [...]}.
 Only keylime's public module functions are called: tpm_util.checkquote (signature, nonce, PCR digest),
-Tpm.check_quote with a measured-boot log (tpm2_eventlog replay compared with the quoted PCRs), and
-cert_utils.verify_ek (the EK certificate against a directory of trusted CA certificates).
+Tpm.check_quote with a measured-boot log (tpm2_eventlog replay compared with the quoted PCRs),
+cert_utils.verify_ek (the EK certificate against a directory of trusted CA certificates) and
+ima.process_measurement_list (the IMA list replayed to PCR 10 in the sha256 bank, against the quoted value).
 """
 
 import base64
@@ -20,6 +22,7 @@ logging.disable(logging.CRITICAL)
 
 from keylime import cert_utils
 from keylime.common.algorithms import Hash
+from keylime.ima import ima
 from keylime.mba import mba
 from keylime.tpm import tpm2_objects, tpm_main, tpm_util
 
@@ -30,7 +33,8 @@ MB_POLICY = json.dumps({"tpmfleet": "compare the replayed PCRs only"})
 
 def main():
     req = json.load(sys.stdin)
-    out = {"quote_pcrs": None, "quote_error": None, "failures": [], "ek_verified": None}
+    out = {"quote_pcrs": None, "quote_error": None, "failures": [], "ek_verified": None,
+           "ima_replay_sha256": None, "ima_failures": []}  # fmt: skip
     quoteblob = base64.b64decode(req["message_b64"])
     sigblob = base64.b64decode(req["signature_tpmt_b64"])
     pcrblob = base64.b64decode(req["pcrblob_b64"])
@@ -63,6 +67,12 @@ def main():
         out["failures"] = [e.event_id for e in failure.events]
     if req.get("ek_der_b64") is not None:
         out["ek_verified"] = bool(cert_utils.verify_ek(base64.b64decode(req["ek_der_b64"]), req["ca_dir"]))
+    if req.get("ima_lines") is not None and out["quote_pcrs"] is not None:
+        running, failure = ima.process_measurement_list(
+            None, req["ima_lines"].splitlines(True), pcrval=out["quote_pcrs"].get("10"), hash_alg=Hash.SHA256
+        )
+        out["ima_replay_sha256"] = running
+        out["ima_failures"] = [e.event_id for e in failure.events]
     json.dump(out, sys.stdout)
 
 

@@ -47,18 +47,21 @@ def lab(tmp_path_factory):
     good = at.start(at.manufacture(base / "good", conf_a))
     foreign = at.start(at.manufacture(base / "foreign", conf_b))
     at.replay_into(good.tcti, at.GCE_LOG)
+    ima_dir = at.ima_boot_aggregate(base / "ima", good.tcti)
+    ima_sig_dir = at.ima_boot_aggregate(base / "ima-sig", foreign.tcti, template="ima-sig")
     # keylime's verify_ek reads a directory of CA certificates: the local CA's issuing certificate
     ca_dir = base / "keylime-ca"
     ca_dir.mkdir()
     (ca_dir / "swtpm-localca.pem").write_text((base / "ca-a" / "ca" / "issuercert.pem").read_text())
-    yield {"good": good, "foreign": foreign, "bundle_a": at.ca_bundle(base / "ca-a"), "ca_dir": ca_dir}
+    yield {"good": good, "foreign": foreign, "bundle_a": at.ca_bundle(base / "ca-a"), "ca_dir": ca_dir,
+           "ima": ima_dir, "ima_sig": ima_sig_dir}  # fmt: skip
     good.stop()
     foreign.stop()
 
 
-def _request(quote_result, log=None, ek_der=None, ca_dir=None):
+def _request(quote_result, log=None, ek_der=None, ca_dir=None, pcrs=QUOTE_PCRS):
     quote = quote_result["quotes"][-1]
-    selection = quote_verify.parse_pcr_selection(QUOTE_PCRS)
+    selection = quote_verify.parse_pcr_selection(pcrs)
     return {
         "ak_public_b64": quote_result["ak"]["public"],
         "nonce_hex": quote_result["verification"][-1]["nonce"],
@@ -115,3 +118,32 @@ def test_quote_with_a_foreign_nonce_rejected_by_keylime(lab, ansible_run):
     request["nonce_hex"] = "00" * 20
     theirs = keylime(request)
     assert theirs["quote_pcrs"] is None and "nonce" in theirs["quote_error"]
+
+
+@pytest.mark.parametrize(("tpm", "ima"), [("good", "ima"), ("foreign", "ima_sig")])
+def test_ima_replay_agrees_with_keylime(lab, ansible_run, tmp_path, tpm, ima):
+    """keylime's IMA code computes the sha256-bank template hash itself: its PCR 10 replay of the list equals
+    tpmfleet's and the quoted PCR 10 (ima-ng and ima-sig); the list with its entry's digest changed is rejected
+    by both."""
+    tcti = lab[tpm].tcti
+    ev, quote = _run(ansible_run, tcti, at.GCE_LOG, ima_dir=lab[ima], pcrs="sha256:10")
+    (ours,) = attest.judge(ev, quote, ["ima"])["checks"]
+    assert ours["status"] == "pass", ours
+    lines = (lab[ima] / "ascii_runtime_measurements").read_text()
+    theirs = keylime(dict(_request(quote, pcrs="sha256:10"), ima_lines=lines))
+    assert (
+        theirs["ima_failures"] == []
+        and theirs["ima_replay_sha256"] == ev["evidence"]["ima"]["replayed_pcr10"]["sha256"]
+    )
+    assert theirs["ima_replay_sha256"] == quote["quotes"][-1]["pcrs"]["sha256"]["10"]
+    # one hex digit of the boot aggregate's file digest changed
+    bad_dir = tmp_path / "ima"
+    bad_dir.mkdir()
+    parts = lines.split(" ")
+    parts[3] = parts[3][:-1] + ("0" if parts[3][-1] != "0" else "1")
+    (bad_dir / "ascii_runtime_measurements").write_text(" ".join(parts))
+    ev_bad, quote_bad = _run(ansible_run, tcti, at.GCE_LOG, ima_dir=bad_dir, pcrs="sha256:10")
+    (ours_bad,) = attest.judge(ev_bad, quote_bad, ["ima"])["checks"]
+    assert ours_bad["status"] == "fail" and ours_bad["reason"] == "mismatch", ours_bad
+    theirs_bad = keylime(dict(_request(quote_bad, pcrs="sha256:10"), ima_lines=" ".join(parts)))
+    assert "ima.pcr_mismatch" in theirs_bad["ima_failures"], theirs_bad

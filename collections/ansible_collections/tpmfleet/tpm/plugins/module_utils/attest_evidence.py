@@ -250,30 +250,43 @@ def event_log(path, run, tool, include_log):
 # --------------------------------------------------------------------------
 
 
-def ima_template_digest(bank, template, digest_field, name):
-    """The per-bank template hash an ima-ng entry extends PCR 10 with in banks without their own log
-    (kernel 5.8+: the bank's hash over the template data; ima-ng only)."""
-    if template != "ima-ng":
+def _field(data):
+    return len(data).to_bytes(4, "little") + data
+
+
+def ima_template_digest(bank, template, digest_field, name, signature=""):
+    """The template hash an ``ima-ng`` or ``ima-sig`` entry extends PCR 10 with in ``bank``: since Linux 5.8 the
+    bank's own hash over the template data (each field as a little-endian u32 length and its bytes: the file
+    digest as ``algo:\\0`` + digest, the name with its NUL, for ima-sig the signature); None for other templates
+    or values that do not parse."""
+    if template not in ("ima-ng", "ima-sig"):
         return None
     algo, sep, hexdigest = digest_field.partition(":")
-    if not sep:
+    if not sep or not _HEX.fullmatch(hexdigest) or len(hexdigest) % 2 or not re.fullmatch(r"[a-z0-9]+", algo):
         return None
-    prefix = algo.encode() + b":\0"
-    digest = bytes.fromhex(hexdigest)
-    field1 = prefix + digest
-    field2 = name.encode() + b"\0"
-    data = len(field1).to_bytes(4, "little") + field1 + len(field2).to_bytes(4, "little") + field2
+    data = _field(algo.encode() + b":\0" + bytes.fromhex(hexdigest)) + _field(
+        name.encode("utf-8", "surrogateescape") + b"\0"
+    )
+    if template == "ima-sig":
+        if signature and (not _HEX.fullmatch(signature) or len(signature) % 2):
+            return None
+        data += _field(bytes.fromhex(signature))
     return hashlib.new(bank, data).digest()
 
 
 def _parse_ima_line(line):
+    """``(pcr, template_hash, template, digest, name, signature)`` of an ascii_runtime_measurements line, or None.
+    ima-sig lines end with " SIGNATURE" (hex, empty without a signature)."""
     parts = line.split(" ", 4)
-    if len(parts) < 5 or not _HEX.fullmatch(parts[1]):
+    if len(parts) < 5 or not _HEX.fullmatch(parts[1]) or not parts[0].isdigit():
         return None
     pcr, template_hash, template, digest_field, name = parts
-    if not pcr.isdigit():
-        return None
-    return int(pcr), template_hash, template, digest_field, name
+    signature = ""
+    if template == "ima-sig":
+        name, sep, signature = name.rpartition(" ")
+        if not sep:
+            return None
+    return int(pcr), template_hash, template, digest_field, name, signature
 
 
 def ima_state(ima_dir, banks):
@@ -299,7 +312,7 @@ def ima_state(ima_dir, banks):
     replay = {bank: bytes(IMA_DIGEST_SIZES[bank]) for bank in banks if bank in IMA_DIGEST_SIZES}
     entries = 0
     other_pcrs = 0
-    unsupported = 0
+    unsupported = set()
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -311,7 +324,7 @@ def ima_state(ima_dir, banks):
                 if parsed is None:
                     info.update(reason="unparsable", msg=f"IMA entry {entries} is not 'PCR HASH TEMPLATE DIGEST NAME'")
                     return info
-                pcr, template_hash, template, digest_field, name = parsed
+                pcr, template_hash, template, digest_field, name, signature = parsed
                 if entries == 1:
                     info["first_entry"] = {"pcr": pcr, "template": template, "digest": digest_field, "name": name[:256]}
                 if pcr != IMA_PCR:
@@ -323,9 +336,9 @@ def ima_state(ima_dir, banks):
                         if int.from_bytes(value, "big") == 0:  # a violation is extended as all ones
                             value = b"\xff" * 20
                     else:
-                        value = ima_template_digest(bank, template, digest_field, name)
+                        value = ima_template_digest(bank, template, digest_field, name, signature)
                         if value is None:
-                            unsupported += 1
+                            unsupported.add(template[:40])
                             replay.pop(bank)
                             continue
                         if not int(template_hash, 16):
@@ -345,5 +358,5 @@ def ima_state(ima_dir, banks):
         info["policy_loaded"] = entries > 1
         info["policy_basis"] = "the measurement list (the policy file is not readable)"
     if unsupported:
-        info["replay_note"] = "entries of templates other than ima-ng are replayed in the sha1 bank only"
+        info["unsupported_templates"] = sorted(unsupported)
     return info

@@ -103,8 +103,9 @@ evidence:
         or reason and msg.
       type: dict
     ima:
-      description: path, present, entries, first_entry, boot_aggregate_only, replayed_pcr10 (bank to hex),
-        policy (readable, rules, measure_rules), policy_loaded, policy_basis, or reason and msg.
+      description: path, present, entries, first_entry, boot_aggregate_only, replayed_pcr10 (bank to hex; sha1
+        from the listed template hashes, other banks computed for C(ima-ng) and C(ima-sig) entries),
+        unsupported_templates, policy (readable, rules, measure_rules), policy_loaded, policy_basis, or reason and msg.
       type: dict
     errors:
       description: What could not be gathered (step, reason, msg).

@@ -285,6 +285,18 @@ def judge_ima(ima, quoted):
     replay = ima.get("replayed_pcr10") if isinstance(ima.get("replayed_pcr10"), dict) else {}
     banks = [b for b, values in quoted["pcrs"].items() if IMA_PCR in values and b in replay]
     details = {"entries": ima.get("entries"), "policy_loaded": ima.get("policy_loaded"), "note": note}
+    unreplayed = [b for b, values in quoted["pcrs"].items() if IMA_PCR in values and b not in replay]
+    if not banks and unreplayed and ima.get("unsupported_templates"):
+        return _outcome(
+            "ima",
+            "not_run",
+            "unsupported_template",
+            f"the IMA list has entries of templates tpmfleet cannot replay in the {unreplayed[0]} bank "
+            f"({', '.join(map(str, ima['unsupported_templates']))})",
+            "quote a bank whose template hashes the list shows (sha1), or use the ima-ng or ima-sig "
+            "template (ima_template= on the kernel command line)",
+            **details,
+        )
     if not banks:
         return _outcome(
             "ima",
