@@ -74,9 +74,9 @@ def _request(quote_result, log=None, ek_der=None, ca_dir=None, pcrs=QUOTE_PCRS):
     }
 
 
-def _run(ansible_run, tcti, log, method="pytss"):
-    ev, _ = ansible_run("tpm_attest_evidence", {"tcti": tcti, "event_log_path": str(log), "ima_dir": "/nonexistent"})
-    quote, _ = ansible_run("tpm_quote", {"tcti": tcti, "pcrs": QUOTE_PCRS, "count": 1, "method": method})
+def _run(ansible_run, tcti, log, method="pytss", ima_dir="/nonexistent", pcrs=QUOTE_PCRS):
+    ev, _ = ansible_run("tpm_attest_evidence", {"tcti": tcti, "event_log_path": str(log), "ima_dir": str(ima_dir)})
+    quote, _ = ansible_run("tpm_quote", {"tcti": tcti, "pcrs": pcrs, "count": 1, "method": method})
     assert quote.get("verified") is True, quote
     return ev["evidence"], quote
 
@@ -131,10 +131,7 @@ def test_ima_replay_agrees_with_keylime(lab, ansible_run, tmp_path, tpm, ima):
     assert ours["status"] == "pass", ours
     lines = (lab[ima] / "ascii_runtime_measurements").read_text()
     theirs = keylime(dict(_request(quote, pcrs="sha256:10"), ima_lines=lines))
-    assert (
-        theirs["ima_failures"] == []
-        and theirs["ima_replay_sha256"] == ev["evidence"]["ima"]["replayed_pcr10"]["sha256"]
-    )
+    assert theirs["ima_failures"] == [] and theirs["ima_replay_sha256"] == ev["ima"]["replayed_pcr10"]["sha256"]
     assert theirs["ima_replay_sha256"] == quote["quotes"][-1]["pcrs"]["sha256"]["10"]
     # one hex digit of the boot aggregate's file digest changed
     bad_dir = tmp_path / "ima"
