@@ -61,6 +61,13 @@ options:
     type: str
     choices: [tis, crb, none]
     default: tis
+  ek_ca_dir:
+    description:
+      - Directory of the swtpm local CA (C(swtpm_localca)) that signs the VM's EK certificate when its TPM state is
+        first made (C(swtpm_setup --create-ek-cert)); the CA's key and certificates are made there on first use and
+        kept, and C(ek-ca-bundle.pem) (root and issuing certificate) is written beside them for a verifier.
+      - Omitted, the EK has no certificate. Has no effect on a VM whose TPM state exists already.
+    type: path
   memory_mb:
     description: Guest memory in MiB.
     type: int
@@ -124,6 +131,10 @@ console_log:
 vm_dir:
   description: The VM's state directory.
   returned: always
+  type: str
+ek_ca_bundle:
+  description: The EK CA bundle (root and issuing certificate) when O(ek_ca_dir) is set.
+  returned: when ek_ca_dir is set and the CA exists
   type: str
 """
 
@@ -262,13 +273,53 @@ class LabVM:
             json.dump({"accel": result, "probe_rc": rc}, f)
         return result
 
+    def _ek_ca_config(self, ca_dir: str) -> str:
+        """swtpm_setup's configuration for the local CA in ``ca_dir`` (written once, kept)."""
+        state = os.path.join(ca_dir, "ca")
+        os.makedirs(state, mode=0o700, exist_ok=True)
+        files = {
+            "swtpm-localca.conf": f"statedir = {state}\nsigningkey = {state}/signkey.pem\n"
+            f"issuercert = {state}/issuercert.pem\ncertserial = {state}/certserial\n",
+            "swtpm-localca.options": "--platform-manufacturer tpmfleet\n--platform-version 2.1\n--platform-model lab\n",
+            "swtpm_setup.conf": f"create_certs_tool = {shutil.which('swtpm_localca') or 'swtpm_localca'}\n"
+            f"create_certs_tool_config = {ca_dir}/swtpm-localca.conf\n"
+            f"create_certs_tool_options = {ca_dir}/swtpm-localca.options\n",
+        }
+        for name, text in files.items():
+            path = os.path.join(ca_dir, name)
+            if not os.path.exists(path):
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                    f.write(text)
+        return os.path.join(ca_dir, "swtpm_setup.conf")
+
+    @staticmethod
+    def _read(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def ek_ca_bundle(self) -> str | None:
+        """Write ``ek-ca-bundle.pem`` (root, then issuing certificate) of the local CA; its path, or None."""
+        ca_dir = self.p.get("ek_ca_dir")
+        if not ca_dir:
+            return None
+        state = os.path.join(ca_dir, "ca")
+        parts = [os.path.join(state, "swtpm-localca-rootca-cert.pem"), os.path.join(state, "issuercert.pem")]
+        if not all(os.path.isfile(x) for x in parts):
+            return None
+        bundle = os.path.join(ca_dir, "ek-ca-bundle.pem")
+        text = "".join(self._read(x) for x in parts)
+        if not os.path.isfile(bundle) or self._read(bundle) != text:
+            with open(os.open(bundle, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as f:
+                f.write(text)
+        return bundle
+
     def _start_swtpm(self) -> None:
         if not os.path.isdir(self.tpm_state):
             os.makedirs(self.tpm_state, mode=0o700)
-            self._run(
-                ["swtpm_setup", "--tpm2", "--tpmstate", self.tpm_state, "--createek", "--not-overwrite"],
-                "Initialising the swtpm state (swtpm_setup)",
-            )
+            argv = ["swtpm_setup", "--tpm2", "--tpmstate", self.tpm_state, "--createek", "--not-overwrite"]
+            if self.p.get("ek_ca_dir"):
+                argv += ["--create-ek-cert", "--config", self._ek_ca_config(self.p["ek_ca_dir"])]
+            self._run(argv, "Initialising the swtpm state (swtpm_setup)")
         self._run(
             [
                 "swtpm",
@@ -430,6 +481,7 @@ def main() -> None:
             ssh_port=dict(type="int"),
             ssh_public_key=dict(type="str", no_log=False),
             tpm_interface=dict(type="str", default="tis", choices=["tis", "crb", "none"]),
+            ek_ca_dir=dict(type="path"),
             memory_mb=dict(type="int", default=1024),
             cpus=dict(type="int", default=2),
             accel=dict(type="str", default="auto", choices=["auto", "kvm", "tcg"]),
@@ -442,6 +494,9 @@ def main() -> None:
     if state == "started":
         changed, accel = vm.start()
         result.update(accel=accel, ssh_port=module.params["ssh_port"])
+        bundle = vm.ek_ca_bundle()
+        if bundle:
+            result["ek_ca_bundle"] = bundle
     elif module.check_mode:
         changed = vm._alive(vm.qemu_pid) is not None or (state == "absent" and os.path.isdir(vm.dir))
     elif state == "stopped":

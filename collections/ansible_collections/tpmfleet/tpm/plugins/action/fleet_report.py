@@ -9,13 +9,21 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_cache, report_fleet, report_page
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import (
+    attest,
+    report,
+    report_attest,
+    report_cache,
+    report_fleet,
+    report_page,
+)
 
 # What the report playbook leaves per host (registered results and set_fact).
 FACTS_VAR = "__tpm_report_facts"
 QUOTE_VAR = "__tpm_report_quote"
 MODE_ERROR_VAR = "__tpm_report_mode_error"
 SETTINGS_VAR = "__tpm_report_settings"
+ATTEST_VAR = "__tpm_report_attest"
 
 
 def playbooks(playbook_dir, cwd=None):
@@ -77,6 +85,7 @@ def host_input(name, host_vars, templated=None):
         "settings": get(SETTINGS_VAR) or {},
         "facts": get(FACTS_VAR),
         "quote": get(QUOTE_VAR),
+        "attest": get(ATTEST_VAR),
     }
 
 
@@ -134,7 +143,8 @@ class ActionModule(ActionBase):
         del tmp
         args = self._task.args
         unknown = set(args) - {"hosts", "dest", "quote_test", "mixed_mode_ignore_groups", "source", "max_age",
-                               "cache_plugin", "prepare"}  # fmt: skip
+                               "cache_plugin", "prepare", "attest_checks", "ek_ca_bundle", "ek_ca_dir",
+                               "attest_export"}  # fmt: skip
         if unknown:
             raise AnsibleActionFail(f"unsupported parameters {', '.join(sorted(unknown))} for fleet_report")
         try:
@@ -145,9 +155,14 @@ class ActionModule(ActionBase):
             )
         except ValueError as exc:
             raise AnsibleActionFail(str(exc)) from None
+        try:  # attestation inputs are checked in the prepare step too, before any host is read
+            attest_checks = attest.parse_checks(args.get("attest_checks"))
+            ca_certs = attest.load_ca_certificates(args.get("ek_ca_bundle"), args.get("ek_ca_dir"))
+        except ValueError as exc:
+            raise AnsibleActionFail(str(exc)) from None
         if self._bool(args.get("prepare", False), "prepare"):
             result.update(changed=False, source=source, max_age=max_age, collection=report_cache.collection_version(),
-                          msg=f"report source {source}")  # fmt: skip
+                          attest_checks=attest_checks, msg=f"report source {source}")  # fmt: skip
             return result
         hosts = args.get("hosts")
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
@@ -172,9 +187,12 @@ class ActionModule(ActionBase):
             source=source,
             max_age=max_age,
         )
+        report_attest.apply(model, records, attest_checks, ca_certs)
         try:
             paths = report_page.write_report(model, dest)
             limit_files = report_fleet.write_limit_files(model, dest)
+            if attest_checks and self._bool(args.get("attest_export", True), "attest_export"):
+                result["attestation_exports"] = report_attest.write_exports(records, dest)
         except OSError as exc:
             raise AnsibleActionFail(f"cannot write the report into {dest}: {exc}; choose tpm_report_dir") from None
         s = model["summary"]
@@ -189,6 +207,7 @@ class ActionModule(ActionBase):
                 f"{s['status']['unverified']} unverified, {s['status']['failing']} failing, "
                 f"{s['status']['unreachable']} unreachable, {s['status']['no_tpm']} without TPM; "
                 f"{len(model['problem_groups'])} problem groups; report in {paths['index.html']}"
+                + (f"; {model['attestation']['text']}" if attest_checks else "")
                 + (
                     f" (from the fact cache: {s['data']['not_cached']} hosts without cached data, "
                     f"{s['data']['stale']} older than {max_age} s)"

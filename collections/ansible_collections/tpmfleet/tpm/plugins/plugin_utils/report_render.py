@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest
+
 # Characters XML 1.0 does not allow (Char production), as a class.
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
@@ -108,6 +110,7 @@ def _junit_cases(model, counts):
                 yield f"{head}>\n      <system-out>{_t(check['message'])}</system-out>\n    </testcase>\n"
             else:
                 yield f"{head} />\n"
+        yield from report_attest.junit_cases(host, counts, _a, _t)
     for finding in model["fleet_findings"]:
         counts["tests"] += 1
         head = f'    <testcase classname="tpmfleet.fleet" name="{_a(finding["id"])}">\n'

@@ -1,0 +1,74 @@
+"""report_attest without a TPM: host names as path components, hostile evidence in exports and JUnit."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest, report_render
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+@given(st.text(max_size=300))
+def test_safe_name_is_one_harmless_path_component(name):
+    safe = report_attest.safe_name(name)
+    assert safe and safe not in (".", "..") and "/" not in safe and "\0" not in safe
+    assert safe.isascii() and os.path.basename(safe) == safe and len(safe) <= 200
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_safe_name_keeps_distinct_names_distinct(a, b):
+    if a != b:
+        assert report_attest.safe_name(a) != report_attest.safe_name(b)
+
+
+def test_safe_name_examples():
+    assert report_attest.safe_name("web-01.example.net") == "web-01.example.net"
+    assert [report_attest.safe_name(n) for n in ("a/b", "a_2fb", "", ".", "..")] == [
+        "a_2fb", "a_5f2fb", "_", "__2e", "__2e_2e"]  # fmt: skip
+    long = [report_attest.safe_name(n) for n in ("a" * 300, "a" * 301, "ä" * 100)]
+    assert len(set(long)) == 3 and all(len(n) == 200 for n in long)
+
+
+_text = st.text(max_size=30)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.text(max_size=120),
+    pem=_text,
+    yaml_text=_text,
+    cause=st.text(max_size=80),
+)
+def test_hostile_strings_never_reach_files_or_break_junit(tmp_path_factory, name, pem, yaml_text, cause):
+    evidence = {
+        "tpm": {"ek_certificates": [{"algorithm": "rsa2048", "pem": pem}], "ek_public": {"rsa2048": {"pem": pem}}},
+        "event_log": {"yaml": yaml_text, "sha256": cause},
+    }
+    files = report_attest.export_files(evidence)
+    assert "ek-rsa2048.pem" not in files and "ek-rsa2048-public.pem" not in files  # nothing that does not parse
+    dest = tmp_path_factory.mktemp("export")
+    report_attest.write_exports([{"name": name, "attest": {"evidence": evidence}}], str(dest))
+    for root, _dirs, names in os.walk(dest):
+        assert os.path.commonpath([str(dest), root]) == str(dest)
+        for file_name in names:
+            assert oct(os.stat(os.path.join(root, file_name)).st_mode & 0o777) == "0o644"
+    outcome = {"check": "ek_chain", "status": "fail", "reason": "x", "cause": cause, "fix": cause, "details": {}}
+    host = {"name": name, "attestation": {"checks_enabled": ["ek_chain"], "ready": False, "outcomes": [outcome]}}
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    xml = "<r>" + "".join(report_attest.junit_cases(host, counts, report_render._a, report_render._t)) + "</r>"
+    case = ET.fromstring(xml).find("testcase")  # noqa: S314 - our own output
+    assert case.get("name") == "attest_ek_chain" and counts == {"tests": 1, "failures": 1, "skipped": 0}
+
+
+def test_report_rejects_bad_attestation_inputs_before_reading_hosts(ansible_run, tmp_path):
+    """The report's prepare step (run once, before any host task) names the variable and the fix."""
+    result, _ = ansible_run("fleet_report", {"prepare": True, "attest_checks": ["ek_chain", " ima"]})
+    assert result.get("failed") and 'tpm_attest_checks: " ima" is not a check' in result["msg"], result
+    missing = str(tmp_path / "no-such-bundle.pem")
+    result, _ = ansible_run("fleet_report", {"prepare": True, "attest_checks": ["ek_chain"], "ek_ca_bundle": missing})
+    assert result.get("failed") and f"tpm_attest_ek_ca_bundle {json.dumps(missing)} cannot be read" in result["msg"]
+    result, _ = ansible_run("fleet_report", {"prepare": True, "attest_checks": ["eventlog", "ima"]})
+    assert not result.get("failed") and result["attest_checks"] == ["eventlog", "ima"], result
