@@ -209,7 +209,8 @@ def test_report_sections_schema_junit_and_export(lab, ansible_run, tmp_path):
     assert cases[("tpmfleet.good", "attest_ek_chain")].find("failure") is None
     failure = cases[("tpmfleet.foreign", "attest_ek_chain")].find("failure")
     assert failure is not None and "tpm_attest_ek_ca_bundle" in failure.text
-    assert cases[("tpmfleet.down", "attest_eventlog")].find("skipped") is not None
+    not_run = cases[("tpmfleet.down", "attest_eventlog")].find("error")  # could not run: an error, never a pass
+    assert not_run is not None and not_run.get("type") == "not_run"
 
     written = report_attest.write_exports(records, str(tmp_path))
     assert written["good"] == ["ek-rsa2048-public.pem", "ek-rsa2048.pem", "measured-boot-reference.json"]

@@ -106,10 +106,14 @@ def junit_cases(host, counts, attr, text):
             body = f"{item['cause']}\nfix: {item['fix']}"
             yield (f'{head}>\n      <failure message="{attr(item["cause"][:1000])}" type="error">'
                    f"{text(body)}</failure>\n    </testcase>\n")  # fmt: skip
-        elif item["status"] in ("skip", "not_run"):
+        elif item["status"] == "not_run":
+            counts["errors"] += 1  # could not run: never a pass (as the report's own checks)
+            message = f"not run: {item['cause']}"
+            yield (f'{head}>\n      <error message="{attr(message[:1000])}" type="not_run">'
+                   f"{text(message)}</error>\n    </testcase>\n")  # fmt: skip
+        elif item["status"] == "skip":
             counts["skipped"] += 1
-            message = f"{'not run' if item['status'] == 'not_run' else 'skip'}: {item['cause']}"
-            yield f'{head}>\n      <skipped message="{attr(message)}" />\n    </testcase>\n'
+            yield f'{head}>\n      <skipped message="{attr("skip: " + item["cause"])}" />\n    </testcase>\n'
         elif item["cause"]:
             yield f"{head}>\n      <system-out>{text(item['cause'])}</system-out>\n    </testcase>\n"
         else:
