@@ -3,7 +3,10 @@
 #  - Debian/Ubuntu packages (QEMU, swtpm, debootstrap, tpm2-tools, the TSS
 #    headers tpm2-pytss builds against, Chromium for the report's browser test,
 #    redis-server for its fact-cache test, bubblewrap for the ansible-runner
-#    process isolation of make test-awx-slices), installed only when missing;
+#    process isolation of make test-awx-slices, python3-gpg and libefivar1
+#    for keylime), installed only when missing;
+#  - keylime, the attestation tests' independent verifier, in
+#    .cache/keylime-venv (Debian's python3, requirements-keylime.txt);
 #  - a Python virtual environment in .venv with the pinned toolchain from
 #    requirements.txt, rebuilt only when that file changes.
 set -euo pipefail
@@ -17,6 +20,7 @@ APT_PACKAGES=(
   chromium chromium-driver
   redis-server
   bubblewrap
+  python3-gpg libefivar1
 )
 
 SUDO=()
@@ -48,6 +52,21 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 else
   echo "setup: .venv is up to date"
+fi
+
+# keylime (requirements-keylime.txt) in an interpreter of its own: Debian's
+# python3 with its system packages, for python3-gpg, which PyPI lacks.
+kstamp=.cache/keylime-venv/.requirements.sha256
+kwant=$(sha256sum requirements-keylime.txt | cut -d' ' -f1)
+if [ ! -x .cache/keylime-venv/bin/python ] || [ "$(cat "$kstamp" 2>/dev/null)" != "$kwant" ]; then
+  echo "setup: installing keylime into .cache/keylime-venv"
+  rm -rf .cache/keylime-venv
+  /usr/bin/python3 -m venv --system-site-packages .cache/keylime-venv
+  .cache/keylime-venv/bin/python -m pip install -q -r requirements-keylime.txt
+  .cache/keylime-venv/bin/python -c 'import gpg, keylime.tpm.tpm_util'
+  echo "$kwant" > "$kstamp"
+else
+  echo "setup: .cache/keylime-venv is up to date"
 fi
 
 # The compose v2 CLI for the unit tests that check rendered compose files with

@@ -1,8 +1,8 @@
 """keylime's own code (PyPI) as the independent verifier of what tpmfleet accepts and rejects.
 
 keylime's wheel declares no dependencies and imports ``gpg`` (Debian's python3-gpg), so it runs in an
-interpreter of its own: set TPMFLEET_KEYLIME_PYTHON to it (docs/attestation.md shows how it is made). Without
-it these tests are skipped and say so."""
+interpreter of its own, which scripts/setup.sh makes (.cache/keylime-venv, requirements-keylime.txt). Without it
+these tests fail; TPMFLEET_KEYLIME_PYTHON="" turns them off visibly (skipped, with that reason)."""
 
 from __future__ import annotations
 
@@ -17,21 +17,23 @@ import pytest
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
 
-KEYLIME_PYTHON = os.environ.get("TPMFLEET_KEYLIME_PYTHON")
+# scripts/setup.sh makes .cache/keylime-venv; TPMFLEET_KEYLIME_PYTHON names another interpreter, or, set to
+# "", turns these tests off (the second controller's root filesystem has no keylime), and they say so.
+KEYLIME_PYTHON = os.environ.get(
+    "TPMFLEET_KEYLIME_PYTHON", str(Path(__file__).resolve().parents[4] / ".cache" / "keylime-venv" / "bin" / "python")
+)
 CHECKER = Path(__file__).resolve().parents[2] / "keylime_check.py"
 QUOTE_PCRS = "sha256:0,1,2,3,4,5,6,7,8,9,14"
 
 pytestmark = [
     pytest.mark.swtpm,
-    pytest.mark.skipif(
-        not KEYLIME_PYTHON or not Path(KEYLIME_PYTHON).exists(),
-        reason="set TPMFLEET_KEYLIME_PYTHON to a Python with keylime from PyPI (see docs/attestation.md)",
-    ),
+    pytest.mark.skipif(not KEYLIME_PYTHON, reason="TPMFLEET_KEYLIME_PYTHON is set to an empty string"),
     pytest.mark.skipif(at.SWTPM_SETUP is None or at.TPM2_EVENTLOG is None, reason="needs swtpm-tools and tpm2-tools"),
 ]
 
 
 def keylime(request):
+    assert Path(KEYLIME_PYTHON).exists(), f"{KEYLIME_PYTHON} is missing: run scripts/setup.sh (it installs keylime)"
     proc = subprocess.run(
         [KEYLIME_PYTHON, str(CHECKER)], input=json.dumps(request), capture_output=True, text=True, timeout=120
     )
