@@ -1,10 +1,11 @@
 """What each role reads on the host (plugins/plugin_utils/host_reads.py): one entry per role of the role list,
-built from the role's own variables and defaults."""
+built from the role's variables as Ansible resolved them (its defaults and vars/main.yml in the play)."""
 
 from __future__ import annotations
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import host_reads
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
+from conftest import role_variables
 
 DIRECT = {"exclusive_device": "/dev/tpm0", "container": {"devices": ["/dev/tpm0"]}}
 KERNEL_RM = {"exclusive_device": None, "container": {"devices": ["/dev/tpmrm0"]}}
@@ -15,7 +16,7 @@ def test_every_role_of_the_role_list_says_what_it_reads():
 
 
 def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
-    got = host_reads.reads(ROLES, {"tpm_quote_mode_profile": KERNEL_RM})
+    got = host_reads.reads(ROLES, {**role_variables(*ROLES), "tpm_quote_mode_profile": KERNEL_RM})
     assert got == {
         "units": ["tpm2-abrmd.service"],
         "paths": [
@@ -41,6 +42,7 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
 
 def test_the_host_values_decide_the_units_paths_and_holders():
     values = {
+        **role_variables(*ROLES),
         "tpm_quote_mode_profile": DIRECT,
         "tpm_tcti_env_path": "/etc//tpm2/./other.env",
         "tpm_tcti_env_services": ["keylime_agent.service", "tpm2-abrmd.service"],

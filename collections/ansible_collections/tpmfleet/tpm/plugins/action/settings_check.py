@@ -7,14 +7,14 @@ compose.py); this plugin resolves the roles' variables by name, reads on the
 host, in at most one tpm_host_state call per role, only what the preflight did
 not read already, and fails with every message at once.
 
-Run inside a role (``role``), the role's defaults and variables are the task's
-and Ansible has checked its argument spec. Run by the preflight for every role
-(``roles``), a role's defaults and its internal variables (``vars/main.yml``)
-are not in the task's variables: they are loaded from the role's files and
-overlaid as Ansible would (what the task's variables set wins over a default;
-the role's internal ``__`` names are its own), and the type layer, the role's
-``main`` argument spec, is checked here as Ansible's validate_argument_spec
-checks it.
+The roles' variables are the task's, as Ansible resolved them, templated
+with the task's templar (public API only; nothing reads a role's defaults or
+vars files). Run inside a role (``role``), they are the role's own and
+Ansible has checked its argument spec. Run by the preflight for every role
+(``roles``), they are in the play because the preflight included each role's
+``tasks/variables.yml`` with ``public: true``; the type layer, each role's
+``main`` argument spec, is checked here as Ansible checks it before a role
+runs.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_checks, host_reads, validate
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import normalised
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import argument_spec
 
 HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
 ACCESS_PLAN_FACT = "tpmfleet_access_plan"
@@ -56,10 +57,8 @@ class ActionModule(ActionBase):
         errors = []
         for role in roles:
             if "role" in args:
-                self._vars, self._role_templar = task_vars, self._templar
                 errors += self._check(role, result)
             else:
-                self._vars, self._role_templar = self._role_variables(role)
                 errors += self._argument_spec_errors(role) or self._check(role, result)
         if errors:
             result.update(failed=True, errors=errors, msg=" ".join(errors))
@@ -72,25 +71,12 @@ class ActionModule(ActionBase):
             errors += compose_input_errors(values["tpm_containers_projects"], values["__tpm_containers_settings"])
         return errors or getattr(self, f"_{role}", self._no_host)(values, result)
 
-    # --- a role's variables when the task does not run inside it -----------
-
-    def _role_file(self, role, where):
-        path = host_reads.ROLES_DIR / role / where / "main.yml"
-        if not path.is_file():
-            return {}
-        return self._loader.load_from_file(str(path), trusted_as_template=True) or {}
-
-    def _role_variables(self, role):
-        """The task's variables with the role's defaults under them and its internal variables over them."""
-        own = {k: v for k, v in self._role_file(role, "vars").items() if k.startswith(f"__{role}_")}
-        variables = {**self._role_file(role, "defaults"), **self._task_vars, **own}
-        return variables, self._templar.copy_with_new_env(available_variables=variables)
+    # --- the role's argument spec, when the task does not run inside it ----
 
     def _argument_spec_errors(self, role):
         """The role's main argument spec, checked as Ansible checks it before the role runs (one message)."""
-        specs = self._loader.load_from_file(str(host_reads.ROLES_DIR / role / "meta" / "argument_specs.yml"))
-        spec = specs["argument_specs"]["main"].get("options") or {}
-        provided = {name: self._value(name) for name in spec if name in self._vars}
+        spec = argument_spec(role)
+        provided = {name: self._value(name) for name in spec if name in self._task_vars}
         problems = ArgumentSpecValidator(spec).validate(provided, validate_role_argument_spec=True).error_messages
         if problems:
             return [f"Validation of arguments failed:\n{chr(10).join(problems)} (role {role})."]
@@ -99,12 +85,11 @@ class ActionModule(ActionBase):
     # --- the variables and what the preflight read -------------------------
 
     def _value(self, name):
-        """A variable of the role, templated. One the task does not set (another role's, when that role is not in
-        the play) takes its role's own value, as host_reads takes it: vars/main.yml over defaults/main.yml."""
-        if name in self._vars:
-            return self._role_templar.resolve_variable_expression(name)
-        owner = next((role for role in validate.ROLE_INPUTS if name.lstrip("_").startswith(f"{role}_")), None)
-        return host_reads.role_value(owner, name) if owner else None
+        """A variable as Ansible resolved it for this task, templated; None when the play does not define it (the
+        setting of a role that is not in the play)."""
+        if name not in self._task_vars:
+            return None
+        return self._templar.template(self._task_vars[name])
 
     @property
     def _facts(self):

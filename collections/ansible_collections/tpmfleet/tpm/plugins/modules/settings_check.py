@@ -16,9 +16,11 @@ description:
     the fix. The checks are those of C(plugins/plugin_utils/validate.py), C(access.py) and C(compose.py).
   - With O(role), inside that role (its C(tasks/validate.yml)), the role's defaults and variables are the task's,
     and Ansible has checked its argument spec.
-  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, for each role its defaults and its internal
-    variables are taken from its files (the task's variables win over a default), and its C(main) argument spec
-    is checked first, as Ansible checks it when the role runs.
+  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, the roles' defaults and internal variables must be in
+    the play (the preflight includes each role's C(tasks/variables.yml) with C(public=true) first); each role's
+    C(main) argument spec is checked first, as Ansible checks it when the role runs.
+  - Every variable is taken from the task's variables as Ansible resolved them and templated; one the play does
+    not define (the setting of a role that is not in the play) reads as null.
   - Where a setting must match the host (users and groups that must exist, the consumers' services, what is at
     C(tpm_tcti_env_path), who holds the exclusive TPM device in direct mode), it uses what
     C(tpmfleet.tpm.tpm_preflight) read (C(ansible_facts.getent_passwd), C(getent_group), C(services),

@@ -16,13 +16,9 @@ the checks with a message naming the variable, never by systemd or the module.
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 import re
-from pathlib import Path
 
-import yaml
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     LIST_MAX,
     normalised,
@@ -30,7 +26,6 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     unit_problem,
 )
 
-ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
 TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
 ABRMD_UNIT = "tpm2-abrmd.service"
 TPM2_TARGET = "tpm2.target"
@@ -124,22 +119,6 @@ ROLE_READS = {
 }
 
 
-@functools.lru_cache(maxsize=64)
-def _role_file(role, where):
-    path = ROLES_DIR / role / where / "main.yml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
-def role_value(role, name):
-    """A role's own value of ``name``: vars/main.yml over defaults/main.yml (plain values only), or None.
-    The files are read once per controller process."""
-    for where in ("vars", "defaults"):
-        data = _role_file(role, where)
-        if name in data:
-            return copy.deepcopy(data[name])
-    return None
-
-
 def needed(role):
     return ROLE_READS.get(role, ((), None))[0]
 
@@ -159,13 +138,13 @@ def empty():
 
 def reads(roles, values):
     """tpm_host_state's options for ``roles`` given the values of the variables they need (``values``:
-    name -> value; a name missing from it takes the role's own default)."""
+    name -> value, as Ansible resolved them; a name missing from it reads as None)."""
     out = empty()
     for role in roles:
         names, fn = ROLE_READS.get(role, ((), None))
         if fn is None:
             continue
-        own = {n: values[n] if n in values else role_value(role, n) for n in names}
+        own = {n: values.get(n) for n in names}
         part = fn(own)
         for key in ("units", "paths", "globs", "kernel_modules", "holders"):
             out[key] += [x for x in part.get(key, []) if x not in out[key]]

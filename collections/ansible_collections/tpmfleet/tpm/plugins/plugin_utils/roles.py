@@ -9,6 +9,11 @@ inputs before any role changes the host) all take it from here, through the
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
+import yaml
+
 ROLES = (
     "tpm_kernel",
     "tpm_access",
@@ -25,3 +30,13 @@ ROLES = (
 # quote_mode). The preflight reads what they plan from as well (the
 # tpmfleet.tpm.host_reads lookup).
 AROUND = ("tpm_consumers",)
+
+_ROLES_DIR = Path(__file__).resolve().parent.parent.parent / "roles"
+
+
+@functools.lru_cache(maxsize=16)
+def argument_spec(role):
+    """The options of ``role``'s ``main`` argument spec (its meta/argument_specs.yml), read once per process: what
+    Ansible checks before the role runs, and the settings_check action checks for the preflight."""
+    specs = yaml.safe_load((_ROLES_DIR / role / "meta" / "argument_specs.yml").read_text())
+    return specs["argument_specs"]["main"].get("options") or {}
