@@ -74,7 +74,8 @@ def test_built_in_drivers_are_read_once_and_not_loaded(tmp_path, builtin, check_
     assert ran(out, "Ensure the loadable TPM drivers are loaded now and at boot") == []
     assert ran(out, "Find the TPM device nodes after loading a driver") == []
 
-    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT_VARIABLES, PREFLIGHT_READ, ROLE]}, VARIABLES, check_mode=check_mode)
+    play = [PREFLIGHT_VARIABLES, PREFLIGHT_READ, ROLE]
+    rc, out = run_play(tmp_path, {"tasks": play}, VARIABLES, check_mode=check_mode)
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
     assert ran(out, READ) == [] and ran(out, CHECK)[0]["remote_executions"] == 0
     assert facts(out, "tpm_kernel_builtin_drivers") == ["tpm_tis"]

@@ -13,7 +13,7 @@ description:
   - Runs on the controller (an action plugin). It takes the roles' variables by name from the task's variables,
     checks what the argument specs cannot express (full-matched names, modes and paths, ranges, rules across
     variables, the compose projects) and fails with every problem at once, each message naming the variable and
-    the fix. The checks are those of C(plugins/plugin_utils/validate.py), C(access.py) and C(compose.py).
+    the fix. Each role's checks are in its own file, C(plugins/plugin_utils/roles/<role>.py).
   - With O(role), inside that role (its C(tasks/validate.yml)), the role's defaults and variables are the task's,
     and Ansible has checked its argument spec.
   - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, the roles' defaults and internal variables must be in
@@ -32,9 +32,10 @@ author: tpmfleet contributors (@tpmfleet)
 options:
   role:
     description:
-      - The role whose settings to check, when the task runs inside that role. Exclusive with O(roles).
+      - The role whose settings to check, when the task runs inside that role (C(tpm_quote_mode) or a role of the
+        C(tpmfleet.tpm.roles) lookup (the registry, C(plugins/plugin_utils/roles/__init__.py), knows them)).
+        Exclusive with O(roles).
     type: str
-    choices: [tpm_quote_mode, tpm_kernel, tpm_access, tpm_udev, tpm_abrmd, tpm_tcti_env, tpm_containers, tpm_verify]
   roles:
     description:
       - The roles whose settings to check, in order, from a task outside them (the preflight passes the
@@ -82,7 +83,8 @@ ansible_facts:
     - What was read on the host because the preflight did not read it (C(getent_passwd), C(getent_group),
       C(services), C(tpmfleet_host_state) with its C(paths)).
     - C(tpmfleet_access_plan) when C(tpm_access) is checked and valid, what the role changes on the host (groups,
-      the tss user, the consumers' memberships) as C(plugins/plugin_utils/access.py) plans it; its C(todo) is
+      the tss user, the consumers' memberships) as C(plugins/plugin_utils/roles/tpm_access.py) plans it; its
+      C(todo) is
       false on a host that needs nothing.
   returned: when something was read, or tpm_access was checked
   type: dict
