@@ -69,6 +69,14 @@ def test_the_accounts_the_preflight_read_are_used():
     assert result["failed"] and result["msg"].startswith("tpm_verify_user: user ghost does not exist on h1.")
 
 
+def test_accounts_marked_stale_are_read_again():
+    facts = {"ansible_facts": {"getent_passwd": {}, "getent_group": {}}, "tpmfleet_host_state_stale": ["accounts"]}
+    state = {"getent_passwd": USERS, "getent_group": GROUPS, "tpmfleet_host_state": {}}
+    result, reads = run("tpm_verify", {**VERIFY, **facts}, state)
+    assert not result.get("failed"), result
+    assert reads == [("tpmfleet.tpm.tpm_host_state", {"accounts": True, "as_facts": False})]
+
+
 def test_accounts_missing_are_read_in_one_call_and_published():
     state = {"getent_passwd": USERS, "getent_group": GROUPS, "tpmfleet_host_state": {}}
     result, reads = run("tpm_verify", VERIFY, state)

@@ -312,11 +312,8 @@ BAD = [
     ),
     ("tpm_tcti_env", {"tpm_tcti_env_services": [f"c {i}.service" for i in range(40)]}, "and 35 more."),
     # --- tpm_containers: what is not a project
-    ("tpm_containers", {"tpm_containers_wait": "maybe"}, "must be true or false"),
     ("tpm_containers", {"tpm_containers_wait_timeout": 0}, "tpm_containers_wait_timeout must be a number of seconds"),
     ("tpm_containers", {"tpm_containers_wait_timeout": "30\n"}, "tpm_containers_wait_timeout must be"),
-    ("tpm_containers", {"tpm_containers_pull": "sometimes"}, "tpm_containers_pull must be missing, always"),
-    ("tpm_containers", {"tpm_containers_access_check": "ignore"}, "tpm_containers_access_check must be fail or warn"),
 ]
 
 
@@ -446,3 +443,14 @@ def test_a_refused_endorsement_auth_never_appears_in_the_message(secret):
     errors = registry.spec("tpm_verify").input_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
     assert len(errors) == 1
     assert secret not in errors[0] and input_rules.shown(secret) not in errors[0]
+
+
+def test_what_the_checks_leave_to_the_argument_spec_is_in_it():
+    """tpm_containers' flags, pull policy and access check are refused by the argument spec (Ansible's check and
+    the preflight's run it before the role's checks), so the role's file does not check them again."""
+    options = registry.argument_spec("tpm_containers")
+    for flag in ("tpm_containers_allow_docker_socket", "tpm_containers_wait", "tpm_containers_remove_orphans",
+                 "tpm_containers_backup"):  # fmt: skip
+        assert options[flag]["type"] == "bool"
+    assert options["tpm_containers_pull"]["choices"] == ["missing", "always", "never", "policy"]
+    assert options["tpm_containers_access_check"]["choices"] == ["fail", "warn"]

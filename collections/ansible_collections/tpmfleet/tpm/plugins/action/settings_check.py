@@ -136,9 +136,11 @@ class _Host:
         self._action._publish(key, value)
 
     def accounts(self):
-        """The host's users and groups, as the preflight read them, else read now."""
+        """The host's users and groups, as the preflight read them, else (never read, or marked stale in
+        tpmfleet_host_state_stale by a role that changed them) read now."""
         facts = self.facts
-        if "getent_passwd" in facts and "getent_group" in facts:
+        stale = "accounts" in (self._action._value("tpmfleet_host_state_stale") or [])
+        if "getent_passwd" in facts and "getent_group" in facts and not stale:
             return facts["getent_passwd"], facts["getent_group"]
         state = self.read(accounts=True)
         return state["getent_passwd"], state["getent_group"]

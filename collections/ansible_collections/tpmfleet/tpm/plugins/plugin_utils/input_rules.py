@@ -324,15 +324,6 @@ def messages(*found):
     return [m for m in found if m]
 
 
-# The words a yes/no setting may be (Ansible's bool filter reads them; anything else is refused).
-BOOL_WORDS = ("true", "false", "yes", "no", "on", "off", "1", "0")
-
-
-def is_bool_word(value):
-    """Whether ``value`` reads as a boolean (a bool, or one of BOOL_WORDS in any case)."""
-    return str(value).lower() in BOOL_WORDS
-
-
 def valid_units(value, suffixes=("service",)):
     """The unit names of a list that systemd's grammar accepts (the checks refuse the others), at most LIST_MAX:
     what may be read on the host before the checks ran."""
