@@ -29,6 +29,7 @@ lab-down:
 
 lint: setup
 	yamllint --strict .
+	python3 scripts/role_docs.py --check
 	ruff check .
 	ruff format --check .
 	ansible-lint --profile production

@@ -25,6 +25,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="gives the running ker
 READ = "Read the drivers built into the running kernel and the TPM device nodes unless the preflight did"
 VARIABLES = {"tpm_quote_mode": "kernel_rm", "tpm_kernel_drivers": ["tpm_tis"], "tpm_kernel_require_device": False}
 ROLE = {"name": "Run tpm_kernel", "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_kernel"}}
+# The preflight puts the role's defaults in the play (its public include of tasks/variables.yml), then reads.
+PREFLIGHT_VARIABLES = {
+    "name": "Put the role's defaults in the play as the preflight does",
+    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_kernel", "tasks_from": "variables", "public": True},
+}
 PREFLIGHT_READ = {
     "name": "Read the host as the preflight does",
     "tpmfleet.tpm.tpm_host_state": "{{ lookup('tpmfleet.tpm.host_reads', 'tpm_kernel') }}",
@@ -69,7 +74,8 @@ def test_built_in_drivers_are_read_once_and_not_loaded(tmp_path, builtin, check_
     assert ran(out, "Ensure the loadable TPM drivers are loaded now and at boot") == []
     assert ran(out, "Find the TPM device nodes after loading a driver") == []
 
-    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT_READ, ROLE]}, VARIABLES, check_mode=check_mode)
+    play = [PREFLIGHT_VARIABLES, PREFLIGHT_READ, ROLE]
+    rc, out = run_play(tmp_path, {"tasks": play}, VARIABLES, check_mode=check_mode)
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
     assert ran(out, READ) == [] and ran(out, CHECK)[0]["remote_executions"] == 0
     assert facts(out, "tpm_kernel_builtin_drivers") == ["tpm_tis"]
@@ -78,7 +84,7 @@ def test_built_in_drivers_are_read_once_and_not_loaded(tmp_path, builtin, check_
 @pytest.mark.parametrize("preflight", [False, True])
 def test_a_driver_the_kernel_lacks_is_refused_before_modprobe_naming_the_variable(tmp_path, builtin, preflight):
     variables = {**VARIABLES, "tpm_kernel_drivers": ["tpm_tis", "no_such_tpm_module"]}
-    play = [PREFLIGHT_READ, ROLE] if preflight else [ROLE]
+    play = [PREFLIGHT_VARIABLES, PREFLIGHT_READ, ROLE] if preflight else [ROLE]
     rc, out = run_play(tmp_path, {"tasks": play}, variables)
     assert rc != 0 and changed(out) == 0
     ((name, msg),) = failed_tasks(out)

@@ -70,6 +70,12 @@ def test_nodes_are_read_again_only_after_a_change(tmp_path, rules, udevadm):
     assert ran(out, FIND) == []
     assert [n for n, r in tasks(out) if n.endswith("Check that the live TPM device nodes have the mode's owner, group "
                                                     "and mode") and not r.get("skipped")]  # fmt: skip
+    # A role that changed the nodes marks them stale (the published host state's marker): they are read again.
+    stale = {"name": "Mark the nodes stale as tpm_kernel does after loading a driver",
+             "ansible.builtin.set_fact": {"tpmfleet_host_state_stale": ["nodes"]}}  # fmt: skip
+    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT_READ, stale, ROLE]}, variables, env={"PATH": path})
+    assert rc == 0 and changed(out) == 0, failed_tasks(out)
+    assert len(ran(out, FIND_BEFORE)) == 1 and ran(out, FIND) == []
     # Without the preflight's read the role reads the nodes itself, once (none here: nothing to re-trigger).
     rc, out = run_play(tmp_path, {"tasks": [ROLE]}, variables, env={"PATH": path})
     assert rc == 0 and changed(out) == 0, failed_tasks(out)

@@ -200,3 +200,28 @@ def ansible_run():
 def scratch():
     with tempfile.TemporaryDirectory(prefix="tpmfleet-test-") as d:
         yield Path(d)
+
+
+def role_variables(*roles):
+    """What the preflight's public include of ``roles`` puts in the play: each role's defaults/main.yml, then its
+    vars/main.yml, every string trusted as a template (as Ansible loads role files). A test stands in for Ansible
+    here; the plugins themselves never read a role's files."""
+    import yaml
+    from ansible.template import trust_as_template
+
+    def trusted(value):
+        if isinstance(value, str):
+            return trust_as_template(value)
+        if isinstance(value, list):
+            return [trusted(v) for v in value]
+        if isinstance(value, dict):
+            return {k: trusted(v) for k, v in value.items()}
+        return value
+
+    found = {}
+    for role in roles:
+        for where in ("defaults", "vars"):
+            path = COLLECTION / "roles" / role / where / "main.yml"
+            if path.is_file():
+                found.update(trusted(yaml.safe_load(path.read_text()) or {}))
+    return found

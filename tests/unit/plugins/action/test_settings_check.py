@@ -16,6 +16,8 @@ from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 from ansible.template import Templar, trust_as_template
 from ansible_collections.tpmfleet.tpm.plugins.action.settings_check import ActionModule
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
+from conftest import role_variables
 
 USERS = {"root": ["x", "0", "0", "", "/root", "/bin/sh"], "keylime": ["x", "990", "990", "", "/", "/bin/false"]}
 GROUPS = {"root": ["x", "0", ""], "tss": ["x", "106", ""]}
@@ -67,6 +69,14 @@ def test_the_accounts_the_preflight_read_are_used():
     assert result["failed"] and result["msg"].startswith("tpm_verify_user: user ghost does not exist on h1.")
 
 
+def test_accounts_marked_stale_are_read_again():
+    facts = {"ansible_facts": {"getent_passwd": {}, "getent_group": {}}, "tpmfleet_host_state_stale": ["accounts"]}
+    state = {"getent_passwd": USERS, "getent_group": GROUPS, "tpmfleet_host_state": {}}
+    result, reads = run("tpm_verify", {**VERIFY, **facts}, state)
+    assert not result.get("failed"), result
+    assert reads == [("tpmfleet.tpm.tpm_host_state", {"accounts": True, "as_facts": False})]
+
+
 def test_accounts_missing_are_read_in_one_call_and_published():
     state = {"getent_passwd": USERS, "getent_group": GROUPS, "tpmfleet_host_state": {}}
     result, reads = run("tpm_verify", VERIFY, state)
@@ -104,19 +114,24 @@ def test_holders_are_read_only_when_the_preflight_did_not():
     facts = {"ansible_facts": {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [HOLDER]}}}}
     result, reads = run("tpm_abrmd", {**ABRMD, **facts})
     assert reads == [] and result["failed"] and "held by pid 7 (cat /dev/tpm0, unit x.service)" in result["msg"]
-    # tpm_access's settings are unset here (the role is not in the play): its defaults apply.
+    # tpm_access's settings are unset here (the role is not in the play): none of its groups is ensured.
     state = {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [HOLDER]}}}
-    result, reads = run("tpm_abrmd", {**ABRMD, "tpm_abrmd_stop_holder_units": ["x.service"]}, state)
+    own = role_variables("tpm_abrmd")
+    result, reads = run("tpm_abrmd", {**own, **ABRMD, "tpm_abrmd_stop_holder_units": ["x.service"]}, state)
     assert not result.get("failed"), result
     assert reads == [("tpmfleet.tpm.tpm_host_state", {"holders": ["/dev/tpm0"], "accounts": False, "as_facts": False})]
-    # Unset here, tpm_abrmd's own unit name comes from its vars/main.yml: tpm2-abrmd may hold the device.
+    # tpm_abrmd's own unit name, from its vars/main.yml as Ansible resolves it: tpm2-abrmd may hold the device.
     abrmd = {**HOLDER, "unit": "tpm2-abrmd.service"}
-    result, _ = run("tpm_abrmd", ABRMD, {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [abrmd]}}})
+    result, _ = run("tpm_abrmd", {**own, **ABRMD}, {"tpmfleet_host_state": {"holders": {"/dev/tpm0": [abrmd]}}})
     assert not result.get("failed"), result
 
 
-TCTI = {"tpm_tcti_env_path": "/etc/tpm2/tcti.env", "tpm_tcti_env_services": ["a.service"],
-        "tpm_tcti_env_require_services": True, "__tpm_tcti_env_marker": "# tpmfleet: TCTI for quote mode "}  # fmt: skip
+TCTI = {
+    **role_variables("tpm_tcti_env"),
+    "tpm_tcti_env_path": "/etc/tpm2/tcti.env",
+    "tpm_tcti_env_services": ["a.service"],
+    "tpm_tcti_env_require_services": True,
+}
 ABSENT = {"exists": False}
 
 
@@ -197,7 +212,6 @@ def test_without_the_preflight_the_kernel_and_nodes_are_read_once_and_published_
 
 # --- every role at once, as the preflight runs it ----------------------------
 
-ROLES = ["tpm_kernel", "tpm_access", "tpm_udev", "tpm_abrmd", "tpm_tcti_env", "tpm_containers", "tpm_verify"]
 KERNEL_RM = {"mode": "kernel_rm", "exclusive_device": None, "abrmd": {"running": False},
              "container": {"devices": ["/dev/tpmrm0"]}}  # fmt: skip
 MODULES_LOAD = {"/etc/modules-load.d/tpm_tis.conf": ABSENT, "/etc/modules-load.d/tpm_crb.conf": ABSENT}
@@ -213,12 +227,19 @@ PREFLIGHT_READ = {
         "holders": {},
     },
 }  # fmt: skip
-# What the preflight's play has: the quote mode role's defaults and profile (its dependency), the facts read.
-PREFLIGHT = {"tpm_quote_mode_tss_user": "tss", "tpm_quote_mode_tss_group": "tss", "tpm_quote_mode": "kernel_rm",
-             "tpm_quote_mode_profile": KERNEL_RM, "ansible_facts": PREFLIGHT_READ}  # fmt: skip
+# What the preflight's play has: every role's defaults and variables (its public include of them), the quote mode
+# role's defaults and profile (its dependency), the facts read.
+PREFLIGHT = {
+    **role_variables(*ROLES, *AROUND),
+    "tpm_quote_mode_tss_user": "tss",
+    "tpm_quote_mode_tss_group": "tss",
+    "tpm_quote_mode": "kernel_rm",
+    "tpm_quote_mode_profile": KERNEL_RM,
+    "ansible_facts": PREFLIGHT_READ,
+}
 
 
-def test_every_role_with_its_defaults_from_its_files_passes_without_a_read():
+def test_every_role_with_its_defaults_passes_without_a_read():
     result, reads = run_roles(PREFLIGHT)
     assert not result.get("failed"), result
     assert reads == [] and result["remote_executions"] == 0
@@ -226,7 +247,7 @@ def test_every_role_with_its_defaults_from_its_files_passes_without_a_read():
 
 
 def run_roles(variables, state=None):
-    return run_action({"roles": ROLES}, variables, state)
+    return run_action({"roles": list(ROLES)}, variables, state)
 
 
 def test_a_setting_of_the_task_wins_over_the_role_default_and_defaults_template_with_it():

@@ -1,10 +1,15 @@
-"""The quote mode filters: one profile per mode, refusals as filter errors, the shared TCTI grammar."""
+"""The quote_mode filter: one profile per mode, refusals as filter errors; the shared TCTI grammar; the
+collection's public filters are the documented ones."""
 
 from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tpmfleet.tpm.plugins.filter import compose as compose_filters
 from ansible_collections.tpmfleet.tpm.plugins.filter.quote_mode import FilterModule
+from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
+from conftest import COLLECTION
 
 FILTERS = FilterModule().filters()
 
@@ -23,7 +28,7 @@ def test_each_mode_has_its_profile(mode, tcti, abrmd_running, raw_group):
     assert set(profile["tcti_variables"].values()) == {tcti}
     assert profile["abrmd"]["running"] is abrmd_running
     assert profile["nodes"]["/dev/tpm0"]["group"] == raw_group
-    assert FILTERS["tcti_error"](tcti) == ""
+    assert tcti_error(tcti) == ""
 
 
 @pytest.mark.parametrize(
@@ -39,7 +44,7 @@ def test_consumers_wait_for_what_they_open_and_flush_only_without_a_resource_man
 
 
 def test_the_modes_are_listed_in_order():
-    assert FILTERS["quote_modes"](None) == ["direct", "kernel_rm", "abrmd"]
+    assert qm.modes() == ["direct", "kernel_rm", "abrmd"]
 
 
 @pytest.mark.parametrize(
@@ -70,4 +75,16 @@ def test_bad_inputs_are_filter_errors(kwargs, fragment):
     ],
 )
 def test_the_tcti_grammar_is_a_full_match(tcti):
-    assert FILTERS["tcti_error"](tcti) != ""
+    assert tcti_error(tcti) != ""
+
+
+# The public filters: what the roles' tasks and users' templates use, each documented beside its plugin. The
+# checks of the roles' settings are no filters: the settings_check action runs them.
+PUBLIC_FILTERS = {"quote_mode", "compose_plan", "compose_access", "compose_dirs"}
+
+
+def test_the_public_filters_are_those_documented():
+    shipped = set(FILTERS) | set(compose_filters.FilterModule().filters())
+    assert shipped == PUBLIC_FILTERS
+    documented = {p.stem for p in (COLLECTION / "plugins" / "filter").glob("*.yml")}
+    assert documented == PUBLIC_FILTERS

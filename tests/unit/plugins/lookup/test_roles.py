@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from ansible_collections.tpmfleet.tpm.plugins.lookup.roles import LookupModule
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import ROLES
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
 from conftest import COLLECTION
 
 # Roles that are not steps of the list: the preflight runs the list's validations,
@@ -13,6 +13,8 @@ from conftest import COLLECTION
 # tpm_consumers stops and starts the consumers around the list (plugin_utils/roles.py AROUND).
 FRAMEWORK_ROLES = {"tpm_preflight", "tpm_quote_mode", "tpm_consumers"}
 LOOKUP = "lookup('tpmfleet.tpm.roles', wantlist=True)"
+# The preflight's include of every role's defaults and variables (its tasks/variables.yml, no task) in the play.
+AROUND_LOOKUP = "lookup('tpmfleet.tpm.roles', around=true, wantlist=True)"
 ENTRY_POINTS = ("playbooks/site.yml", "playbooks/quote_mode.yml", "roles/tpm_preflight/tasks/main.yml")
 
 
@@ -37,7 +39,12 @@ def _tasks(node):
 
 
 def test_the_lookup_returns_the_role_list():
-    assert LookupModule().run([]) == list(ROLES)
+    assert lookup() == list(ROLES)
+    assert lookup(around=True) == [*ROLES, *AROUND]
+
+
+def lookup(**options):
+    return LookupModule().run([], {}, **options)
 
 
 def test_every_role_of_the_collection_is_in_the_list():
@@ -53,7 +60,7 @@ def test_each_entry_point_derives_its_roles_from_the_list(path):
     looped = [t for t in includes if LOOKUP in str(t.get("loop", "")) or LOOKUP in str(t.get(SETTINGS_CHECK, ""))]
     assert len(looped) == 1, f"{path} must take the roles of {LOOKUP} in exactly one loop (or settings check)"
     for task in includes:
-        if task in looped:
+        if task in looped or (AROUND_LOOKUP in str(task.get("loop", "")) and "variables" in str(task)):
             continue
         spec = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
         assert spec, f"{path} checks roles that are not the list's: {task}"

@@ -16,6 +16,53 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm import quote_sess
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+# What the TPM and tpm2-tools marshal, written by the tests (the modules only parse them).
+
+
+def marshal_pcr_selection(selection):
+    """TPML_PCR_SELECTION bytes for ``[(bank, indices)]``."""
+    out = struct.pack(">I", len(selection))
+    for bank, indices in selection:
+        bitmap = bytearray(qv.PCR_SELECT_BYTES)
+        for i in indices:
+            bitmap[i // 8] |= 1 << (i % 8)
+        out += struct.pack(">HB", qv.HASH_ALGS[bank], qv.PCR_SELECT_BYTES) + bytes(bitmap)
+    return out
+
+
+def tpm2_tools_pcrs_file(selection, pcr_values):
+    """PCR values in tpm2-tools' "serialized" PCR file format (what ``tpm2_quote -F serialized -o``
+    writes and ``tpm2_checkquote -f`` reads without ``-l``): the host-endian C structs
+    TPML_PCR_SELECTION (16 banks), a UINT32 count, then that many TPML_DIGEST (8 digests each).
+
+    tpm2_checkquote 5.4 fails on the "values" format with ``-l``, so export this one."""
+    if len(selection) > 16:
+        raise qv.QuoteFormatError("at most 16 PCR banks")
+    out = struct.pack("<I", len(selection))
+    for bank, indices in selection:
+        bitmap = bytearray(4)
+        for i in indices:
+            bitmap[i // 8] |= 1 << (i % 8)
+        out += struct.pack("<HB", qv.HASH_ALGS[bank], qv.PCR_SELECT_BYTES) + bytes(bitmap) + b"\x00"
+    out += b"\x00" * 8 * (16 - len(selection))
+    flat = qv.pcr_values_in_order(selection, pcr_values)
+    digests = []
+    pos = 0
+    for bank, indices in selection:
+        for _index in indices:
+            size = qv.HASH_SIZES[bank]
+            digests.append(flat[pos : pos + size])
+            pos += size
+    chunks = [digests[i : i + 8] for i in range(0, len(digests), 8)]
+    out += struct.pack("<I", len(chunks))
+    for chunk in chunks:
+        out += struct.pack("<I", len(chunk))
+        for d in chunk:
+            out += struct.pack("<H", len(d)) + d + b"\x00" * (64 - len(d))
+        out += (struct.pack("<H", 0) + b"\x00" * 64) * (8 - len(chunk))
+    return out
+
+
 SEL = "sha256:0,1,2,3,4,5,6,7"
 
 
@@ -58,7 +105,7 @@ def test_parse_pcr_selection_rejects(bad):
 
 
 def test_marshal_pcr_selection_layout():
-    raw = qv.marshal_pcr_selection([("sha256", [0, 1, 2, 3, 4, 5, 6, 7]), ("sha1", [8, 23])])
+    raw = marshal_pcr_selection([("sha256", [0, 1, 2, 3, 4, 5, 6, 7]), ("sha1", [8, 23])])
     assert raw == struct.pack(">I", 2) + bytes.fromhex("000b03ff0000") + bytes.fromhex("000403000180")
 
 
@@ -191,7 +238,7 @@ def _soft_signed(attest):
 def _attest(magic, typ, nonce, selection, digest):
     body = struct.pack(">IH", magic, typ) + struct.pack(">H", 2) + b"\x00\x0b"
     body += struct.pack(">H", len(nonce)) + nonce + struct.pack(">QIIB", 1, 2, 3, 1) + struct.pack(">Q", 4)
-    return body + qv.marshal_pcr_selection(selection) + struct.pack(">H", len(digest)) + digest
+    return body + marshal_pcr_selection(selection) + struct.pack(">H", len(digest)) + digest
 
 
 @pytest.mark.parametrize(("magic", "typ", "check"), [(0xFF544348, 0x8018, "magic"), (0xFF544347, 0x8017, "type")])
@@ -234,7 +281,7 @@ def _checkquote(result, nonce, directory, index=0, selection=SEL):
         "ak.pem": result["ak"]["public_pem"].encode(),
         "msg": base64.b64decode(q["message"]),
         "sig": base64.b64decode(q["signature_tpmt"]),
-        "pcrs": qv.tpm2_tools_pcrs_file(qv.parse_pcr_selection(selection), q["pcrs"]),
+        "pcrs": tpm2_tools_pcrs_file(qv.parse_pcr_selection(selection), q["pcrs"]),
     }
     for name, data in files.items():
         (directory / name).write_bytes(data)

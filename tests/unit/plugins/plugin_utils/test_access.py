@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.access import parse_groups, parse_users, plan
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles.tpm_access import _parse_groups as parse_groups
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles.tpm_access import _parse_users as parse_users
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles.tpm_access import plan
 
 # What ansible.builtin.getent returns as facts: name -> the other fields, as strings.
 GROUPS = {

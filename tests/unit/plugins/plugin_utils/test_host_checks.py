@@ -1,10 +1,10 @@
-"""The roles' checks against what the host read (plugins/plugin_utils/host_checks.py):
+"""The roles' checks against what the host read (each role's file in plugins/plugin_utils/roles/):
 names that must exist, the environment file's path, the holders of the exclusive device, the kernel's drivers."""
 
 from __future__ import annotations
 
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import host_checks
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import tpm_abrmd, tpm_kernel, tpm_tcti_env, tpm_verify
 from test_validate import GOOD
 
 # --- names that must exist on the host ----------------------------------------
@@ -37,11 +37,11 @@ def abrmd(users=("root",), groups=(), **extra):
     ],
 )
 def test_the_verify_user_exists_or_is_made(values):
-    assert host_checks.account_errors(values, "tpm_verify", USERS, GROUPS, host="h1") == []
+    assert tpm_verify.account_errors(values, USERS, GROUPS, host="h1") == []
 
 
 def test_a_verify_user_missing_on_the_host_is_named_with_the_fix():
-    errors = host_checks.account_errors(verify("keylime-agent"), "tpm_verify", USERS, GROUPS, host="h1")
+    errors = tpm_verify.account_errors(verify("keylime-agent"), USERS, GROUPS, host="h1")
     assert errors == [
         "tpm_verify_user: user keylime-agent does not exist on h1. Set it to the user the TPM consumer runs as "
         '(it must exist before the run), or to "" to run the checks as the connection user.'
@@ -59,21 +59,16 @@ def test_a_verify_user_missing_on_the_host_is_named_with_the_fix():
     ],
 )
 def test_the_dbus_names_exist_or_are_made(values):
-    assert host_checks.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1") == []
+    assert tpm_abrmd.account_errors(values, USERS, GROUPS, host="h1") == []
 
 
 def test_dbus_names_missing_on_the_host_are_named_with_the_fix():
     values = abrmd(users=["root", "ghost", "spook"], groups=["docker"], tpm_access_docker_group="docker")
-    errors = host_checks.account_errors(values, "tpm_abrmd", USERS, GROUPS, host="h1")
+    errors = tpm_abrmd.account_errors(values, USERS, GROUPS, host="h1")
     assert len(errors) == 2
     assert errors[0].startswith("tpm_abrmd_dbus_allowed_users: user(s) ghost, spook do not exist on h1;")
     assert "remove them from tpm_abrmd_dbus_allowed_users" in errors[0]
     assert errors[1].startswith("tpm_abrmd_dbus_extra_groups: group(s) docker do not exist on h1;")
-
-
-def test_account_checks_of_an_unknown_role_are_a_programming_error():
-    with pytest.raises(ValueError, match="no account checks for role 'tpm_udev'"):
-        host_checks.account_errors({}, "tpm_udev", USERS, GROUPS)
 
 
 # --- tpm_tcti_env against the host ----------------------------------------
@@ -84,7 +79,7 @@ TCTI_ENV = {**GOOD["tpm_tcti_env"], "__tpm_tcti_env_marker": "# tpmfleet: TCTI f
 
 
 def tcti_host(extra=None, services=None, file_stat=ABSENT, dir_stat=ABSENT):
-    return host_checks.tcti_env_host_errors({**TCTI_ENV, **(extra or {})}, services or {}, ENV, file_stat, dir_stat,
+    return tpm_tcti_env.file_errors({**TCTI_ENV, **(extra or {})}, services or {}, ENV, file_stat, dir_stat,
                                          host="h1")  # fmt: skip
 
 
@@ -138,8 +133,8 @@ def test_holders_of_the_exclusive_device_other_than_the_allowed_units_are_named(
         {"pid": 12, "comm": "cat", "cmdline": "cat /dev/tpm0", "unit": None},
     ]}  # fmt: skip
     allowed = ["tpm2-abrmd.service", "keylime_agent.service"]
-    assert host_checks.holder_errors(DIRECT, {"/dev/tpm0": holders["/dev/tpm0"][:2]}, allowed) == []
-    errors = host_checks.holder_errors(DIRECT, holders, ["tpm2-abrmd.service"])
+    assert tpm_abrmd.holder_errors(DIRECT, {"/dev/tpm0": holders["/dev/tpm0"][:2]}, allowed) == []
+    errors = tpm_abrmd.holder_errors(DIRECT, holders, ["tpm2-abrmd.service"])
     assert errors == [
         "Quote mode direct needs /dev/tpm0 to itself, but it is held by pid 11 (agent, unit keylime_agent.service), "
         "pid 12 (cat /dev/tpm0, unit none). Nothing was changed. Stop that program, or list its unit in "
@@ -149,8 +144,8 @@ def test_holders_of_the_exclusive_device_other_than_the_allowed_units_are_named(
 
 def test_modes_without_an_exclusive_device_have_no_holder_check():
     kernel_rm = {"mode": "kernel_rm", "exclusive_device": None}
-    assert host_checks.holder_errors(kernel_rm, {"/dev/tpm0": [{"pid": 1}]}, []) == []
-    assert host_checks.holder_errors(DIRECT, {}, []) == []
+    assert tpm_abrmd.holder_errors(kernel_rm, {"/dev/tpm0": [{"pid": 1}]}, []) == []
+    assert tpm_abrmd.holder_errors(DIRECT, {}, []) == []
 
 
 # --- the kernel's drivers ----------------------------------------------------------
@@ -168,7 +163,7 @@ KERNEL = {
 
 
 def kernel(drivers, state=KERNEL):
-    return host_checks.kernel_host_errors({"tpm_kernel_drivers": drivers}, state, host="h1")
+    return tpm_kernel.driver_errors({"tpm_kernel_drivers": drivers}, state, host="h1")
 
 
 @pytest.mark.parametrize(

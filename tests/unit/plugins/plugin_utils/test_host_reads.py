@@ -1,21 +1,23 @@
-"""What each role reads on the host (plugins/plugin_utils/host_reads.py): one entry per role of the role list,
-built from the role's own variables and defaults."""
+"""What each role reads on the host (its reads() in plugins/plugin_utils/roles/): one entry per role of the list,
+built from the role's variables as Ansible resolved them (its defaults and vars/main.yml in the play)."""
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import host_reads
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import TPM_NODE_GLOBS
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
+from conftest import role_variables
 
 DIRECT = {"exclusive_device": "/dev/tpm0", "container": {"devices": ["/dev/tpm0"]}}
 KERNEL_RM = {"exclusive_device": None, "container": {"devices": ["/dev/tpmrm0"]}}
 
 
 def test_every_role_of_the_role_list_says_what_it_reads():
-    assert set(host_reads.ROLE_READS) == set(ROLES) | set(AROUND)
+    assert all(hasattr(registry.spec(r), "reads") for r in (*ROLES, *AROUND))
 
 
 def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
-    got = host_reads.reads(ROLES, {"tpm_quote_mode_profile": KERNEL_RM})
+    got = registry.reads(ROLES, {**role_variables(*ROLES), "tpm_quote_mode_profile": KERNEL_RM})
     assert got == {
         "units": ["tpm2-abrmd.service"],
         "paths": [
@@ -41,6 +43,7 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
 
 def test_the_host_values_decide_the_units_paths_and_holders():
     values = {
+        **role_variables(*ROLES),
         "tpm_quote_mode_profile": DIRECT,
         "tpm_tcti_env_path": "/etc//tpm2/./other.env",
         "tpm_tcti_env_services": ["keylime_agent.service", "tpm2-abrmd.service"],
@@ -48,7 +51,7 @@ def test_the_host_values_decide_the_units_paths_and_holders():
         "tpm_containers_projects": [{"name": "agent"}],
         "tpm_kernel_persistent": False,
     }
-    got = host_reads.reads(ROLES, values)
+    got = registry.reads(ROLES, values)
     # tpm2.target: whether the consumer drop-ins can order after it.
     assert got["units"] == ["tpm2-abrmd.service", "old-agent.service", "keylime_agent.service", "tpm2.target"]
     assert got["paths"][:2] == ["/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
@@ -65,7 +68,7 @@ def test_the_host_values_decide_the_units_paths_and_holders():
 
 
 def test_a_driver_is_in_its_modules_load_file_as_modprobe_reads_it(tmp_path):
-    marker = host_reads.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis"], "tpm_kernel_persistent": "yes"})[
+    marker = registry.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis"], "tpm_kernel_persistent": "yes"})[
         "markers"
     ]["/etc/modules-load.d/tpm_tis.conf"]
     import re
@@ -76,10 +79,10 @@ def test_a_driver_is_in_its_modules_load_file_as_modprobe_reads_it(tmp_path):
 
 
 def test_one_role_reads_only_its_part_and_bad_values_read_nothing():
-    assert host_reads.reads(["tpm_udev"], {}) == {**host_reads.empty(), "globs": list(host_reads.TPM_NODE_GLOBS)}
-    bad = host_reads.reads(["tpm_tcti_env"], {"tpm_tcti_env_path": "relative/x.env", "tpm_tcti_env_services": "a"})
-    assert bad == host_reads.empty()
-    assert host_reads.reads(["tpm_containers"], {"tpm_quote_mode_profile": DIRECT}) == host_reads.empty()
+    assert registry.reads(["tpm_udev"], {}) == {**registry.empty_reads(), "globs": list(TPM_NODE_GLOBS)}
+    bad = registry.reads(["tpm_tcti_env"], {"tpm_tcti_env_path": "relative/x.env", "tpm_tcti_env_services": "a"})
+    assert bad == registry.empty_reads()
+    assert registry.reads(["tpm_containers"], {"tpm_quote_mode_profile": DIRECT}) == registry.empty_reads()
 
 
 def test_only_values_the_checks_could_accept_are_read():
@@ -90,11 +93,12 @@ def test_only_values_the_checks_could_accept_are_read():
         "tpm_tcti_env_path": "/etc/tpm2/x\x00.env",
         "tpm_abrmd_stop_holder_units": ["x.socket", "s.scope"],
         "tpm_quote_mode_profile": KERNEL_RM,
+        "__tpm_abrmd_service": "tpm2-abrmd.service",
     }
-    got = host_reads.reads(["tpm_tcti_env", "tpm_abrmd"], values)
+    got = registry.reads(["tpm_tcti_env", "tpm_abrmd"], values)
     assert got["units"] == ["ok.service", "tpm2.target", "tpm2-abrmd.service", "s.scope"]
     assert all("\x00" not in p and "@" not in p for p in got["paths"]) and got["markers"] == {}
-    many = host_reads.reads(["tpm_tcti_env"], {"tpm_tcti_env_services": [f"s{i}.service" for i in range(10000)]})
+    many = registry.reads(["tpm_tcti_env"], {"tpm_tcti_env_services": [f"s{i}.service" for i in range(10000)]})
     assert len(many["units"]) == 256 + 1
-    drivers = host_reads.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis", "TPM CRB", "x" * 60, 5]})
+    drivers = registry.reads(["tpm_kernel"], {"tpm_kernel_drivers": ["tpm_tis", "TPM CRB", "x" * 60, 5]})
     assert drivers["kernel_modules"] == ["tpm_tis"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import input_rules, validate
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import input_rules
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_validate import GOOD
@@ -29,7 +30,7 @@ SYSTEM_TREES = ["/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/var", "/var/lib"
 
 
 def errors(role, **extra):
-    return validate.input_errors({**GOOD[role], **extra}, role)
+    return registry.input_errors({**GOOD[role], **extra}, role)
 
 
 def one(role, var, **extra):

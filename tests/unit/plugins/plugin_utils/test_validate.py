@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import validate
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import input_rules
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
 
 ROLES = Path(__file__).resolve().parents[4] / "collections" / "ansible_collections" / "tpmfleet" / "tpm" / "roles"
 
@@ -31,7 +32,7 @@ GOOD = {
 
 @pytest.mark.parametrize("role", GOOD)
 def test_the_defaults_are_valid(role):
-    assert validate.input_errors(GOOD[role], role) == []
+    assert registry.input_errors(GOOD[role], role) == []
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_the_defaults_are_valid(role):
     ],
 )
 def test_good_inputs_pass(role, extra):
-    assert validate.input_errors({**GOOD[role], **extra}, role) == []
+    assert registry.input_errors({**GOOD[role], **extra}, role) == []
 
 
 # (role, the one bad input, a fragment of the one message). Each message names the variable.
@@ -311,11 +312,8 @@ BAD = [
     ),
     ("tpm_tcti_env", {"tpm_tcti_env_services": [f"c {i}.service" for i in range(40)]}, "and 35 more."),
     # --- tpm_containers: what is not a project
-    ("tpm_containers", {"tpm_containers_wait": "maybe"}, "must be true or false"),
     ("tpm_containers", {"tpm_containers_wait_timeout": 0}, "tpm_containers_wait_timeout must be a number of seconds"),
     ("tpm_containers", {"tpm_containers_wait_timeout": "30\n"}, "tpm_containers_wait_timeout must be"),
-    ("tpm_containers", {"tpm_containers_pull": "sometimes"}, "tpm_containers_pull must be missing, always"),
-    ("tpm_containers", {"tpm_containers_access_check": "ignore"}, "tpm_containers_access_check must be fail or warn"),
 ]
 
 
@@ -327,7 +325,7 @@ def _var(extra):
     ("role", "extra", "fragment"), BAD, ids=[f"{r}-{_var(e)}-{i}" for i, (r, e, _) in enumerate(BAD)]
 )
 def test_one_bad_input_gives_one_message_naming_it(role, extra, fragment):
-    errors = validate.input_errors({**GOOD[role], **extra}, role)
+    errors = registry.input_errors({**GOOD[role], **extra}, role)
     assert len(errors) == 1, errors
     assert fragment in errors[0], errors[0]
     # The message names the variable (the first one of the pair for cross-field rules).
@@ -338,15 +336,15 @@ def test_one_bad_input_gives_one_message_naming_it(role, extra, fragment):
 
 def test_several_bad_inputs_give_a_message_each():
     values = {**GOOD["tpm_access"], "tpm_access_tss_gid": 0, "tpm_access_tss_home": "x", "tpm_access_docker_group": ""}
-    errors = validate.input_errors(values, "tpm_access")
+    errors = registry.input_errors(values, "tpm_access")
     assert [e.split(" ")[0] for e in errors] == ["tpm_access_tss_gid", "tpm_access_docker_group", "tpm_access_tss_home"]
 
 
 def test_an_unknown_role_is_a_programming_error():
-    with pytest.raises(ValueError, match="no input checks for role 'tpm_nope'"):
-        validate.input_errors({}, "tpm_nope")
+    with pytest.raises(ValueError, match="unknown role 'tpm_nope'"):
+        registry.input_errors({}, "tpm_nope")
     with pytest.raises(ValueError, match="must be a dict"):
-        validate.input_errors(["tpm_udev_mode"], "tpm_udev")
+        registry.input_errors(["tpm_udev_mode"], "tpm_udev")
 
 
 @pytest.mark.parametrize(
@@ -376,7 +374,7 @@ def test_an_unknown_role_is_a_programming_error():
     ],
 )
 def test_the_one_account_name_grammar_is_a_full_match(name, ok):
-    assert validate.account_name_ok(name) is ok
+    assert input_rules.account_name_ok(name) is ok
 
 
 # --- the variables each role's check resolves ------------------------------
@@ -387,12 +385,17 @@ def argument_spec_options(role):
     return {name for spec in specs.values() for name in spec.get("options", {})}
 
 
-@pytest.mark.parametrize("role", validate.ROLE_INPUTS)
+# What a role publishes for the others (tpm_quote_mode's profile of the host's mode).
+PUBLISHED = {"tpm_quote_mode_profile"}
+
+
+@pytest.mark.parametrize("role", registry.checked())
 def test_each_checked_variable_is_a_setting_or_internal_value_of_a_role(role):
-    known = set().union(*(argument_spec_options(r) | set(defaults(r)) for r in validate.ROLE_INPUTS))
-    internal = {n for n in validate.ROLE_INPUTS[role] if n.startswith("__")}
-    assert set(validate.ROLE_INPUTS[role]) - internal <= known
-    own = {n for n in validate.ROLE_INPUTS[role] if n.startswith(role + "_")}
+    inputs = set(registry.spec(role).INPUTS)
+    known = set().union(*(argument_spec_options(r) | set(defaults(r)) for r in registry.checked())) | PUBLISHED
+    internal = {n for n in inputs if n.startswith("__")}
+    assert inputs - internal <= known
+    own = {n for n in inputs if n.startswith(role + "_")}
     # The role's own settings that its checks read are in its argument spec.
     assert own <= argument_spec_options(role)
     for name in internal:
@@ -415,7 +418,7 @@ _VERIFY_OK = {
 
 @pytest.mark.parametrize("secret", ["", None, "s3cret", "x" * 64, "é" * 32])
 def test_endorsement_auth_of_at_most_64_bytes_is_accepted(secret):
-    assert validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret}) == []
+    assert registry.spec("tpm_verify").input_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret}) == []
 
 
 @pytest.mark.parametrize(
@@ -428,7 +431,7 @@ def test_endorsement_auth_of_at_most_64_bytes_is_accepted(secret):
     ],
 )
 def test_endorsement_auth_that_the_tpm_cannot_take_is_refused_by_length_only(secret, expected):
-    errors = validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
+    errors = registry.spec("tpm_verify").input_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
     assert len(errors) == 1 and errors[0].startswith("tpm_verify_endorsement_auth must ")
     assert expected in errors[0]
 
@@ -437,6 +440,17 @@ def test_endorsement_auth_that_the_tpm_cannot_take_is_refused_by_length_only(sec
 @given(st.text(min_size=65, max_size=300) | st.tuples(st.text(max_size=30), st.text(max_size=30)).map("\x00".join))
 def test_a_refused_endorsement_auth_never_appears_in_the_message(secret):
     # more than 64 characters is more than 64 bytes; a NUL anywhere is refused whatever the length
-    errors = validate.verify_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
+    errors = registry.spec("tpm_verify").input_errors({**_VERIFY_OK, "tpm_verify_endorsement_auth": secret})
     assert len(errors) == 1
-    assert secret not in errors[0] and validate.shown(secret) not in errors[0]
+    assert secret not in errors[0] and input_rules.shown(secret) not in errors[0]
+
+
+def test_what_the_checks_leave_to_the_argument_spec_is_in_it():
+    """tpm_containers' flags, pull policy and access check are refused by the argument spec (Ansible's check and
+    the preflight's run it before the role's checks), so the role's file does not check them again."""
+    options = registry.argument_spec("tpm_containers")
+    for flag in ("tpm_containers_allow_docker_socket", "tpm_containers_wait", "tpm_containers_remove_orphans",
+                 "tpm_containers_backup"):  # fmt: skip
+        assert options[flag]["type"] == "bool"
+    assert options["tpm_containers_pull"]["choices"] == ["missing", "always", "never", "policy"]
+    assert options["tpm_containers_access_check"]["choices"] == ["fail", "warn"]

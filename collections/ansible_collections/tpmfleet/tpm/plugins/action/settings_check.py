@@ -2,35 +2,28 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of settings_check: one task checks the settings of one role, or of every role of the preflight.
 
-The checks themselves live in plugins/plugin_utils (validate.py, access.py,
-compose.py); this plugin resolves the roles' variables by name, reads on the
-host, in at most one tpm_host_state call per role, only what the preflight did
-not read already, and fails with every message at once.
+The checks themselves are the roles' own (plugins/plugin_utils/roles/<role>.py); this plugin is a loop over
+the registry (plugins/plugin_utils/roles/__init__.py): it gives each role its variables, reads on the host,
+in at most one tpm_host_state call per role, only what the preflight did not read already, and fails with
+every message at once.
 
-Run inside a role (``role``), the role's defaults and variables are the task's
-and Ansible has checked its argument spec. Run by the preflight for every role
-(``roles``), a role's defaults and its internal variables (``vars/main.yml``)
-are not in the task's variables: they are loaded from the role's files and
-overlaid as Ansible would (what the task's variables set wins over a default;
-the role's internal ``__`` names are its own), and the type layer, the role's
-``main`` argument spec, is checked here as Ansible's validate_argument_spec
-checks it.
+The roles' variables are the task's, as Ansible resolved them, templated with the task's templar (public API
+only; nothing reads a role's defaults or vars files). Run inside a role (``role``), they are the role's own
+and Ansible has checked its argument spec. Run by the preflight for every role (``roles``), they are in the
+play because the preflight included each role's ``tasks/variables.yml`` with ``public: true``; the type
+layer, each role's ``main`` argument spec, is checked here as Ansible checks it before a role runs.
 """
 
 from __future__ import annotations
 
 import copy
-import posixpath
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import access, host_checks, host_reads, validate
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.compose import compose_input_errors
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import normalised
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
 
-HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
-ACCESS_PLAN_FACT = "tpmfleet_access_plan"
+_HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
 
 
 class ActionModule(ActionBase):
@@ -49,169 +42,105 @@ class ActionModule(ActionBase):
         if ("role" in args) == ("roles" in args):
             raise AnsibleActionFail("settings_check takes either role (inside a role) or roles (the preflight)")
         roles = [args["role"]] if "role" in args else args["roles"]
-        if not isinstance(roles, list) or not roles or any(r not in validate.ROLE_INPUTS for r in roles):
-            raise AnsibleActionFail(f"role(s) must be among {', '.join(validate.ROLE_INPUTS)}, got {roles!r}")
+        known = registry.checked()
+        if not isinstance(roles, list) or not roles or any(r not in known for r in roles):
+            raise AnsibleActionFail(f"role(s) must be among {', '.join(known)}, got {roles!r}")
         result.update(changed=False, remote_executions=0)
         self._task_vars, self._result = task_vars, result
         errors = []
         for role in roles:
-            if "role" in args:
-                self._vars, self._role_templar = task_vars, self._templar
-                errors += self._check(role, result)
-            else:
-                self._vars, self._role_templar = self._role_variables(role)
-                errors += self._argument_spec_errors(role) or self._check(role, result)
+            if "role" not in args:
+                spec_errors = self._argument_spec_errors(role)
+                if spec_errors:
+                    errors += spec_errors
+                    continue
+            errors += self._check(role)
         if errors:
             result.update(failed=True, errors=errors, msg=" ".join(errors))
         return result
 
-    def _check(self, role, result):
-        values = {name: self._value(name) for name in validate.ROLE_INPUTS[role]}
-        errors = validate.input_errors(values, role)
-        if role == "tpm_containers":
-            errors += compose_input_errors(values["tpm_containers_projects"], values["__tpm_containers_settings"])
-        return errors or getattr(self, f"_{role}", self._no_host)(values, result)
-
-    # --- a role's variables when the task does not run inside it -----------
-
-    def _role_file(self, role, where):
-        path = host_reads.ROLES_DIR / role / where / "main.yml"
-        if not path.is_file():
-            return {}
-        return self._loader.load_from_file(str(path), trusted_as_template=True) or {}
-
-    def _role_variables(self, role):
-        """The task's variables with the role's defaults under them and its internal variables over them."""
-        own = {k: v for k, v in self._role_file(role, "vars").items() if k.startswith(f"__{role}_")}
-        variables = {**self._role_file(role, "defaults"), **self._task_vars, **own}
-        return variables, self._templar.copy_with_new_env(available_variables=variables)
+    def _check(self, role):
+        spec = registry.spec(role)
+        values = {name: self._value(name) for name in spec.INPUTS}
+        errors = spec.input_errors(values)
+        if errors or not hasattr(spec, "host_errors"):
+            return errors
+        return spec.host_errors(values, _Host(self))
 
     def _argument_spec_errors(self, role):
         """The role's main argument spec, checked as Ansible checks it before the role runs (one message)."""
-        specs = self._loader.load_from_file(str(host_reads.ROLES_DIR / role / "meta" / "argument_specs.yml"))
-        spec = specs["argument_specs"]["main"].get("options") or {}
-        provided = {name: self._value(name) for name in spec if name in self._vars}
+        spec = registry.argument_spec(role)
+        provided = {name: self._value(name) for name in spec if name in self._task_vars}
         problems = ArgumentSpecValidator(spec).validate(provided, validate_role_argument_spec=True).error_messages
         if problems:
             return [f"Validation of arguments failed:\n{chr(10).join(problems)} (role {role})."]
         return []
 
-    # --- the variables and what the preflight read -------------------------
-
     def _value(self, name):
-        """A variable of the role, templated. One the task does not set (another role's, when that role is not in
-        the play) takes its role's own value, as host_reads takes it: vars/main.yml over defaults/main.yml."""
-        if name in self._vars:
-            return self._role_templar.resolve_variable_expression(name)
-        owner = next((role for role in validate.ROLE_INPUTS if name.lstrip("_").startswith(f"{role}_")), None)
-        return host_reads.role_value(owner, name) if owner else None
+        """A variable as Ansible resolved it for this task, templated; None when the play does not define it (the
+        setting of a role that is not in the play)."""
+        if name not in self._task_vars:
+            return None
+        return self._templar.template(self._task_vars[name])
 
-    @property
     def _facts(self):
         """The host's facts, with what an earlier role of this task read."""
         return {**(self._task_vars.get("ansible_facts") or {}), **self._result.get("ansible_facts", {})}
 
-    @property
-    def _host(self):
-        return str(self._task_vars.get("inventory_hostname", "this host"))
+    def _publish(self, key, value):
+        self._result.setdefault("ansible_facts", {})[key] = value
 
-    def _read(self, result, **options):
+    def _read(self, **options):
         """Read on the host, in one call, what the checks need and the preflight did not read; publish it as the
         facts the preflight would have set, so that the role's changes plan from it too."""
         options.setdefault("accounts", False)
         read = self._execute_module(
-            module_name=HOST_STATE_MODULE, module_args=dict(options, as_facts=False), task_vars=self._task_vars
+            module_name=_HOST_STATE_MODULE, module_args=dict(options, as_facts=False), task_vars=self._task_vars
         )
-        result["remote_executions"] += 1
+        self._result["remote_executions"] += 1
         if read.get("failed"):
             raise AnsibleActionFail(f"reading the host's state for the checks failed: {read.get('msg')}")
         state = read["state"]
-        facts = result.setdefault("ansible_facts", {})
+        facts = self._facts()
         for key in ("getent_passwd", "getent_group"):
             if key in state:
-                facts[key] = state[key]
+                self._publish(key, state[key])
         if options.get("units"):
-            facts["services"] = {**(self._facts.get("services") or {}), **state.get("services", {})}
+            self._publish("services", {**(facts.get("services") or {}), **state.get("services", {})})
         if options.get("paths") or options.get("globs") or options.get("kernel"):
             read_state = state["tpmfleet_host_state"]
-            merged = copy.deepcopy(self._facts.get("tpmfleet_host_state") or {})
+            merged = copy.deepcopy(facts.get("tpmfleet_host_state") or {})
             for key in ("paths", "globs"):
                 merged.setdefault(key, {}).update(read_state.get(key) or {})
             if options.get("kernel"):
                 merged["kernel"] = read_state["kernel"]
-            facts["tpmfleet_host_state"] = merged
+            self._publish("tpmfleet_host_state", merged)
         return state
 
-    def _accounts(self, result):
-        """The host's users and groups, as the preflight read them, else read now."""
-        facts = self._facts
-        if "getent_passwd" in facts and "getent_group" in facts:
+
+class _Host:
+    """What a role's host checks see of the host (plugins/plugin_utils/roles/__init__.py describes it)."""
+
+    def __init__(self, action):
+        self._action = action
+        self.name = str(action._task_vars.get("inventory_hostname", "this host"))
+
+    @property
+    def facts(self):
+        return self._action._facts()
+
+    def read(self, **options):
+        return self._action._read(**options)
+
+    def publish(self, key, value):
+        self._action._publish(key, value)
+
+    def accounts(self):
+        """The host's users and groups, as the preflight read them, else (never read, or marked stale in
+        tpmfleet_host_state_stale by a role that changed them) read now."""
+        facts = self.facts
+        stale = "accounts" in (self._action._value("tpmfleet_host_state_stale") or [])
+        if "getent_passwd" in facts and "getent_group" in facts and not stale:
             return facts["getent_passwd"], facts["getent_group"]
-        state = self._read(result, accounts=True)
+        state = self.read(accounts=True)
         return state["getent_passwd"], state["getent_group"]
-
-    # --- the checks against the host, per role -----------------------------
-
-    @staticmethod
-    def _no_host(_values, _result):
-        return []
-
-    def _tpm_access(self, values, result):
-        users, groups = self._accounts(result)
-        plan = access.plan(groups, users, values, host=self._host)
-        result.setdefault("ansible_facts", {})[ACCESS_PLAN_FACT] = plan
-        return plan["errors"]
-
-    def _tpm_verify(self, values, result):
-        if not values["tpm_verify_user"]:
-            return []
-        users, groups = self._accounts(result)
-        return host_checks.account_errors(values, "tpm_verify", users, groups, host=self._host)
-
-    def _tpm_abrmd(self, values, result):
-        profile = self._value("tpm_quote_mode_profile") or {}
-        errors = []
-        if profile["abrmd"]["running"]:
-            users, groups = self._accounts(result)
-            errors += host_checks.account_errors(values, "tpm_abrmd", users, groups, host=self._host)
-        device = profile["exclusive_device"]
-        if device:
-            holders = (self._facts.get("tpmfleet_host_state") or {}).get("holders") or {}
-            if device not in holders:
-                holders = self._read(result, holders=[device])["tpmfleet_host_state"]["holders"]
-            allowed = [self._value("__tpm_abrmd_service"), *values["tpm_abrmd_stop_holder_units"]]
-            errors += host_checks.holder_errors(profile, holders, allowed)
-        return errors
-
-    def _tpm_kernel(self, values, result):
-        """The drivers against the running kernel's modules, as the preflight read them; without it (or for
-        other drivers) read now, with the device nodes and modules-load.d files tasks/apply.yml plans from."""
-        reads = host_reads.reads(["tpm_kernel"], {n: self._value(n) for n in host_reads.needed("tpm_kernel")})
-        known = self._facts.get("tpmfleet_host_state") or {}
-        kernel = known.get("kernel")
-        if (
-            not kernel
-            or not set(reads["kernel_modules"]) <= set(kernel.get("asked") or [])
-            or any(g not in (known.get("globs") or {}) for g in reads["globs"])
-            or any(p not in (known.get("paths") or {}) for p in reads["paths"])
-        ):
-            options = {k: reads[k] for k in ("kernel", "kernel_modules", "globs", "paths", "markers")}
-            kernel = self._read(result, checksum=False, **options)["tpmfleet_host_state"]["kernel"]
-        return host_checks.kernel_host_errors(values, kernel, host=self._host)
-
-    def _tpm_tcti_env(self, values, result):
-        reads = host_reads.reads(["tpm_tcti_env"], values)
-        known = (self._facts.get("tpmfleet_host_state") or {}).get("paths") or {}
-        options = {}
-        if values["tpm_tcti_env_services"] and "services" not in self._facts:
-            options["units"] = reads["units"]
-        missing = [p for p in reads["paths"] if p not in known]
-        if missing:
-            options.update(paths=missing, markers={p: m for p, m in reads["markers"].items() if p in missing})
-        state = self._read(result, **options) if options else {}
-        services = state.get("services") if "units" in options else self._facts.get("services")
-        paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
-        env_file = normalised(values["tpm_tcti_env_path"])[0]
-        return host_checks.tcti_env_host_errors(
-            values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=self._host
-        )

@@ -1,14 +1,14 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters over the quote mode's single source of truth (plugin_utils/quote_mode.py).
+"""The quote_mode filter over the quote mode's single source of truth (plugin_utils/quote_mode.py).
 
-Documented for ``ansible-doc -t filter`` in the YAML files beside this one.
+Public API: the roles, the playbooks and users' own templates read a host's profile through it. Documented
+for ``ansible-doc -t filter`` in quote_mode.yml beside this file.
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti_grammar import tcti_error
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 
 
@@ -20,17 +20,10 @@ def quote_mode(mode, tss_user="tss", tss_group="tss", abrmd_tcti="device:/dev/tp
         raise AnsibleFilterError(str(exc)) from None
 
 
-def quote_modes(_unused=None):
-    """The names of the quote modes."""
-    return qm.modes()
-
-
 class FilterModule:
     """tpmfleet.tpm quote mode filters."""
 
     def filters(self):
         return {
             "quote_mode": quote_mode,
-            "quote_modes": quote_modes,
-            "tcti_error": tcti_error,
         }

@@ -9,9 +9,10 @@ short_description: What the tpmfleet roles read on a host, as the options of tpm
 description:
   - Returns the options (C(units), C(paths), C(markers), C(globs), C(kernel), C(holders), C(accounts)) with which
     M(tpmfleet.tpm.tpm_host_state) reads, in one call, what the given roles plan from.
-  - Each role's reads depend on its variables (such as C(tpm_tcti_env_path) or C(tpm_quote_mode_profile)); a variable
-    the host does not set takes the role's default.
-  - The list of what each role reads is in one place, C(plugins/plugin_utils/host_reads.py).
+  - Each role's reads depend on its variables (such as C(tpm_tcti_env_path) or C(tpm_quote_mode_profile)), as Ansible
+    resolved them for the task (a role's defaults are there inside the role, or after the preflight's public include
+    of every role); one the task does not have reads as null.
+  - What each role reads is in that role's file, C(plugins/plugin_utils/roles/<role>.py).
 options:
   _terms:
     description: Role names without the collection prefix; all roles of C(tpmfleet.tpm.roles) and C(tpm_consumers)
@@ -39,20 +40,19 @@ _raw:
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.host_reads import ROLE_READS, needed, reads
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        roles = list(terms) or [*ROLES, *AROUND]
-        unknown = [r for r in roles if r not in ROLE_READS]
+        roles = list(terms) or [*registry.ROLES, *registry.AROUND]
+        unknown = [r for r in roles if r not in registry.ROLES + registry.AROUND]
         if unknown:
             raise AnsibleLookupError(f"tpmfleet.tpm.host_reads: no reads known for {', '.join(map(str, unknown))}")
         variables = variables or {}
         values = {}
         for role in roles:
-            for name in needed(role):
+            for name in registry.reads_from(role):
                 if name in variables and name not in values:
                     values[name] = self._templar.template(variables[name])
-        return [reads(roles, values)]
+        return [registry.reads(roles, values)]

@@ -10,7 +10,11 @@ description:
   - Returns the names (without the collection prefix) of the roles that C(tpmfleet.tpm.site),
     C(tpmfleet.tpm.quote_mode) and the C(tpmfleet.tpm.tpm_preflight) role run, in order.
   - It is the one list every entry point derives from.
-options: {}
+options:
+  around:
+    description: Also the roles the playbooks run around the list (C(tpm_consumers)), after it.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -18,6 +22,13 @@ EXAMPLES = r"""
   ansible.builtin.include_role:
     name: "tpmfleet.tpm.{{ item }}"
   loop: "{{ lookup('tpmfleet.tpm.roles', wantlist=True) }}"
+
+- name: Every tpmfleet role's defaults and variables in the play (what the preflight does)
+  ansible.builtin.include_role:
+    name: "tpmfleet.tpm.{{ item }}"
+    tasks_from: variables
+    public: true
+  loop: "{{ lookup('tpmfleet.tpm.roles', around=true, wantlist=True) }}"
 """
 
 RETURN = r"""
@@ -28,12 +39,20 @@ _raw:
 """
 
 from ansible.errors import AnsibleLookupError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import ROLES
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import AROUND, ROLES
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         if terms:
             raise AnsibleLookupError("the tpmfleet.tpm.roles lookup takes no terms")
-        return list(ROLES)
+        options = dict(kwargs)
+        try:
+            around = boolean(options.pop("around", False), strict=True)
+        except TypeError as exc:
+            raise AnsibleLookupError(f"tpmfleet.tpm.roles: around must be true or false ({exc})") from None
+        if options:
+            raise AnsibleLookupError(f"tpmfleet.tpm.roles: unknown option(s) {', '.join(sorted(options))}")
+        return [*ROLES, *AROUND] if around else list(ROLES)

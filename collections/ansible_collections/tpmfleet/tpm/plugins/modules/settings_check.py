@@ -13,12 +13,14 @@ description:
   - Runs on the controller (an action plugin). It takes the roles' variables by name from the task's variables,
     checks what the argument specs cannot express (full-matched names, modes and paths, ranges, rules across
     variables, the compose projects) and fails with every problem at once, each message naming the variable and
-    the fix. The checks are those of C(plugins/plugin_utils/validate.py), C(access.py) and C(compose.py).
+    the fix. Each role's checks are in its own file, C(plugins/plugin_utils/roles/<role>.py).
   - With O(role), inside that role (its C(tasks/validate.yml)), the role's defaults and variables are the task's,
     and Ansible has checked its argument spec.
-  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, for each role its defaults and its internal
-    variables are taken from its files (the task's variables win over a default), and its C(main) argument spec
-    is checked first, as Ansible checks it when the role runs.
+  - With O(roles), as C(tpmfleet.tpm.tpm_preflight) runs it, the roles' defaults and internal variables must be in
+    the play (the preflight includes each role's C(tasks/variables.yml) with C(public=true) first); each role's
+    C(main) argument spec is checked first, as Ansible checks it when the role runs.
+  - Every variable is taken from the task's variables as Ansible resolved them and templated; one the play does
+    not define (the setting of a role that is not in the play) reads as null.
   - Where a setting must match the host (users and groups that must exist, the consumers' services, what is at
     C(tpm_tcti_env_path), who holds the exclusive TPM device in direct mode), it uses what
     C(tpmfleet.tpm.tpm_preflight) read (C(ansible_facts.getent_passwd), C(getent_group), C(services),
@@ -30,9 +32,10 @@ author: tpmfleet contributors (@tpmfleet)
 options:
   role:
     description:
-      - The role whose settings to check, when the task runs inside that role. Exclusive with O(roles).
+      - The role whose settings to check, when the task runs inside that role (C(tpm_quote_mode) or a role of the
+        C(tpmfleet.tpm.roles) lookup (the registry, C(plugins/plugin_utils/roles/__init__.py), knows them)).
+        Exclusive with O(roles).
     type: str
-    choices: [tpm_quote_mode, tpm_kernel, tpm_access, tpm_udev, tpm_abrmd, tpm_tcti_env, tpm_containers, tpm_verify]
   roles:
     description:
       - The roles whose settings to check, in order, from a task outside them (the preflight passes the
@@ -80,7 +83,8 @@ ansible_facts:
     - What was read on the host because the preflight did not read it (C(getent_passwd), C(getent_group),
       C(services), C(tpmfleet_host_state) with its C(paths)).
     - C(tpmfleet_access_plan) when C(tpm_access) is checked and valid, what the role changes on the host (groups,
-      the tss user, the consumers' memberships) as C(plugins/plugin_utils/access.py) plans it; its C(todo) is
+      the tss user, the consumers' memberships) as C(plugins/plugin_utils/roles/tpm_access.py) plans it; its
+      C(todo) is
       false on a host that needs nothing.
   returned: when something was read, or tpm_access was checked
   type: dict

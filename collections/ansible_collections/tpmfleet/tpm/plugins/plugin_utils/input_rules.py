@@ -1,6 +1,9 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The rules validate.py applies to every path, systemd unit name and list a user sets (controller side).
+"""The shared grammar of the roles' settings (controller side): names, numbers, booleans, lists, paths, units.
+
+Every role's checks (plugins/plugin_utils/roles/) use these rules, so that one kind of value is checked
+one way everywhere:
 
 - Lists: at most ``LIST_MAX`` items; a message names at most ``FEW`` bad items, then "and N more".
 - Unit names: systemd's own grammar (src/basic/unit-name.c, ``unit_name_is_valid``): at most 255
@@ -217,3 +220,119 @@ def truthy(value):
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
     return bool(value)
+
+
+# --- names, numbers, lists and kinds ---------------------------------------------
+
+
+# One grammar for user and group names (they end up in udev rules, D-Bus
+# policies, /etc/group and become_user): what useradd/groupadd accept by
+# default plus upper case, '.' and a trailing '$'; never first '-' or '.',
+# at most 32 characters, not all digits (that would read as a UID/GID).
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\$?")
+
+
+ACCOUNT_NAME_MAX = 32
+
+
+ACCOUNT_NAME_RULE = "letters, digits, '_', '.' and '-', not starting with '-' or '.', at most 32 characters"
+
+
+# Names that must never own the TPM, be the tss/docker group or join them: tpm_access
+# would replace root's shell, renumber root's group, or give every process
+# running as nobody (or as any ID a user namespace does not map) the TPM.
+RESERVED_ACCOUNTS = ("root", "nobody", "nogroup")
+
+
+# Shared accounts that never get the TPM through a group or the D-Bus policy.
+SHARED_ACCOUNTS = ("nobody", "nogroup")
+
+
+ID_MIN, ID_MAX = 1, 65533
+
+
+def kind(value):
+    """What YAML calls the type of ``value`` (Ansible hands on subclasses of str, dict and list)."""
+    for kind, name in ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+                       (dict, "a mapping"), (list, "a list"), (type(None), "null")):  # fmt: skip
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def is_list(value):
+    return isinstance(value, (list, tuple))
+
+
+def as_int(value):
+    """An int from an int or a string of digits (what -e gives); None for anything else (bools too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
+        return int(value)
+    return None
+
+
+def is_null(value):
+    return value is None or value == ""
+
+
+def account_name_ok(name):
+    return (
+        isinstance(name, str)
+        and len(name) <= ACCOUNT_NAME_MAX
+        and ACCOUNT_NAME_RE.fullmatch(name) is not None
+        and not name.isdigit()
+    )
+
+
+def int_range_error(var, value, low, high, what):
+    number = as_int(value)
+    if number is None or not low <= number <= high:
+        return f"{var} must be {what} from {low} to {high} (got {shown(value)})."
+    return None
+
+
+def list_error(var, value, example):
+    if not is_list(value):
+        return f"{var} must be a YAML list such as {example}, not {kind(value)} ({shown(value)})."
+    return too_long(var, value)
+
+
+def account_error(var, value, kind, example, reserved=False):
+    if not account_name_ok(value):
+        return (
+            f"{var} must be a {kind} name such as {example} (got {shown(value)}): {ACCOUNT_NAME_RULE}, "
+            "no spaces or control characters."
+        )
+    if reserved and value in RESERVED_ACCOUNTS:
+        return (
+            f"{var} must not be {value}: tpm_access makes the tss user a system user without a login shell and "
+            f"may renumber the tss and docker groups. Use a dedicated {kind} such as {example}."
+        )
+    return None
+
+
+def bad_names(values, check=account_name_ok):
+    return [shown(v) for v in values if not check(v)]
+
+
+def messages(*found):
+    """The messages among ``found`` (None: no problem)."""
+    return [m for m in found if m]
+
+
+def valid_units(value, suffixes=("service",)):
+    """The unit names of a list that systemd's grammar accepts (the checks refuse the others), at most LIST_MAX:
+    what may be read on the host before the checks ran."""
+    units = value[:LIST_MAX] if isinstance(value, (list, tuple)) else []
+    return [u for u in units if unit_problem(u, suffixes) is None]
+
+
+# --- the TPM's device nodes ----------------------------------------------------------
+
+# The character devices of a TPM: /dev/tpmN (the TPM itself) and /dev/tpmrmN (the kernel's resource manager).
+TPM_NODE_GLOBS = ("/dev/tpm[0-9]*", "/dev/tpmrm[0-9]*")
+TPM_NODE_RE = re.compile(r"/dev/tpm(rm)?[0-9]+")

@@ -1,11 +1,12 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What tpm_access changes on a host, planned on the controller from the host's users and groups.
+"""tpm_access's controller knowledge: its settings (IDs, names, paths, the consumers), and what it changes on a
+host, planned on the controller from the host's users and groups.
 
-``plan(groups, users, values, host)`` takes the host's ``getent group`` and
+Its plan, ``plan(groups, users, values, host)``, takes the host's ``getent group`` and
 ``getent passwd`` (the ``ansible.builtin.getent`` facts: name -> fields) and
 the role's inputs (variable name -> value, already checked by
-``validate.access_errors``) and returns
+``input_errors``) and returns
 
 - ``errors``: why the inputs conflict with the host (a GID or UID held by
   another group or user, an ID change without its opt-in, consumers that do
@@ -16,19 +17,195 @@ the role's inputs (variable name -> value, already checked by
 - ``consumers``: per existing consumer ``{name, add}``, the groups it lacks;
 - ``existing_groups``: the host's group names.
 
-The role's tasks run only for what the plan says differs. Used through the
-``tpmfleet.tpm.access_plan`` filter (``plugins/filter/access.py``).
+The role's tasks run only for what the plan says differs: settings_check publishes it as the fact
+``tpmfleet_access_plan``.
 """
 
 from __future__ import annotations
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import few, truthy
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.validate import CONSUMER_FIX
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
+    ACCOUNT_NAME_RULE,
+    ID_MAX,
+    ID_MIN,
+    RESERVED_ACCOUNTS,
+    account_error,
+    account_name_ok,
+    as_int,
+    few,
+    is_list,
+    is_null,
+    path_problem,
+    shown,
+    too_long,
+    truthy,
+)
+
+INPUTS = (
+    "tpm_quote_mode_tss_user",
+    "tpm_quote_mode_tss_group",
+    "tpm_access_tss_gid",
+    "tpm_access_tss_uid",
+    "tpm_access_tss_home",
+    "tpm_access_docker_group",
+    "tpm_access_docker_gid",
+    "tpm_access_docker_group_manage",
+    "tpm_access_consumer_users",
+    "tpm_access_allow_gid_change",
+    "tpm_access_allow_uid_change",
+    "tpm_access_regroup_paths",
+    "tpm_access_regroup_max_report",
+)
+# The settings of this role that other roles' checks must agree with (the groups it makes).
+GROUP_INPUTS = ("tpm_access_docker_group", "tpm_access_docker_gid", "tpm_access_docker_group_manage")
+# The fact its plan is published as (tasks/apply.yml reads it through vars/main.yml).
+PLAN_FACT = "tpmfleet_access_plan"
+
+
+def input_errors(v):
+    """tpm_access_*: IDs, names, paths, the consumer items; tss and docker apart."""
+    errors = []
+    for var in ("tpm_access_tss_gid", "tpm_access_tss_uid", "tpm_access_docker_gid"):
+        value = v.get(var)
+        number = as_int(value)
+        if not is_null(value) and (number is None or not ID_MIN <= number <= ID_MAX):
+            errors.append(
+                f"{var} must be null (keep what the host has) or a number from {ID_MIN} to {ID_MAX} "
+                f"(got {shown(value)})."
+            )
+    tss_gid, docker_gid = as_int(v.get("tpm_access_tss_gid")), as_int(v.get("tpm_access_docker_gid"))
+    if tss_gid is not None and tss_gid == docker_gid:
+        errors.append(
+            f"tpm_access_tss_gid and tpm_access_docker_gid are both {tss_gid}: give the two groups different GIDs."
+        )
+    docker_group = v.get("tpm_access_docker_group")
+    error = account_error("tpm_access_docker_group", docker_group, "group", "docker", reserved=True)
+    if error:
+        errors.append(error)
+    elif docker_group == v.get("tpm_quote_mode_tss_group"):
+        errors.append(
+            "tpm_access_docker_group must differ from the tss group tpm_quote_mode_tss_group "
+            f"(both are {docker_group}): members of the docker group control the container engine, "
+            "members of the tss group only the TPM."
+        )
+    home = v.get("tpm_access_tss_home")
+    _norm, problem = path_problem(home)
+    if not problem and ":" in home:
+        problem = "':' (it goes into /etc/passwd)"
+    if problem:
+        errors.append(
+            "tpm_access_tss_home must be an absolute path such as /var/lib/tpm, without ':', '..' or control "
+            f"characters, that is neither a whole system tree nor in a place other programs read (got {shown(home)}: "
+            f"{problem})."
+        )
+    errors += _consumer_errors(v.get("tpm_access_consumer_users"))
+    paths = v.get("tpm_access_regroup_paths")
+    if not is_list(paths):
+        errors.append(
+            "tpm_access_regroup_paths must be a YAML list of absolute paths such as [/var/lib/tpm] "
+            f"(got {shown(paths)})."
+        )
+    elif too_long("tpm_access_regroup_paths", paths):
+        errors.append(too_long("tpm_access_regroup_paths", paths))
+    else:
+        bad = [f"{shown(p)} ({why})" for p in paths for why in [path_problem(p, write=False)[1]] if why]
+        if bad:
+            errors.append(
+                "tpm_access_regroup_paths must be absolute paths of the directories that hold the tss group's files, "
+                "such as /var/lib/tpm or /var/lib/keylime: not a whole system tree (/, /etc, /usr, /var/lib ...), "
+                "nothing under /proc, /sys or /dev (udev owns the device nodes) or in a place other programs read, "
+                f"no '..' or control characters; fix: {few(bad)}."
+            )
+    max_report = v.get("tpm_access_regroup_max_report")
+    number = as_int(max_report)
+    if number is None or number < 0:
+        errors.append(f"tpm_access_regroup_max_report must be a number of paths, 0 or more (got {shown(max_report)}).")
+    return errors
+
+
+def _consumer_ok(item):
+    if isinstance(item, str):
+        return account_name_ok(item)
+    if isinstance(item, dict):
+        return (
+            set(item) <= {"name", "docker"}
+            and account_name_ok(item.get("name"))
+            and isinstance(item.get("docker", False), bool)
+        )
+    return False
+
+
+def _consumer_name(item):
+    """The user name of a consumer item (a name, or {name, docker})."""
+    return item.get("name") if isinstance(item, dict) else item
+
+
+def _consumer_errors(consumers):
+    if not is_list(consumers):
+        return [
+            "tpm_access_consumer_users must be a YAML list of user names or {name: <user>, docker: true|false} "
+            f"items (got {shown(consumers)})."
+        ]
+    error = too_long("tpm_access_consumer_users", consumers)
+    if error:
+        return [error]
+    bad = [shown(c) for c in consumers if not _consumer_ok(c)]
+    if bad:
+        return [
+            "tpm_access_consumer_users items must be user names or {name: <user>, docker: true|false} "
+            f"({ACCOUNT_NAME_RULE}); these are not: {few(bad)}."
+        ]
+    shared = list(dict.fromkeys(n for n in map(_consumer_name, consumers) if n in RESERVED_ACCOUNTS))
+    if shared:
+        return [f"tpm_access_consumer_users must not list {', '.join(shared)}: {_CONSUMER_WHY} {_CONSUMER_FIX}"]
+    return []
+
+
+# Why a consumer account may not be root or shared, and what to do instead (also the plan's message).
+_CONSUMER_WHY = (
+    "root needs no group to open the TPM and its group list is not tpm_access's to change, and nobody/nogroup "
+    "(UID or GID 65534, the kernel's overflow ID) is shared by every daemon that drops privileges to it and by "
+    "every ID a user namespace does not map, so adding it to the tss group would give all of them the TPM."
+)
+
+
+_CONSUMER_FIX = (
+    "Run each consumer as a dedicated user (useradd --system keylime) and list that user; give a container the "
+    "tss GID with group_add (see the tpm_access README)."
+)
+
+
+def ensured_groups(values):
+    """The groups tpm_access creates when missing: the tss group, the docker group when it is managed (what other
+    roles' checks count as present)."""
+    groups = {values.get("tpm_quote_mode_tss_group")}
+    if not is_null(values.get("tpm_access_docker_gid")) or truthy(values.get("tpm_access_docker_group_manage")):
+        groups.add(values.get("tpm_access_docker_group"))
+    return groups
+
+
+def reads(_v):
+    return {"accounts": True}
+
+
+def host_errors(values, host):
+    """The settings against the host's users and groups; the plan is published for tasks/apply.yml."""
+    users, groups = host.accounts()
+    planned = plan(groups, users, values, host=host.name)
+    host.publish(PLAN_FACT, planned)
+    return planned["errors"]
+
+
+# --- the plan ----------------------------------------------------------------------
+
 
 # The kernel's overflow UID and GID (/proc/sys/kernel/overflowuid, overflowgid): nobody and nogroup, and what
 # every ID a user namespace does not map appears as.
 OVERFLOW_ID = 65534
+
+
 NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
+
+
 DEFAULT_SHELL = "/usr/sbin/nologin"
 
 
@@ -38,7 +215,7 @@ def _int_or_none(value):
     return int(value)
 
 
-def parse_groups(getent_group):
+def _parse_groups(getent_group):
     """name -> {gid, members} and gid -> the first group with it, from ``getent group`` facts."""
     groups, gid_owner = {}, {}
     for name, fields in (getent_group or {}).items():
@@ -49,7 +226,7 @@ def parse_groups(getent_group):
     return groups, gid_owner
 
 
-def parse_users(getent_passwd):
+def _parse_users(getent_passwd):
     """name -> {uid, gid, home, shell} and uid -> the first user with it, from ``getent passwd`` facts."""
     users, uid_owner = {}, {}
     for name, fields in (getent_passwd or {}).items():
@@ -71,8 +248,8 @@ def _shared_account(user, name):
 
 
 def plan(getent_group, getent_passwd, values, host):
-    groups, gid_owner = parse_groups(getent_group)
-    users, uid_owner = parse_users(getent_passwd)
+    groups, gid_owner = _parse_groups(getent_group)
+    users, uid_owner = _parse_users(getent_passwd)
     tss_user = values["tpm_quote_mode_tss_user"]
     tss_group = values["tpm_quote_mode_tss_group"]
     docker_group = values["tpm_access_docker_group"]
@@ -188,7 +365,7 @@ def plan(getent_group, getent_passwd, values, host):
             f"tpm_access_consumer_users: {few(shared)} on {host}: root needs no group to open the TPM, and an "
             f"account with the overflow ID {OVERFLOW_ID} is shared by every daemon that drops privileges to it and "
             "by every ID a user namespace does not map; adding it to the tss group would give all of them the TPM. "
-            + CONSUMER_FIX
+            + _CONSUMER_FIX
         )
     if need_docker:
         errors.append(

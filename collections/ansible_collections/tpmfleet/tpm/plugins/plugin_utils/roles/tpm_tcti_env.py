@@ -1,0 +1,170 @@
+# Copyright: tpmfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""tpm_tcti_env's controller knowledge: the environment file's path (in a directory of TPM configuration only),
+those directories and the consumers' services; what it reads (the services, tpm2.target, the file, its directory,
+the drop-in directories); the services must exist and the file's path must be tpmfleet's to write."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
+    few,
+    is_list,
+    normalised,
+    path_problem,
+    shown,
+    too_long,
+    truthy,
+    unit_list_errors,
+    valid_units,
+)
+
+INPUTS = (
+    "tpm_tcti_env_path",
+    "tpm_tcti_env_dirs",
+    "tpm_tcti_env_services",
+    "tpm_tcti_env_require_services",
+    "__tpm_tcti_env_marker",
+)
+READS_FROM = ("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_marker")
+_TPM2_TARGET = "tpm2.target"
+
+# A path systemd's EnvironmentFile= takes as it is (no quoting, no specifiers).
+_PATH_RE = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
+
+
+_PATH_CHARS = "characters other than letters, digits and / . _ @ + -"
+
+
+_DIR_RULE = (
+    "directories that hold only TPM configuration, such as /etc/tpm2: never /etc itself, a whole system tree, "
+    "/tmp, or a place other programs read (apt, sudoers, cron, profile.d, modprobe.d, systemd's unit directories, "
+    "pam.d, security, ld.so.*, sysctl.d, udev, environment, default, logrotate.d, rsyslog.d, the network's "
+    "configuration, init.d, dbus-1 ...)"
+)
+
+
+def _allowed_dirs(v):
+    """``(the directories tpm_tcti_env_path may be in, normalised; the messages for a bad list)``."""
+    dirs = v.get("tpm_tcti_env_dirs")
+    if not is_list(dirs) or not dirs:
+        return [], [f"tpm_tcti_env_dirs must be a YAML list of {_DIR_RULE} (got {shown(dirs)})."]
+    error = too_long("tpm_tcti_env_dirs", dirs)
+    if error:
+        return [], [error]
+    allowed, bad = [], []
+    for d in dirs:
+        norm, problem = path_problem(d)
+        if not problem and not _PATH_RE.fullmatch(norm):
+            problem = _PATH_CHARS
+        if problem:
+            bad.append(f"{shown(d)} ({problem})")
+        else:
+            allowed.append(norm)
+    if bad:
+        return allowed, [f"tpm_tcti_env_dirs must list {_DIR_RULE}; fix: {few(bad)}."]
+    return allowed, []
+
+
+def _in_dirs(path, dirs):
+    return any(path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def input_errors(v):
+    """tpm_tcti_env_*: the environment file's path (in a directory of TPM configuration only), those
+    directories, and the consumers' service names."""
+    allowed, errors = _allowed_dirs(v)
+    path = v.get("tpm_tcti_env_path")
+    norm, problem = path_problem(path)
+    if not problem and (path.endswith("/") or not _PATH_RE.fullmatch(norm)):
+        problem = "not a file name" if path.endswith("/") else _PATH_CHARS
+    if not problem and allowed and not _in_dirs(norm, allowed):
+        problem = f"{posixpath.dirname(norm)} is not one of tpm_tcti_env_dirs {shown(allowed)}"
+    if problem:
+        errors.append(
+            "tpm_tcti_env_path must be a file in a directory that holds only TPM configuration, such as "
+            f"/etc/tpm2/tcti.env (got {shown(path)}: {problem}). Put it in /etc/tpm2, or list a directory of "
+            "its own in tpm_tcti_env_dirs. Nothing was changed."
+        )
+    errors += unit_list_errors(
+        "tpm_tcti_env_services", v.get("tpm_tcti_env_services"), ("service",), "keylime_agent.service"
+    )
+    return errors
+
+
+def reads(v):
+    services = valid_units(v.get("tpm_tcti_env_services"))
+    # tpm2.target: whether the drop-ins can order the consumers after it.
+    reads = {
+        "units": [*services, _TPM2_TARGET] if services else [],
+        "paths": [f"/etc/systemd/system/{s}.d" for s in services],
+    }
+    env_file, problem = normalised(v.get("tpm_tcti_env_path"))
+    if not problem:
+        reads["paths"] = [env_file, os.path.dirname(env_file), *reads["paths"]]
+        reads["markers"] = {env_file: str(v.get("__tpm_tcti_env_marker"))}
+    return reads
+
+
+def _stat_kind(stat, directory=False):
+    if stat.get("islnk"):
+        return "a symbolic link"
+    if stat.get("isdir") and not directory:
+        return "a directory"
+    return "not a directory" if directory else "not a regular file"
+
+
+def file_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
+    """tpm_tcti_env against the host: the consumers' services exist (unless tpm_tcti_env_require_services is
+    false), and the environment file's path is tpmfleet's to write (``file_stat``/``dir_stat``: what
+    tpm_host_state read at the file and its directory; ``has_marker``: a line starts with tpmfleet's marker)."""
+    errors = []
+    wanted = v.get("tpm_tcti_env_services")
+    if isinstance(wanted, (list, tuple)) and truthy(v.get("tpm_tcti_env_require_services")):
+        unknown = list(dict.fromkeys(str(s) for s in wanted if s not in (services or {})))
+        if unknown:
+            errors.append(
+                f"tpm_tcti_env_services names services that do not exist on {host}: {few(unknown)}; install "
+                "them first, fix the names, or set tpm_tcti_env_require_services=false."
+            )
+    directory = posixpath.dirname(env_file)
+    own = "Set tpm_tcti_env_path to a file of its own such as /etc/tpm2/tcti.env"
+    if file_stat.get("exists") and not file_stat.get("isreg"):
+        errors.append(
+            f"tpm_tcti_env_path {env_file} exists on {host} and is {_stat_kind(file_stat)}; tpmfleet does not "
+            f"replace it. {own}. Nothing was changed."
+        )
+    elif file_stat.get("exists") and not file_stat.get("has_marker"):
+        errors.append(
+            f"tpm_tcti_env_path {env_file} is an existing file on {host} that tpmfleet did not write (it has no line "
+            f'starting "{str(v.get("__tpm_tcti_env_marker", "")).strip()}"); tpmfleet never replaces it. {own} '
+            "(or move that file away if it is an old copy of the environment file). Nothing was changed."
+        )
+    if dir_stat.get("exists") and not dir_stat.get("isdir"):
+        errors.append(
+            f"The directory of tpm_tcti_env_path, {directory}, is {_stat_kind(dir_stat, directory=True)} on {host}; "
+            "tpmfleet writes the environment file only into a real directory. Set tpm_tcti_env_path to a file in "
+            "one, such as /etc/tpm2/tcti.env. Nothing was changed."
+        )
+    return errors
+
+
+def host_errors(values, host):
+    """The services and the file's path against the host, as the preflight read them; what it did not read
+    (the role used alone, or with other values) is read now, in one call."""
+    wanted = reads(values)
+    known = (host.facts.get("tpmfleet_host_state") or {}).get("paths") or {}
+    options = {}
+    if values["tpm_tcti_env_services"] and "services" not in host.facts:
+        options["units"] = wanted["units"]
+    missing = [p for p in wanted["paths"] if p not in known]
+    if missing:
+        options.update(paths=missing, markers={p: m for p, m in wanted["markers"].items() if p in missing})
+    state = host.read(**options) if options else {}
+    services = state.get("services") if "units" in options else host.facts.get("services")
+    paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
+    env_file = normalised(values["tpm_tcti_env_path"])[0]
+    return file_errors(values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=host.name)
