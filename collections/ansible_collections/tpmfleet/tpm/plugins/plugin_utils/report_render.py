@@ -136,6 +136,7 @@ def render_junit(model):
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="tpmfleet">\n'
         f'  <testsuite name="tpmfleet fleet report" timestamp="{_a(model["generated_at"])}" '
-        f'tests="{counts["tests"]}" failures="{counts["failures"]}" errors="{counts["errors"]}" skipped="{counts["skipped"]}">\n'
+        f'tests="{counts["tests"]}" failures="{counts["failures"]}" errors="{counts["errors"]}" '
+        f'skipped="{counts["skipped"]}">\n'
         f"{cases}  </testsuite>\n</testsuites>\n"
     )
