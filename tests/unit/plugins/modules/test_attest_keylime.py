@@ -16,6 +16,7 @@ import attest_tpms as at
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
+from tpm_marshal import tpm2_tools_pcrs_file
 
 # scripts/setup.sh makes .cache/keylime-venv; TPMFLEET_KEYLIME_PYTHON names another interpreter, or, set to
 # "", turns these tests off (the second controller's root filesystem has no keylime), and they say so.
@@ -69,7 +70,7 @@ def _request(quote_result, log=None, ek_der=None, ca_dir=None, pcrs=QUOTE_PCRS):
         "nonce_hex": quote_result["verification"][-1]["nonce"],
         "message_b64": quote["message"],
         "signature_tpmt_b64": quote["signature_tpmt"],
-        "pcrblob_b64": base64.b64encode(quote_verify.tpm2_tools_pcrs_file(selection, quote["pcrs"])).decode(),
+        "pcrblob_b64": base64.b64encode(tpm2_tools_pcrs_file(selection, quote["pcrs"])).decode(),
         "event_log_b64": base64.b64encode(log.read_bytes()).decode() if log else None,
         "ek_der_b64": ek_der,
         "ca_dir": str(ca_dir) if ca_dir else None,
