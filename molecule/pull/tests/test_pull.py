@@ -41,9 +41,10 @@ def test_the_timers_first_run_converged_the_host_and_the_second_changed_nothing(
     assert (second["changed"], second["failed"], second["unreachable"]) == (0, 0, 0), last[-3000:]
 
 
-def test_each_run_is_in_the_journal_with_the_wrappers_summary(host):
+def test_each_run_is_in_the_journal_with_the_wrappers_summary_and_no_warning(host):
     for log in _runs(host):
         assert "tpmfleet-pull: run " in log and "PLAY RECAP" in log and "rc=0, result=ok" in log, log[-3000:]
+        assert "[WARNING]" not in log and "[DEPRECATION WARNING]" not in log, log[-6000:]
 
 
 def test_the_last_run_record_says_the_second_run_changed_nothing(host):
