@@ -16,8 +16,14 @@ import sys
 import yaml
 from ansible.plugins.action import ActionBase
 from ansible.release import __version__ as ansible_core_version
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+
+try:  # a dependency of ansible-core itself
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+except ImportError:
+    HAS_PACKAGING = False
+else:
+    HAS_PACKAGING = True
 
 RUNTIME = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "meta", "runtime.yml")
 INSTALL = (
@@ -37,6 +43,8 @@ def requires_ansible(path=RUNTIME):
 
 def core_problem(running, spec):
     """Why ansible-core ``running`` does not meet ``spec`` (None when it does)."""
+    if not HAS_PACKAGING:
+        return "the Python package packaging (a dependency of ansible-core) is missing on the controller"
     try:
         specifier = SpecifierSet(spec)
     except InvalidSpecifier:

@@ -17,9 +17,12 @@ description:
 version_added: "0.3.0"
 author: tpmfleet contributors (@tpmfleet)
 options: {}
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
+    details: Reads nothing from the host; the same in check mode.
   diff_mode:
     support: none
   platform:
