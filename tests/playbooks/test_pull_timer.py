@@ -179,3 +179,19 @@ def test_good_settings_pass_the_checks_and_go_on_to_the_host(tmp_path):
     )  # fmt: skip
     out = run.stdout + run.stderr
     assert "UNREACHABLE" in out and "Invalid pull timer settings" not in out, out
+
+
+def test_settings_from_the_inventory_are_used_and_checked(tmp_path):
+    """A setting in host_vars/group_vars is not hidden by the playbook's defaults."""
+    inventory = tmp_path / "hosts.yml"
+    host = {"ansible_host": "127.0.0.1", "ansible_port": 9, "tpmfleet_pull_random_delay": "15 min"}
+    inventory.write_text(yaml.safe_dump({"tpm_hosts": {"hosts": {"closed-1": host}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_TIMEOUT="5")
+    run = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", "tpmfleet_pull_url=https://git.example.net/t.git",
+         str(REPO / "playbooks" / "pull_timer.yml")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and 'tpmfleet_pull_random_delay="15 min"' in out, out
+    assert "UNREACHABLE" not in out, out
