@@ -1,8 +1,17 @@
-"""Verify the pull scenario: a lab VM converged itself with ansible-pull from the controller's repository."""
+"""Verify the pull scenario: the pull timer's runs converged a lab VM from the controller's repository.
 
+converge installed tpmfleet-pull.service and .timer (playbooks/pull_timer.yml) and let the timer run
+ansible-pull; idempotence let it run again. Each run's journal is in /var/log/tpmfleet-pull/.
+"""
+
+import json
 import os
 import re
 import subprocess
+
+from tpmfleet_molecule import run_module
+
+RECORD = "/var/lib/tpmfleet/last-run.json"
 
 
 def _runs(host):
@@ -18,21 +27,58 @@ def _recap(output):
     return {"ok": ok, "changed": changed, "unreachable": unreachable, "failed": failed}
 
 
-def test_the_first_pull_converged_the_host_and_the_second_changed_nothing(host):
+def _served_main():
+    # The commit the controller served (prepare's bare clone), not the checkout's HEAD of now.
+    served = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pull-kit", "tpmfleet.git")
+    main = subprocess.run(["git", "-C", served, "rev-parse", "main"], capture_output=True, text=True, check=True)
+    return main.stdout.strip()
+
+
+def test_the_timers_first_run_converged_the_host_and_the_second_changed_nothing(host):
     first, *_, last = _runs(host)
     assert _recap(first)["changed"] > 0 and _recap(first)["failed"] == 0
     second = _recap(last)
     assert (second["changed"], second["failed"], second["unreachable"]) == (0, 0, 0), last[-3000:]
 
 
-def test_the_pull_ran_the_collections_roles_from_the_clone(host):
-    first = _runs(host)[0]
-    assert "tpmfleet.tpm.tpm_preflight" in first and "tpmfleet.tpm.tpm_verify" in first
-    clone = host.check_output("git -C /var/lib/tpmfleet-pull/checkout rev-parse HEAD")
-    # The commit the controller served (prepare's bare clone of main), not the checkout's main of now.
-    served = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pull-kit", "tpmfleet.git")
-    main = subprocess.run(["git", "-C", served, "rev-parse", "main"], capture_output=True, text=True, check=True)
-    assert clone == main.stdout.strip()
+def test_each_run_is_in_the_journal_with_the_wrappers_summary_and_no_warning(host):
+    for log in _runs(host):
+        assert "tpmfleet-pull: run " in log and "PLAY RECAP" in log and "rc=0, result=ok" in log, log[-3000:]
+        assert "[WARNING]" not in log and "[DEPRECATION WARNING]" not in log, log[-6000:]
+
+
+def test_the_last_run_record_says_the_second_run_changed_nothing(host):
+    record_file = host.file(RECORD)
+    assert (record_file.user, record_file.group, record_file.mode) == ("root", "root", 0o644)
+    record = json.loads(record_file.content_string)
+    assert record["result"] == "ok" and record["rc"] == 0 and record["source"] == "callback", record
+    assert (record["changed"], record["failed"], record["unreachable"]) == (0, 0, 0), record
+    assert record["ok"] > 0 and record["quote_mode"] == "direct", record
+    assert record["commit"] == _served_main(), record
+    assert record["started_at"] <= record["finished_at"], record
+    # Nothing secret: not the repository URL (it may carry a token), no variable.
+    assert "10.0.2.2" not in record_file.content_string and "http" not in record_file.content_string
+
+
+def test_the_timer_is_enabled_with_a_random_delay_and_the_service_succeeded(host):
+    assert host.service("tpmfleet-pull.timer").is_enabled
+    assert host.check_output("systemctl is-active tpmfleet-pull.timer") == "active"
+    assert host.check_output("systemctl show -p RandomizedDelayUSec --value tpmfleet-pull.timer") == "10s"
+    assert host.check_output("systemctl show -p Result --value tpmfleet-pull.service") == "success"
+    settings = host.file("/etc/tpmfleet/pull-service.json")
+    assert (settings.user, settings.mode) == ("root", 0o600)
+
+
+def test_tpm_facts_returns_the_last_run(host):
+    run = run_module("pull-1", "tpmfleet.tpm.tpm_facts", "", "-o")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    result = json.loads(run.stdout.split("=>", 1)[1])
+    last_run = result["ansible_facts"]["tpm"]["last_run"]
+    record = json.loads(host.file(RECORD).content_string)
+    assert last_run["exists"] is True and last_run["path"] == RECORD
+    assert {k: last_run[k] for k in ("result", "changed", "commit", "quote_mode", "rc")} == {
+        k: record[k] for k in ("result", "changed", "commit", "quote_mode", "rc")
+    }
 
 
 def test_the_local_settings_file_chose_direct_mode(host):

@@ -19,6 +19,8 @@ description:
     range when defined), the EK public key's fingerprint and the persistent handles labelled by the TCG ranges.
   - Also reads the boot event log's presence and permissions, the TCTI environment file O(tcti_env_path) and the
     IDs of the accounts in O(users) and O(groups).
+  - Also reads the record of the last ansible-pull run, O(last_run_path) (written by the tpmfleet pull service's
+    C(tpmfleet.tpm.last_run) callback), and returns its known fields under C(tpm.last_run).
   - Missing pieces are listed in C(tpm.errors); nothing is fatal except invalid options.
   - Read-only and fast (no subprocess except one C(systemctl show)). NV indices are only read with an
     authorization that cannot count as a dictionary-attack failure.
@@ -46,6 +48,10 @@ options:
     description: The TCTI environment file whose variables are reported (the tpm_tcti_env role writes it).
     type: path
     default: /etc/tpm2/tcti.env
+  last_run_path:
+    description: The record of the last ansible-pull run (see the C(tpmfleet.tpm.last_run) callback).
+    type: path
+    default: /var/lib/tpmfleet/last-run.json
   users:
     description: Users whose UID and primary GID are reported under C(tpm.accounts.users).
     type: list
@@ -155,6 +161,13 @@ ansible_facts:
         tcti_env:
           description: The TCTI environment file - path, exists, variables (name to value).
           type: dict
+        last_run:
+          description:
+            - The last ansible-pull run - path, exists, and the record's fields (started_at, finished_at, result,
+              ok, changed, failed, unreachable, skipped, rescued, commit, quote_mode, ansible_core, source, rc,
+              reason) when it exists; other fields of the file are left out. An unreadable or invalid file is
+              reported in C(tpm.errors) (step C(last_run)).
+          type: dict
         accounts:
           description: C(users) (name to uid/gid or null) and C(groups) (name to gid/members or null).
           type: dict
@@ -168,6 +181,8 @@ ansible_facts:
 """
 
 import glob
+import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
@@ -191,6 +206,48 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tcti import (
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm_info import accounts, event_log, read_details, tcti_env
 
+# The fields of last-run.json that are returned, with their JSON types (anything else in the file is left out).
+LAST_RUN_FIELDS = {
+    "started_at": str,
+    "finished_at": str,
+    "result": str,
+    "ok": int,
+    "changed": int,
+    "failed": int,
+    "unreachable": int,
+    "skipped": int,
+    "rescued": int,
+    "commit": str,
+    "quote_mode": str,
+    "ansible_core": str,
+    "source": str,
+    "rc": int,
+    "reason": str,
+}
+LAST_RUN_MAX_BYTES = 65536
+
+
+def last_run(path):
+    """The record of the last ansible-pull run at ``path``, and an error dict or None."""
+    facts = {"path": path, "exists": os.path.exists(path)}
+    if not facts["exists"]:
+        return facts, None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(LAST_RUN_MAX_BYTES + 1)
+        if len(data) > LAST_RUN_MAX_BYTES:
+            raise ValueError(f"larger than {LAST_RUN_MAX_BYTES} bytes")
+        record = json.loads(data.decode("utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return facts, {"step": "last_run", "reason": "unreadable", "msg": f"cannot read {json.dumps(path)}: {exc}"}
+    for name, kind in LAST_RUN_FIELDS.items():
+        value = record.get(name)
+        # bool is an int in Python, never a count here.
+        facts[name] = value if isinstance(value, kind) and not isinstance(value, bool) else None
+    return facts, None
+
 
 def main():
     module = AnsibleModule(
@@ -201,6 +258,7 @@ def main():
             "tcti_env_path": {"type": "path", "default": "/etc/tpm2/tcti.env"},
             "users": {"type": "list", "elements": "str", "default": ["tss"]},
             "groups": {"type": "list", "elements": "str", "default": ["tss", "docker"]},
+            "last_run_path": {"type": "path", "default": "/var/lib/tpmfleet/last-run.json"},
         },
         supports_check_mode=True,
     )
@@ -250,6 +308,9 @@ def main():
     facts["event_log"] = event_log()
     facts["tcti_env"] = tcti_env(module.params["tcti_env_path"])
     facts["accounts"] = accounts(module.params["users"], module.params["groups"])
+    facts["last_run"], error = last_run(module.params["last_run_path"])
+    if error:
+        errors.append(error)
 
     facts["properties"] = None
     if tcti:

@@ -194,6 +194,7 @@ def _tpm_summary(tpm):
             {k: h.get(k) for k in ("handle", "range", "key")} for h in props.get("persistent_handles") or []
         ],
         "event_log": tpm.get("event_log"),
+        "last_run": tpm.get("last_run") if isinstance(tpm.get("last_run"), dict) else None,
         "errors": [{k: e.get(k) for k in ("step", "reason", "msg")} for e in tpm.get("errors") or []],
     }
 

@@ -272,7 +272,8 @@
           .join("; ") || "none"],
         ["Persistent handles", (t.persistent_handles || []).map(function (p) {
           return p.handle + " " + (p.range || "?") + " " + (p.key || ""); }).join("; ") || "none"],
-        ["Event log", t.event_log], ["Errors", t.errors && t.errors.length ? t.errors : null]]));
+        ["Event log", t.event_log], ["Last ansible-pull run", t.last_run && t.last_run.exists ? t.last_run : null],
+        ["Errors", t.errors && t.errors.length ? t.errors : null]]));
     }
     if (h.expected || h.observed) {
       detail.appendChild(el("h4", null, "Expected vs observed"));
