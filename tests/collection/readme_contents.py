@@ -125,6 +125,28 @@ def lookups() -> list[tuple[str, str]]:
     ]
 
 
+def callbacks() -> list[tuple[str, str]]:
+    return [
+        (f"`tpmfleet.tpm.{p.stem}`", _short(_python_doc(p), p))
+        for p in sorted((COLLECTION / "plugins/callback").glob("*.py"))
+        if p.stem != "__init__"
+    ]
+
+
+# Plugin directories that hold no user-facing plugin (code the plugins import).
+_NOT_LISTED = {"doc_fragments", "module_utils", "plugin_utils"}
+_LISTED = {"modules", "action", "lookup", "filter", "callback"}
+
+
+def _unknown_plugin_kinds() -> list[str]:
+    """Plugin directories this table does not know: a new kind must be listed, not left out silently."""
+    return sorted(
+        p.name
+        for p in (COLLECTION / "plugins").iterdir()
+        if p.is_dir() and p.name not in _NOT_LISTED | _LISTED | {"__pycache__"}
+    )
+
+
 def _returned_filters(path: Path) -> set[str]:
     """The names a FilterModule's filters() returns, from its dict literal."""
     for node in ast.walk(ast.parse(path.read_text())):
@@ -166,11 +188,15 @@ KINDS = (
     ("Action plugins (the controller side of the module of the same name)", actions),
     ("Lookup plugins", lookups),
     ("Filter plugins", filters),
+    ("Callback plugins", callbacks),
 )
 
 
 def table() -> str:
     """The generated part of the README, markers included."""
+    unknown = _unknown_plugin_kinds()
+    if unknown:
+        raise ContentsError("plugins/: kinds the contents table does not list: " + ", ".join(unknown))
     parts = [BEGIN]
     for title, rows_of in KINDS:
         rows = rows_of()
