@@ -43,7 +43,9 @@ RM = "-T device:/dev/tpmrm0"
 # 90 s of the verifier. A bare `molecule test -s default` skips it and says so.
 pytestmark = [
     needs_inventory,
-    pytest.mark.skipif(not os.environ.get("TPMFLEET_REPORT_LAB"), reason="TPMFLEET_REPORT_LAB is unset (make test sets it)"),
+    pytest.mark.skipif(
+        not os.environ.get("TPMFLEET_REPORT_LAB"), reason="TPMFLEET_REPORT_LAB is unset (make test sets it)"
+    ),
 ]
 
 
