@@ -39,13 +39,9 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.tpm_info import (
     EK_CERT_ECC,
     EK_CERT_RSA,
     EK_HANDLES,
-    NV_AUTHREAD,
     NV_INDEX_FIRST,
-    NV_NO_DA,
-    NV_OWNERREAD,
-    NV_READLOCKED,
-    NV_WRITTEN,
     PT_NV_BUFFER_MAX,
+    read_nv_index,
 )
 
 if HAS_PYTSS:
@@ -101,15 +97,6 @@ def _close(ectx, tr):
         ectx.tr_close(tr)
 
 
-def _read_nv(ectx, tr, size, auth, chunk):
-    out = b""
-    while len(out) < size:
-        n = min(chunk, size - len(out))
-        data = ectx.nv_read(tr, n, len(out), auth_handle=auth)
-        out += bytes(data.buffer if hasattr(data, "buffer") else data)
-    return out
-
-
 def ek_certificates(ectx, owner_auth_set):
     """``[{index, algorithm, present, readable, der_b64, pem}]`` for the RSA and ECC low-range indices."""
     defined = set(handles(ectx, NV_INDEX_FIRST))
@@ -120,25 +107,15 @@ def ek_certificates(ectx, owner_auth_set):
         result.append(entry)
         if not entry["present"]:
             continue
-        tr = ectx.tr_from_tpmpublic(index)
-        try:
-            nv_pub, _name = ectx.nv_read_public(tr)
-            attrs = int(nv_pub.nvPublic.attributes)
-            size = int(nv_pub.nvPublic.dataSize)
-            entry["size"] = size
-            if attrs & NV_READLOCKED or not attrs & NV_WRITTEN:
-                entry["unreadable_reason"] = "the NV index is read-locked or was never written"
-                continue
-            if attrs & NV_AUTHREAD and attrs & NV_NO_DA:
-                auth = tr
-            elif attrs & NV_OWNERREAD and not owner_auth_set:
-                auth = ESYS_TR.OWNER
-            else:
-                entry["unreadable_reason"] = "the NV index needs an authorization this read-only check does not present"
-                continue
-            data = _read_nv(ectx, tr, size, auth, chunk)
-        finally:
-            _close(ectx, tr)
+        read = read_nv_index(ectx, index, owner_auth_set, chunk)
+        entry["size"] = read["size"]
+        if read["unreadable"] == "locked":
+            entry["unreadable_reason"] = "the NV index is read-locked or was never written"
+            continue
+        if read["unreadable"] == "auth":
+            entry["unreadable_reason"] = "the NV index needs an authorization this read-only check does not present"
+            continue
+        data = read["data"]
         end = der_length(data)
         entry["readable"] = True
         if end is None:

@@ -198,6 +198,30 @@ def _nv_read_all(ectx, tr, size, auth, chunk):
     return out
 
 
+def read_nv_index(ectx, index, owner_auth_set, chunk):
+    """Read NV ``index`` whole, with only authorizations that cannot count as a dictionary-attack failure.
+
+    ``{attributes, size, data, unreadable}``: ``data`` is the contents, or None when ``unreadable`` says why
+    not: "locked" (read-locked or never written) or "auth" (it needs an authorization this read-only
+    check does not present). Shared by tpm_facts and the attestation evidence."""
+    tr = ectx.tr_from_tpmpublic(index)
+    try:
+        nv_pub, _name = ectx.nv_read_public(tr)
+        attrs = int(nv_pub.nvPublic.attributes)
+        read = {"attributes": attrs, "size": int(nv_pub.nvPublic.dataSize), "data": None, "unreadable": None}
+        if attrs & NV_READLOCKED or not attrs & NV_WRITTEN:
+            read["unreadable"] = "locked"
+        elif attrs & NV_AUTHREAD and attrs & NV_NO_DA:
+            read["data"] = _nv_read_all(ectx, tr, read["size"], tr, chunk)
+        elif attrs & NV_OWNERREAD and not owner_auth_set:
+            read["data"] = _nv_read_all(ectx, tr, read["size"], ESYS_TR.OWNER, chunk)
+        else:
+            read["unreadable"] = "auth"
+        return read
+    finally:
+        _close(ectx, tr)
+
+
 def ek_certificates(ectx, owner_auth_set):
     """The EK certificates in NV: always the RSA and ECC low-range indices, others when defined."""
     defined = {h for h in handles(ectx, NV_INDEX_FIRST) if EK_CERT_RANGE[0] <= h <= EK_CERT_RANGE[1]}
@@ -210,29 +234,14 @@ def ek_certificates(ectx, owner_auth_set):
         result.append(entry)
         if not entry["present"]:
             continue
-        tr = ectx.tr_from_tpmpublic(index)
-        try:
-            nv_pub, _name = ectx.nv_read_public(tr)
-            attrs = int(nv_pub.nvPublic.attributes)
-            size = int(nv_pub.nvPublic.dataSize)
-            entry.update({"size": size, "attributes": f"0x{attrs:08x}", "written": bool(attrs & NV_WRITTEN)})
-            # Only authorizations that cannot count as a dictionary-attack failure.
-            if attrs & NV_READLOCKED or not attrs & NV_WRITTEN:
-                entry["readable"] = False
-                continue
-            if attrs & NV_AUTHREAD and attrs & NV_NO_DA:
-                auth = tr
-            elif attrs & NV_OWNERREAD and not owner_auth_set:
-                auth = ESYS_TR.OWNER
-            else:
-                entry["readable"] = False
-                entry["unreadable_reason"] = "needs an authorization this read-only check does not present"
-                continue
-            der = _nv_read_all(ectx, tr, size, auth, chunk)
-            entry["readable"] = True
-            entry["certificate"] = certificate_info(_der_prefix(der))
-        finally:
-            _close(ectx, tr)
+        read = read_nv_index(ectx, index, owner_auth_set, chunk)
+        attrs = read["attributes"]
+        entry.update({"size": read["size"], "attributes": f"0x{attrs:08x}", "written": bool(attrs & NV_WRITTEN)})
+        entry["readable"] = read["data"] is not None
+        if read["unreadable"] == "auth":
+            entry["unreadable_reason"] = "needs an authorization this read-only check does not present"
+        if read["data"] is not None:
+            entry["certificate"] = certificate_info(_der_prefix(read["data"]))
     return result
 
 
