@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 import yaml
@@ -58,12 +59,8 @@ def core_problem(running, spec):
     return (
         f"tpmfleet.tpm needs ansible-core {spec} (requires_ansible in its meta/runtime.yml), but this controller "
         f"runs ansible-core {running} (Python {sys.version.split()[0]}, {sys.executable}). Nothing was run on any "
-        f"host. {INSTALL.format(spec=_quoted(f'ansible-core{spec}'))}"
+        f"host. {INSTALL.format(spec=shlex.quote(f'ansible-core{spec}'))}"
     )
-
-
-def _quoted(text):
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 class ActionModule(ActionBase):
