@@ -46,6 +46,19 @@ def _outcome(check, status, reason, cause="", fix="", **details):
     return {"check": check, "status": status, "reason": reason, "cause": cause, "fix": fix, "details": details}
 
 
+def _without_quote(check, quoted, **details):
+    """``check`` not run: there is no verified quote to compare with (``quoted`` says why, when it can)."""
+    quoted = quoted or {}
+    return _outcome(
+        check,
+        "not_run",
+        quoted.get("reason", "no_quote"),
+        quoted.get("cause", ""),
+        quoted.get("fix", QUOTE_FIX),
+        **details,
+    )
+
+
 # --------------------------------------------------------------------------
 # The quote
 # --------------------------------------------------------------------------
@@ -176,14 +189,7 @@ def judge_eventlog(log, quoted):
             "make the event log readable by the evidence task (become: true)",
         )
     if not quoted or not quoted.get("ok"):
-        quoted = quoted or {}
-        return _outcome(
-            "eventlog",
-            "not_run",
-            quoted.get("reason", "no_quote"),
-            quoted.get("cause", ""),
-            quoted.get("fix", QUOTE_FIX),
-        )
+        return _without_quote("eventlog", quoted)
     try:
         replayed, events = replayed_pcrs(log.get("yaml") or "")
     except ValueError as exc:
@@ -273,15 +279,7 @@ def judge_ima(ima, quoted):
         else ""
     )
     if not quoted or not quoted.get("ok"):
-        quoted = quoted or {}
-        return _outcome(
-            "ima",
-            "not_run",
-            quoted.get("reason", "no_quote"),
-            quoted.get("cause", ""),
-            quoted.get("fix", QUOTE_FIX),
-            note=note,
-        )
+        return _without_quote("ima", quoted, note=note)
     replay = ima.get("replayed_pcr10") if isinstance(ima.get("replayed_pcr10"), dict) else {}
     banks = [b for b, values in quoted["pcrs"].items() if IMA_PCR in values and b in replay]
     details = {"entries": ima.get("entries"), "policy_loaded": ima.get("policy_loaded"), "note": note}
