@@ -16,6 +16,7 @@ from ansible_collections.tpmfleet.tpm.plugins.action.fleet_report import host_in
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
 from conftest import ANSIBLE, REPO, free_port_pair
+from report_runs import report_model, run_report, tpm_hosts
 
 PLAYBOOK = str(ANSIBLE) + "-playbook"
 # The published JUnit schema the report's junit.xml must be valid against (its source: SOURCE.md beside it).
@@ -165,22 +166,12 @@ def _write_payload(path, data):
 
 
 def _playbook(tmp, inventory, out, cache=None, extra=()):
-    (tmp / f"{out}.yml").write_text(yaml.safe_dump(inventory))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    for key in ("ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "ANSIBLE_CACHE_PLUGIN_TIMEOUT"):
-        env.pop(key, None)
+    """The report over ``inventory``; with ``cache`` (a directory), through a jsonfile fact cache there."""
+    cache_env = None
     if cache is not None:
-        env.update(ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache),
-                   ANSIBLE_CACHE_PLUGIN_TIMEOUT="0")  # fmt: skip
-    return subprocess.run(
-        [PLAYBOOK, "-i", str(tmp / f"{out}.yml"), "playbooks/report.yml", "-e", f"tpm_report_dir={tmp / out}",
-         *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-
-
-def _hosts(inventory_hosts):
-    return {"all": {"children": {"tpm_hosts": {"hosts": inventory_hosts}}}}
+        cache_env = {"ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache),
+                     "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "0"}  # fmt: skip
+    return run_report(tmp, inventory, out, cache_env, extra)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +183,7 @@ def cache_runs(tmp_path_factory):
     cache = tmp / "cache"
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
              "tpm_verify_endorsement_auth": SECRET}  # fmt: skip
-    live = _playbook(tmp, _hosts({
+    live = _playbook(tmp, tpm_hosts({
         "tpmless": dict(local, tpm_quote_mode="direct", tpm_kernel_require_device=False),
         "badmode": dict(local, tpm_quote_mode="fast"),
         "brokenpy": dict(local, tpm_quote_mode="direct", ansible_python_interpreter="/usr/bin/false"),
@@ -204,7 +195,7 @@ def cache_runs(tmp_path_factory):
               "ansible_user": "nobody", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5",
               "tpm_quote_mode": "abrmd"}  # fmt: skip
     names = ("tpmless", "badmode", "brokenpy", "gone")
-    cached = _playbook(tmp, _hosts(dict.fromkeys(names, closed)), "cached", cache,
+    cached = _playbook(tmp, tpm_hosts(dict.fromkeys(names, closed)), "cached", cache,
                        ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
     after_cached = _cache_state(cache)
     files = _cache_files(cache)
@@ -213,7 +204,7 @@ def cache_runs(tmp_path_factory):
     data["tpmfleet_report_record"]["read_at"] = "2020-01-01T00:00:00Z"
     _write_payload(path, data)
     before_old = _cache_state(cache)
-    old = _playbook(tmp, _hosts(dict.fromkeys((*names, "newhost"), closed)), "old", cache,
+    old = _playbook(tmp, tpm_hosts(dict.fromkeys((*names, "newhost"), closed)), "old", cache,
                     ("-e", "tpm_report_source=cache", "-e", "tpm_report_quote=true"))  # fmt: skip
     states = {"live": after_live, "cached": after_cached, "before_old": before_old, "old": _cache_state(cache)}
     return tmp, cache, live, cached, old, states
@@ -222,13 +213,6 @@ def cache_runs(tmp_path_factory):
 def _cache_state(cache):
     """Every fact cache file: name -> (content, mtime in ns; the jsonfile plugin expires entries by mtime)."""
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.iterdir()}
-
-
-def _model(tmp, out):
-    model = json.loads((tmp / out / "fleet.json").read_text())
-    with open(report.SCHEMA_PATH, encoding="utf-8") as fh:
-        jsonschema.Draft202012Validator(json.load(fh)).validate(model)
-    return model, {h["name"]: h for h in model["hosts"]}
 
 
 def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(cache_runs):
@@ -246,8 +230,8 @@ def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(ca
     reads = cached.stdout[cached.stdout.index("TASK [Read the TPM") : cached.stdout.index("TASK [Check that a test")]
     # every host but the first ended before the reads (meta end_host): no task per host at all
     assert re.findall(r"^(\w+): \[(\w+)\]", reads, re.M) == [("skipping", "badmode")]
-    live_model, live_hosts = _model(tmp, "live")
-    cache_model, cache_hosts = _model(tmp, "cached")
+    live_model, live_hosts = report_model(tmp, "live")
+    cache_model, cache_hosts = report_model(tmp, "cached")
     assert cache_model["options"]["source"] == "cache" and live_model["options"]["source"] == "live"
     assert set(cache_hosts) == set(live_hosts) == {"tpmless", "badmode", "brokenpy", "gone"}
     assert {n: h["status"] for n, h in cache_hosts.items()} == {
@@ -274,7 +258,7 @@ def test_a_cache_run_reports_what_the_live_run_read_without_contacting_a_host(ca
 def test_missing_and_old_records_are_not_healthy_and_say_why(cache_runs):
     tmp, _cache, _live, _cached, old, _states = cache_runs
     assert old.returncode == 0, old.stdout + old.stderr
-    model, hosts = _model(tmp, "old")
+    model, hosts = report_model(tmp, "old")
     new = hosts["newhost"]
     assert new["status"] == "unverified" and new["read_at"] is None and new["source"] == "cache"
     assert [(p["title"], p["cause"]) for p in new["problems"]] == [
@@ -315,7 +299,7 @@ def test_a_cache_run_leaves_the_cache_as_it_found_it(cache_runs):
 
 
 def test_a_cache_run_without_a_fact_cache_fails_with_one_message(tmp_path):
-    proc = _playbook(tmp_path, _hosts({"h1": {"ansible_connection": "local"}}), "nocache", None,
+    proc = _playbook(tmp_path, tpm_hosts({"h1": {"ansible_connection": "local"}}), "nocache", None,
                      ("-e", "tpm_report_source=cache"))  # fmt: skip
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

@@ -9,7 +9,6 @@ host's data age, no secret in Redis, and no key added or changed by the cache ru
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -17,15 +16,12 @@ import subprocess
 import sys
 import time
 
-import jsonschema
 import pytest
-import yaml
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report
-from conftest import ANSIBLE, REPO, free_port_pair
+from conftest import free_port_pair
+from report_runs import report_model, run_report, tpm_hosts
 
 redis = pytest.importorskip("redis", reason="the python redis client is not installed (requirements.txt)")
 
-PLAYBOOK = str(ANSIBLE) + "-playbook"
 REDIS_SERVER = shutil.which("redis-server")
 SECRET = "endorsement-secret-8e41a7"  # noqa: S105 - a marker that must never reach the fact cache
 PREFIX = "tpmfleet_test_"
@@ -69,26 +65,10 @@ def redis_server(tmp_path_factory):
 
 
 def _playbook(tmp, inventory, out, connection, extra=()):
-    (tmp / f"{out}.yml").write_text(yaml.safe_dump(inventory))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CACHE_PLUGIN="community.general.redis", ANSIBLE_CACHE_PLUGIN_CONNECTION=connection,
-               ANSIBLE_CACHE_PLUGIN_PREFIX=PREFIX, ANSIBLE_CACHE_PLUGIN_TIMEOUT="0")  # fmt: skip
-    return subprocess.run(
-        [PLAYBOOK, "-i", str(tmp / f"{out}.yml"), "playbooks/report.yml", "-e", f"tpm_report_dir={tmp / out}",
-         *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-
-
-def _hosts(inventory_hosts):
-    return {"all": {"children": {"tpm_hosts": {"hosts": inventory_hosts}}}}
-
-
-def _model(tmp, out):
-    model = json.loads((tmp / out / "fleet.json").read_text())
-    with open(report.SCHEMA_PATH, encoding="utf-8") as fh:
-        jsonschema.Draft202012Validator(json.load(fh)).validate(model)
-    return model, {h["name"]: h for h in model["hosts"]}
+    """The report over ``inventory`` through the Redis fact cache at ``connection``."""
+    cache_env = {"ANSIBLE_CACHE_PLUGIN": "community.general.redis", "ANSIBLE_CACHE_PLUGIN_CONNECTION": connection,
+                 "ANSIBLE_CACHE_PLUGIN_PREFIX": PREFIX, "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "0"}  # fmt: skip
+    return run_report(tmp, inventory, out, cache_env, extra)
 
 
 def _host_key(key):
@@ -122,7 +102,7 @@ def redis_runs(tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("report-redis")
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
              "tpm_verify_endorsement_auth": SECRET}  # fmt: skip
-    live = _playbook(tmp, _hosts({
+    live = _playbook(tmp, tpm_hosts({
         "tpmless": dict(local, tpm_quote_mode="direct", tpm_kernel_require_device=False),
         "badmode": dict(local, tpm_quote_mode="fast"),
         "brokenpy": dict(local, tpm_quote_mode="direct", ansible_python_interpreter="/usr/bin/false"),
@@ -133,7 +113,7 @@ def redis_runs(tmp_path_factory, redis_server):
     closed = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_port_pair(),
               "ansible_user": "nobody", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5",
               "tpm_quote_mode": "abrmd"}  # fmt: skip
-    cached = _playbook(tmp, _hosts(dict.fromkeys((*NAMES, "newhost"), closed)), "cached", connection,
+    cached = _playbook(tmp, tpm_hosts(dict.fromkeys((*NAMES, "newhost"), closed)), "cached", connection,
                        ("-e", "tpm_report_source=cache"))  # fmt: skip
     return tmp, live, cached, after_live, _redis_state(client)
 
@@ -158,8 +138,8 @@ def test_a_cache_run_from_redis_matches_the_live_run_and_names_each_hosts_age(re
     # every host's port is closed: a task that reached for one would have made it unreachable or failed
     recap = [x for x in cached.stdout[cached.stdout.index("PLAY RECAP") :].splitlines() if "ok=" in x]
     assert recap and all("unreachable=0" in x and "failed=0" in x and "changed=0" in x for x in recap), recap
-    live_model, live_hosts = _model(tmp, "live")
-    cache_model, cache_hosts = _model(tmp, "cached")
+    live_model, live_hosts = report_model(tmp, "live")
+    cache_model, cache_hosts = report_model(tmp, "cached")
     assert cache_model["options"]["source"] == "cache"
     assert set(cache_hosts) == {*NAMES, "newhost"}
     for name in NAMES:
