@@ -56,9 +56,10 @@ def test_hostile_strings_never_reach_files_or_break_junit(tmp_path_factory, name
         for file_name in names:
             assert oct(os.stat(os.path.join(root, file_name)).st_mode & 0o777) == "0o644"
     outcome = {"check": "ek_chain", "status": "fail", "reason": "x", "cause": cause, "fix": cause, "details": {}}
-    host = {"name": name, "attestation": {"checks_enabled": ["ek_chain"], "ready": False, "outcomes": [outcome]}}
+    attestation = {"checks_enabled": ["ek_chain"], "ready": False, "outcomes": [outcome]}
+    host = {"name": name, "checks": [], "problems": [], "attestation": attestation}
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    xml = "<r>" + "".join(report_attest.junit_cases(host, counts, report_render._a, report_render._t)) + "</r>"
+    xml = "<r>" + "".join(report_render._junit_host_cases(host, counts)) + "</r>"
     case = ET.fromstring(xml).find("testcase")  # noqa: S314 - our own output
     assert case.get("name") == "attest_ek_chain" and counts == {"tests": 1, "failures": 1, "errors": 0, "skipped": 0}
 

@@ -92,32 +92,15 @@ def apply(model, records, checks, ca_certs, now=None):
     return model
 
 
-def junit_cases(host, counts, attr, text):
-    """JUnit test cases of one host's attestation outcomes (name ``attest_<check>``); ``attr``/``text`` escape."""
+def junit_rows(host):
+    """``(name, status, message, failure text)`` of one host's attestation outcomes (name ``attest_<check>``),
+    which the report's JUnit renders as its own checks' cases (a failure is of type "error")."""
     section = host.get("attestation")
     if not isinstance(section, dict):
         return
-    classname = attr(f"tpmfleet.{host['name']}")
     for item in section["outcomes"]:
-        counts["tests"] += 1
-        head = f'    <testcase classname="{classname}" name="{attr("attest_" + item["check"])}"'
-        if item["status"] == "fail":
-            counts["failures"] += 1
-            body = f"{item['cause']}\nfix: {item['fix']}"
-            yield (f'{head}>\n      <failure message="{attr(item["cause"][:1000])}" type="error">'
-                   f"{text(body)}</failure>\n    </testcase>\n")  # fmt: skip
-        elif item["status"] == "not_run":
-            counts["errors"] += 1  # could not run: never a pass (as the report's own checks)
-            message = f"not run: {item['cause']}"
-            yield (f'{head}>\n      <error message="{attr(message[:1000])}" type="not_run">'
-                   f"{text(message)}</error>\n    </testcase>\n")  # fmt: skip
-        elif item["status"] == "skip":
-            counts["skipped"] += 1
-            yield f'{head}>\n      <skipped message="{attr("skip: " + item["cause"])}" />\n    </testcase>\n'
-        elif item["cause"]:
-            yield f"{head}>\n      <system-out>{text(item['cause'])}</system-out>\n    </testcase>\n"
-        else:
-            yield f"{head} />\n"
+        message = f"not run: {item['cause']}" if item["status"] == "not_run" else item["cause"]
+        yield "attest_" + item["check"], item["status"], message, f"{item['cause']}\nfix: {item['fix']}"
 
 
 # --------------------------------------------------------------------------

@@ -80,37 +80,45 @@ def write_json(model, fh):
 # --------------------------------------------------------------------------
 
 
+def _junit_case(classname, name, status, message, failure_text, failure_type, counts):
+    """One test case: a failure of ``failure_type`` for "fail"; an error for "not_run" (it could not run:
+    never a pass); skipped for "skip"; else a pass, with ``message`` as its output when there is one."""
+    counts["tests"] += 1
+    head = f'    <testcase classname="{classname}" name="{_a(name)}"'
+    if status == "fail":
+        counts["failures"] += 1
+        return (f'{head}>\n      <failure message="{_a(message[:1000])}" type="{_a(failure_type)}">'
+                f"{_t(failure_text)}</failure>\n    </testcase>\n")  # fmt: skip
+    if status == "not_run":
+        counts["errors"] += 1
+        return (f'{head}>\n      <error message="{_a(message[:1000])}" type="not_run">'
+                f"{_t(message)}</error>\n    </testcase>\n")  # fmt: skip
+    if status == "skip":
+        counts["skipped"] += 1
+        return f'{head}>\n      <skipped message="{_a("skip: " + message)}" />\n    </testcase>\n'
+    if message:
+        return f"{head}>\n      <system-out>{_t(message)}</system-out>\n    </testcase>\n"
+    return f"{head} />\n"
+
+
+def _junit_host_cases(host, counts):
+    """One host's test cases: its checks (a failure lists each problem's cause and fix), then its attestation."""
+    classname = _a(f"tpmfleet.{host['name']}")
+    by_check = {}
+    for p in host["problems"]:
+        by_check.setdefault(p["check"], []).append(p)
+    for check in host["checks"]:
+        fixes = ""
+        if check["status"] == "fail":
+            fixes = "\n".join(f"- {p['title']}: {p['cause']}\n  fix: {p['fix']}" for p in by_check.get(check["id"], ()))
+        yield _junit_case(classname, check["id"], check["status"], check["message"], fixes, check["severity"], counts)
+    for name, status, message, failure_text in report_attest.junit_rows(host):
+        yield _junit_case(classname, name, status, message, failure_text, "error", counts)
+
+
 def _junit_cases(model, counts):
     for host in model["hosts"]:
-        classname = _a(f"tpmfleet.{host['name']}")
-        by_check = {}
-        for p in host["problems"]:
-            by_check.setdefault(p["check"], []).append(p)
-        for check in host["checks"]:
-            counts["tests"] += 1
-            head = f'    <testcase classname="{classname}" name="{_a(check["id"])}"'
-            status = check["status"]
-            if status == "fail":
-                counts["failures"] += 1
-                fixes = "\n".join(
-                    f"- {p['title']}: {p['cause']}\n  fix: {p['fix']}" for p in by_check.get(check["id"], ())
-                )
-                message, severity = _a(check["message"][:1000]), _a(check["severity"])
-                yield (f'{head}>\n      <failure message="{message}" type="{severity}">'
-                       f"{_t(fixes)}</failure>\n    </testcase>\n")  # fmt: skip
-            elif status == "not_run":
-                counts["errors"] += 1
-                message = _a(check["message"][:1000])
-                yield (f'{head}>\n      <error message="{message}" type="not_run">'
-                       f"{_t(check['message'])}</error>\n    </testcase>\n")  # fmt: skip
-            elif status == "skip":
-                counts["skipped"] += 1
-                yield f'{head}>\n      <skipped message="{_a("skip: " + check["message"])}" />\n    </testcase>\n'
-            elif check["message"]:
-                yield f"{head}>\n      <system-out>{_t(check['message'])}</system-out>\n    </testcase>\n"
-            else:
-                yield f"{head} />\n"
-        yield from report_attest.junit_cases(host, counts, _a, _t)
+        yield from _junit_host_cases(host, counts)
     for finding in model["fleet_findings"]:
         counts["tests"] += 1
         head = f'    <testcase classname="tpmfleet.fleet" name="{_a(finding["id"])}">\n'
