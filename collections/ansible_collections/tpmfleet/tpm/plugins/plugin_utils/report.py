@@ -41,7 +41,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_drift import (
     observed_mode,
 )
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 SCHEMA_ID = "https://tpmfleet.invalid/schemas/fleet-report/1.0"
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "fleet-report.schema.json")
 

@@ -56,7 +56,7 @@ def host_section(evidence_result, quote_result, checks, ca_certs, now=None):
 
 
 def fleet_summary(hosts, checks):
-    """``{checks_enabled, hosts_judged, ready, failing: {check: n}, not_run: {check: n}, text}``."""
+    """``{checks_enabled, hosts_judged, ready, failing: {check: n}, not_run: {check: n}, stale, text}``."""
     judged = [h for h in hosts if isinstance(h.get("attestation"), dict)]
     failing = dict.fromkeys(checks, 0)
     not_run = dict.fromkeys(checks, 0)
@@ -72,22 +72,35 @@ def fleet_summary(hosts, checks):
     parts = [f"{ready:,} of {len(judged):,} hosts ready for attestation"]
     parts += [f"{n:,} {SUMMARY_PHRASES[c]}" for c, n in failing.items() if n]
     parts += [f"{n:,} not judged for {c}" for c, n in not_run.items() if n]
+    stale = sum(1 for h in judged if h["attestation"].get("stale"))
+    if stale:
+        parts.append(f"{stale:,} judged on evidence older than tpm_report_max_age")
     return {
         "checks_enabled": list(checks),
         "hosts_judged": len(judged),
         "ready": ready,
         "failing": failing,
         "not_run": not_run,
+        "stale": stale,
         "text": "; ".join(parts) if checks else "attestation readiness not checked (tpm_attest_checks is empty)",
     }
 
 
 def apply(model, records, checks, ca_certs, now=None):
-    """Add each host's section and the fleet summary to ``model`` (records and hosts by name)."""
+    """Add each host's section and the fleet summary to ``model`` (records and hosts by name).
+
+    The section carries when its evidence was read (the host's ``read_at``: a cache run judges the cached
+    evidence as the live run did) and whether that is older than ``tpm_report_max_age`` (``stale``): stale
+    evidence is never ready, whatever its outcomes."""
     by_name = {r["name"]: r for r in records}
     for host in model["hosts"]:
         record = by_name.get(host["name"]) or {}
-        host["attestation"] = host_section(record.get("attest"), record.get("quote"), checks, ca_certs, now)
+        section = host_section(record.get("attest"), record.get("quote"), checks, ca_certs, now)
+        if section is not None:
+            section["read_at"] = host.get("read_at")
+            section["stale"] = bool(host.get("stale"))
+            section["ready"] = section["ready"] and not section["stale"]
+        host["attestation"] = section
     model["attestation"] = fleet_summary(model["hosts"], checks)
     return model
 
