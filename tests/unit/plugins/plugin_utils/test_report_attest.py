@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import xml.etree.ElementTree as ET
 
+import pytest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest, report_render
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -73,3 +75,23 @@ def test_report_rejects_bad_attestation_inputs_before_reading_hosts(ansible_run,
     assert result.get("failed") and f"tpm_attest_ek_ca_bundle {json.dumps(missing)} cannot be read" in result["msg"]
     result, _ = ansible_run("fleet_report", {"prepare": True, "attest_checks": ["eventlog", "ima"]})
     assert not result.get("failed") and result["attest_checks"] == ["eventlog", "ima"], result
+
+
+def test_the_binary_event_log_is_exported_only_as_the_host_hashed_and_replayed_it():
+    import base64
+    import hashlib
+
+    from attest_tpms import GCE_LOG, TPM2_EVENTLOG
+
+    if TPM2_EVENTLOG is None:
+        pytest.skip("needs tpm2-tools (tpm2_eventlog)")
+    data = GCE_LOG.read_bytes()
+    yaml_text = subprocess.run([TPM2_EVENTLOG, str(GCE_LOG)], capture_output=True, text=True, check=True).stdout
+    log = {"yaml": yaml_text, "sha256": hashlib.sha256(data).hexdigest(), "log_b64": base64.b64encode(data).decode()}
+    files = report_attest.export_files({"event_log": log})
+    assert files[report_attest.EVENT_LOG_FILE] == data and "measured-boot-reference.json" in files
+    other = dict(log, log_b64=base64.b64encode(data[:-1]).decode())  # not the log the host hashed
+    assert report_attest.EVENT_LOG_FILE not in report_attest.export_files({"event_log": other})
+    broken = dict(log, log_b64="not base64!")
+    assert report_attest.EVENT_LOG_FILE not in report_attest.export_files({"event_log": broken})
+    assert report_attest.EVENT_LOG_FILE not in report_attest.export_files({"event_log": dict(log, log_b64=None)})

@@ -10,6 +10,8 @@ summary. Hosts are judged only by the checks the user enabled (``tpm_attest_chec
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -18,6 +20,8 @@ import re
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest, attest_replay
 
 REFERENCE_FORMAT = "tpmfleet-measured-boot-reference/1"
+# The exported binary log's name: the name the kernel gives it, which keylime-policy's -e option reads.
+EVENT_LOG_FILE = "binary_bios_measurements"
 # What the fleet summary says of each failing check ("120 without a chained EK certificate").
 SUMMARY_PHRASES = {
     "ek_chain": "without a chained EK certificate",
@@ -172,9 +176,24 @@ def _pem_public_key(text):
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+def _event_log(evidence):
+    """The binary event log the evidence carries (``include_event_log: true``) when it is the one whose SHA-256 the
+    host reported and replayed, else None."""
+    log = evidence.get("event_log") if isinstance(evidence, dict) else None
+    if not isinstance(log, dict) or not isinstance(log.get("log_b64"), str):
+        return None
+    try:
+        data = base64.b64decode(log["log_b64"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == log.get("sha256") else None
+
+
 def export_files(evidence):
-    """``{file name: text}`` to export for one host: ``ek-<alg>.pem`` (certificate), ``ek-<alg>-public.pem``
-    (the TPM's EK public key) and ``measured-boot-reference.json``. Only what parses is exported, re-encoded."""
+    """``{file name: text or bytes}`` to export for one host: ``ek-<alg>.pem`` (certificate), ``ek-<alg>-public.pem``
+    (the TPM's EK public key), ``measured-boot-reference.json`` and, when the evidence carries it
+    (``tpm_attest_export_event_log``), the binary event log ``binary_bios_measurements``, from which keylime's own
+    tool makes keylime's measured-boot reference state. Only what parses is exported, re-encoded."""
     files = {}
     tpm = evidence.get("tpm") if isinstance(evidence, dict) else None
     if isinstance(tpm, dict):
@@ -196,6 +215,9 @@ def export_files(evidence):
     reference = reference_state(evidence)
     if reference is not None:
         files["measured-boot-reference.json"] = json.dumps(reference, indent=2, sort_keys=True) + "\n"
+    log = _event_log(evidence)
+    if log is not None and reference is not None:
+        files[EVENT_LOG_FILE] = log
     return files
 
 
@@ -215,6 +237,10 @@ def write_exports(records, dest):
         for name, content in files.items():
             path = os.path.join(host_dir, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            if isinstance(content, bytes):
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content)
+                continue
             with os.fdopen(fd, "w", encoding="ascii") as fh:
                 fh.write(content)
         written[record["name"]] = sorted(files)
