@@ -24,13 +24,16 @@ HOSTILE_NAMES = (
     " padded.example.net ",
     "\x7fdel\x1b[31mred\u0085.example.net",
 )
+# Appended to every string of a hostile host's attestation section.
+ATTEST_HOSTILE = "<i onmouseover=\"window.__xss='attest'\">A\r\x00\u202e" + LONG
 # Requested modes an operator can type: "" must not look like "all", " direct" not like "direct".
 ODD_MODES = ("", " direct", "m" * 3000, "<b>abrmd</b>", None)
 
 
 def hostile_model(n=150):
     """``n`` synthetic hosts plus one host per HOSTILE_NAMES, with hostile modes, groups, vendor strings, messages
-    and problem texts (the titles and fixes are replaced in the model: report.py writes those itself)."""
+    and problem texts (the titles and fixes are replaced in the model: report.py writes those itself), and an
+    attestation section on every host (hostile texts on the hostile hosts)."""
     records = synthetic_fleet(n)
     for i, name in enumerate(HOSTILE_NAMES):
         rec = host_record(
@@ -60,7 +63,8 @@ def hostile_model(n=150):
                     hostile.add(p["group"])
                     g = groups[p["group"]]
                     g.update(title=p["title"], fix=p["fix"], command=(g["command"] or "") + f" </script>\r\x00C{k}")
-    return model
+    # the attestation section of a run with tpm_attest_checks, hostile texts on the hostile hosts
+    return with_attestation(model, lambda h: ATTEST_HOSTILE if h["name"] in HOSTILE_NAMES else "")
 
 
 def _retally(model):
@@ -110,3 +114,48 @@ def scaled_model(n, base=300):
     model = copy.copy(model)
     model["hosts"] = sorted(hosts, key=_problems_first)
     return _retally(model)
+
+
+def attestation_section(k, text=""):
+    """An attestation section as report_attest makes it (every check, each status), its strings suffixed with
+    ``text``: an EK certificate's subject and issuer, the event log's replay and a mismatch, the IMA state."""
+    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
+
+    cert = {
+        "index": "0x01c00002",
+        "algorithm": "rsa2048",
+        "subject": "CN=ek" + text,
+        "issuer": "CN=ca" + text,
+        "not_before": "2026-01-01T00:00:00+00:00",
+        "not_after": "2036-01-01T00:00:00+00:00",
+        "serial": "1f",
+        "problems": [] if k % 2 else [{"reason": "unchained", "cause": "not chained" + text, "fix": "add" + text}],
+    }
+    ek = (attest.outcome("ek_chain", "pass", "chained", "", "", certificates=[cert], chained=[cert["index"]]) if k % 2
+          else attest.outcome("ek_chain", "fail", "unchained", "no chain" + text, "add the CA" + text,
+                              certificates=[cert], chained=[]))  # fmt: skip
+    mismatch = {"pcr": "sha256:0", "replayed": "00" * 32, "quoted": "ab" * 32 + text}
+    eventlog = (attest.outcome("eventlog", "pass", "replays", "", "", compared=["sha256:0", "sha256:7"], events=15,
+                               not_quoted=[], quote_selection="sha256:0-7", log_sha256="cd" * 32) if k % 3
+                else attest.outcome("eventlog", "fail", "mismatch", "differs" + text, "compare" + text,
+                                    mismatches=[mismatch], compared=["sha256:0"], events=15, not_quoted=["sha256:8"],
+                                    quote_selection="sha256:0-7" + text))  # fmt: skip
+    ima = attest.outcome("ima", "pass", "no_policy", "IMA has no policy loaded" + text, "", entries=1,
+                         policy_loaded=False, note="only the boot aggregate" + text, banks=["sha256"])  # fmt: skip
+    if k % 5 == 0:
+        ima = attest.outcome("ima", "not_run", "no_quote", "no test quote" + text, "run with tpm_report_quote" + text)
+    outcomes = [ek, eventlog, ima]
+    return {"checks_enabled": [o["check"] for o in outcomes], "outcomes": outcomes,
+            "ready": all(o["status"] == "pass" for o in outcomes), "read_at": "2026-01-01T00:00:00Z",
+            "stale": False}  # fmt: skip
+
+
+def with_attestation(model, text=lambda _h: ""):
+    """``model`` with an attestation section on every host (its strings suffixed with ``text(host)``) and the fleet
+    summary, as a report run with tpm_attest_checks has them."""
+    from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest
+
+    for k, h in enumerate(model["hosts"]):
+        h["attestation"] = attestation_section(k, text(h))
+    model["attestation"] = report_attest.fleet_summary(model["hosts"], ["ek_chain", "eventlog", "ima"])
+    return model

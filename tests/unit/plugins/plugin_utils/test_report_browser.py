@@ -237,6 +237,9 @@ def test_every_hostile_host_detail_opens_with_full_values(hostile):
             values.append(h["tpm"]["vendor_strings"])
         mode = h["mode"]
         values.append("(not set)" if mode is None else mode if mode in qm.modes() else json.dumps(mode))
+        for o in h["attestation"]["outcomes"]:  # every outcome's cause and fix, whole (10 kB, CR, NUL, markup)
+            values += [v for v in (o["cause"], o["fix"]) if v]
+        values += [c["subject"] for c in h["attestation"]["outcomes"][0]["details"]["certificates"]]
         for v in values:
             assert v in text, (repr(h["name"][:40]), repr(v[:60]))
         driver.find_element(By.ID, "detail-close").click()
@@ -439,4 +442,31 @@ def test_stale_and_uncached_hosts_show_their_data_age(browser):
     assert "no cached data" in details["never"]
     set_filter(driver, text="stale")
     assert [model["hosts"][i]["name"] for i in matching(driver)] == ["old"]
+    no_errors(driver)
+
+
+def test_attestation_section_and_summary_line(browser):
+    """With tpm_attest_checks, the fleet summary line at the top and, per host, each check's outcome, cause and
+    fix, the EK certificate's subject, issuer and validity, the replayed PCRs and the IMA state."""
+    driver, model = load(browser, hostile_model(), "attestation")
+    line = driver.find_element(By.ID, "attestation-summary").text
+    assert line == f"Attestation readiness (ek_chain, eventlog, ima): {model['attestation']['text']}"
+    assert line.split(": ", 1)[1].startswith(f"{model['attestation']['ready']} of {len(model['hosts'])} hosts ready")
+    set_filter(driver)
+    k = next(i for i, h in enumerate(model["hosts"]) if h["name"] not in HOSTILE_NAMES and
+             [o["status"] for o in h["attestation"]["outcomes"]] == ["fail", "fail", "not_run"])  # fmt: skip
+    driver.execute_script("window.tpmfleetReport.showDetail(arguments[0])", k)
+    section = driver.execute_script(
+        "const d = document.getElementById('detail'); const h = Array.from(d.querySelectorAll('h4'))"
+        ".find(e => e.textContent === 'Attestation');"
+        "return [h !== undefined, Array.from(d.querySelectorAll('ul.attest > li'), li => li.textContent)];"
+    )
+    assert section[0] is True
+    ek, eventlog, ima = section[1]
+    assert ek.startswith("FAIL EK certificate chains to a trusted CA (unchained)Cause: no chain")
+    assert "subject CN=ek; issuer CN=ca; valid 2026-01-01T00:00:00+00:00 to 2036-01-01T00:00:00+00:00" in ek
+    assert eventlog.startswith("FAIL Measured-boot event log replays to the quoted PCRs (mismatch)")
+    assert f"sha256:0: log {'00' * 32}, quoted {'ab' * 32}" in eventlog and "Not quotedsha256:8" in eventlog
+    assert ima.startswith("NOT RUN IMA measurement list replays to the quoted PCR 10 (no_quote)")
+    driver.find_element(By.ID, "detail-close").click()
     no_errors(driver)

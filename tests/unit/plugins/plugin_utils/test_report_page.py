@@ -10,15 +10,16 @@ is the model exactly. The browser side of the same strings is in test_report_bro
 from __future__ import annotations
 
 import copy
+import html
 import html.parser
 import json
 
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_page
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report, report_attest, report_page
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from report_models import contract_model
+from report_models import LONG, contract_model, with_attestation
 
 BASE = contract_model(12)
 
@@ -178,3 +179,65 @@ def test_chart_shows_any_mode_key_escaped_and_cut(key):
     parsed = parse(page)
     assert "b" not in [tag for tag, _a in parsed.shape]
     assert "m" * 100 not in page.split('id="fleet-data"')[0]
+
+
+def _string_slots(value):
+    """(container, key) of every string inside ``value`` (dicts and lists, recursively)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    out = []
+    for key, item in items:
+        if isinstance(item, str):
+            out.append((value, key))
+        else:
+            out += _string_slots(item)
+    return out
+
+
+def _attest_slots(model):
+    """Every string of the hosts' attestation sections (outcomes, causes, fixes, certificate subjects and issuers,
+    replayed PCRs, IMA notes) and of the fleet summary."""
+    out = [(model["attestation"], "text")]
+    for h in model["hosts"]:
+        out += _string_slots(h["attestation"])
+    return out
+
+
+ATTEST_BASE = with_attestation(contract_model(12))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_strings_in_the_attestation_section_inject_nothing(data):
+    """The same property over the attestation section and its summary line: control characters, markup, unicode
+    and 10 kB values stay text, and the embedded JSON is the model."""
+    model, twin = copy.deepcopy(ATTEST_BASE), copy.deepcopy(ATTEST_BASE)
+    slots, twin_slots = _slots(model) + _attest_slots(model), _slots(twin) + _attest_slots(twin)
+    pool = data.draw(st.lists(st.one_of(STRINGS, st.just(LONG)), min_size=1, max_size=16))
+    values = [pool[(i * 7) % len(pool)] for i in range(len(slots))]
+    for (obj, key), (tobj, tkey), value in zip(slots, twin_slots, values, strict=True):
+        obj[key] = value
+        tobj[tkey] = "x" * len(value)
+    page = report_page.render_html(model)
+    parsed = parse(page)
+    assert parsed.handlers == []
+    assert parsed.shape == parse(report_page.render_html(twin)).shape
+    assert sorted(parsed.scripts) == ["code", "fleet-data", "page-config"]
+    assert json.loads(parsed.scripts["fleet-data"]) == model
+    assert "<" not in parsed.scripts["fleet-data"] and "<" not in parsed.scripts["page-config"]
+
+
+def test_the_attestation_summary_line_is_shown_only_with_checks():
+    model = copy.deepcopy(ATTEST_BASE)
+    page = report_page.render_html(model)
+    line = next(t for t in page.splitlines() if 'id="attestation-summary"' in t)
+    text = model["attestation"]["text"]
+    # the sections of report_models.attestation_section: hosts 1, 7 and 11 pass every check
+    assert text == ("3 of 12 hosts ready for attestation; 6 without a chained EK certificate; 4 whose event log does "
+                    "not replay; 3 not judged for ima")  # fmt: skip
+    assert f"(ek_chain, eventlog, ima): {html.escape(text)}</p>" in line, line
+    model["attestation"]["text"] = "<b onclick=\"window.__xss='summary'\">x</b>\r\x00"
+    assert "&lt;b onclick=&quot;window.__xss=&#x27;summary&#x27;&quot;&gt;x&lt;/b&gt;" in report_page.render_html(model)
+    plain = copy.deepcopy(BASE)  # a report without tpm_attest_checks
+    assert 'id="attestation-summary"' not in report_page.render_html(plain)
+    plain["attestation"] = report_attest.fleet_summary(plain["hosts"], [])
+    assert 'id="attestation-summary"' not in report_page.render_html(plain)

@@ -24,6 +24,7 @@ import html
 import json
 import os
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import quote_mode as qm
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report import STATUS_LABELS, STATUSES, _str
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.report_render import render_json, render_junit
@@ -61,6 +62,19 @@ def _data_line(model):
         f"from the fact cache (no host contacted): stale (older than {model['options'].get('max_age')} s) "
         f"{data.get('stale', 0)}, without cached data {data.get('not_cached', 0)}, oldest read "
         f"{_shown(data.get('oldest_read_at') or 'none')}"
+    )
+
+
+def _attestation_line(model):
+    """The fleet's attestation readiness in one line ("N of M hosts ready for attestation; ..."), only when the
+    report ran with tpm_attest_checks; written by the server, so the page shows it without its script."""
+    summary = model.get("attestation")
+    if not isinstance(summary, dict) or not summary.get("checks_enabled"):
+        return ""
+    checks = ", ".join(_str(c) for c in summary["checks_enabled"])
+    return (
+        f'<p id="attestation-summary" class="attest-summary"><strong>Attestation readiness</strong> '
+        f"({_e(checks)}): {_e(summary.get('text'))}</p>"
     )
 
 
@@ -229,6 +243,7 @@ def render_html(model):
         "modes": list(qm.modes()),
         "page_size": PAGE_SIZE,
         "columns": [label for label, _w in COLUMNS],
+        "attest_titles": dict(attest.CHECK_TITLES),
     }
     head = "".join(
         f'<th scope="col" aria-sort="none"><button type="button" class="sort" data-col="{i}">{_e(label)}</button></th>'
@@ -254,6 +269,7 @@ schema {_e(_shown(model["schema_version"]))} {inventory}
 &middot; {_data_line(model)}
 &middot; {problems["error"]} errors, {problems["warning"]} warnings, {problems["info"]} notes</div>
 <h2>Fleet summary</h2>
+{_attestation_line(model)}
 <div class="cards">{"".join(cards)}</div>
 <div class="summary">
 <div class="panel">{_chart(model, status_list)}</div>

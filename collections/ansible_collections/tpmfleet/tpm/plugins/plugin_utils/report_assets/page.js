@@ -292,8 +292,56 @@
       ul.appendChild(li);
     });
     detail.appendChild(ul);
+    if (h.attestation && typeof h.attestation === "object") { attestSection(h.attestation); }
     detail.hidden = false;
     close.focus();
+  }
+
+  // ---------------------------------------------------------------- attestation (only with tpm_attest_checks)
+  function certText(c) {
+    var problems = (c.problems || []).map(function (p) { return str(p.reason) + ": " + str(p.cause); });
+    return str(c.algorithm) + " at " + str(c.index) + "; subject " + str(c.subject) + "; issuer " + str(c.issuer) +
+      "; valid " + str(c.not_before) + " to " + str(c.not_after) + (problems.length ? "; " + problems.join("; ") : "");
+  }
+  function attestDetails(o) {
+    var d = o.details && typeof o.details === "object" ? o.details : {};
+    if (o.check === "ek_chain") {
+      return [["EK certificates", Array.isArray(d.certificates) ? d.certificates.map(certText) : d.certificates],
+        ["Chained", d.chained]];
+    }
+    if (o.check === "eventlog") {
+      return [["Replayed PCRs", d.compared], ["Differ", Array.isArray(d.mismatches) ? d.mismatches.map(function (m) {
+        return str(m.pcr) + ": log " + str(m.replayed) + ", quoted " + str(m.quoted); }) : d.mismatches],
+        ["Not quoted", d.not_quoted], ["Events", d.events], ["Quote", d.quote_selection],
+        ["Log SHA-256", d.log_sha256]];
+    }
+    if (o.check === "ima") {
+      return [["Entries", d.entries], ["Policy loaded", d.policy_loaded], ["Banks", d.banks], ["Note", d.note]];
+    }
+    if (o.check === "consumer_quote") {
+      return [["Consumers", Array.isArray(d.consumers) ? d.consumers.map(function (c) {
+        return str(c.user) + " over " + str(c.tcti) + ": " + (CHECK_LABELS[c.status] || shown(c.status)) +
+          (c.cause ? " (" + str(c.cause) + ")" : "") + (c.fix ? "; fix: " + str(c.fix) : ""); }) : d.consumers]];
+    }
+    return [["Details", Object.keys(d).length ? d : null]];
+  }
+  function attestSection(a) {
+    detail.appendChild(el("h4", null, "Attestation"));
+    detail.appendChild(dl([["Ready", a.ready ? "yes" : "no"],
+      ["Evidence read", a.read_at ? a.read_at + (a.stale ? " (STALE: older than tpm_report_max_age)" : "") : null,
+        "optional"], ["Checks enabled", a.checks_enabled]]));
+    var ul = el("ul", "attest");
+    (Array.isArray(a.outcomes) ? a.outcomes : []).forEach(function (o) {
+      var li = el("li", "check-" + str(o.status));
+      li.appendChild(el("span", "cst", CHECK_LABELS[o.status] || shown(o.status)));
+      li.appendChild(document.createTextNode(" " + str(cfg.attest_titles[o.check] || o.check) +
+        (o.reason ? " (" + str(o.reason) + ")" : "")));
+      if (o.cause) { li.appendChild(el("div", "cause", "Cause: " + str(o.cause))); }
+      if (o.fix) { li.appendChild(el("div", "fix", "Fix: " + str(o.fix))); }
+      li.appendChild(dl(attestDetails(o).map(function (p) { return [p[0], p[1], "optional"]; })));
+      ul.appendChild(li);
+    });
+    detail.appendChild(ul);
   }
 
   // ---------------------------------------------------------------- problems view
