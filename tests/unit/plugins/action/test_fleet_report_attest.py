@@ -18,7 +18,10 @@ pytestmark = [
                        reason="needs swtpm-tools (swtpm_setup, swtpm_localca)"),
 ]  # fmt: skip
 
-CHECKS = ["ek_chain", "eventlog"]
+CHECKS = ["ek_chain", "eventlog", "consumer_quote"]
+# root quotes (su from root needs no password); nobody cannot even be become (its shell is nologin); the third
+# user does not exist: both fail the consumer_quote check with their cause.
+CONSUMERS = ["root", "nobody", "tpmfleet-no-such-user"]
 
 
 def _cache_env(cache):
@@ -48,7 +51,8 @@ def runs(tmp_path_factory):
         (tmp / "extra.json").write_text(json.dumps(settings))
         (tmp / "plain.json").write_text(json.dumps({"tpm_quote_mode_profile": profile}))
         local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "tpm_quote_mode": "kernel_rm"}  # fmt: skip
+                 "tpm_quote_mode": "kernel_rm", "tpm_access_consumer_users": CONSUMERS,
+                 "ansible_become_method": "su"}  # fmt: skip
         closed = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_port_pair(),
                   "ansible_user": "nobody", "tpm_quote_mode": "kernel_rm",
                   "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o ConnectTimeout=5"}  # fmt: skip
@@ -89,7 +93,25 @@ def test_the_live_run_judges_the_tpm(runs):
     assert outcomes["eventlog"]["status"] == "fail" and outcomes["eventlog"]["reason"] == "missing"
     assert section["ready"] is False and section["read_at"] == hosts["swtpm"]["read_at"] is not None
     assert section["stale"] is False
-    assert model["attestation"]["failing"] == {"ek_chain": 0, "eventlog": 1}
+    consumer = outcomes["consumer_quote"]
+    assert consumer["status"] == "fail", consumer
+    by_user = {c["user"]: c for c in consumer["details"]["consumers"]}
+    assert list(by_user) == CONSUMERS
+    # root created an AK and quoted twice over the swtpm's TCTI, each quote verified on the controller
+    assert by_user["root"]["status"] == "pass" and by_user["root"]["quotes"] == 2, by_user["root"]
+    assert by_user["root"]["tcti"].startswith("swtpm:host=127.0.0.1,port=")
+    for user in CONSUMERS[1:]:
+        assert by_user[user]["status"] == "fail" and by_user[user]["quotes"] == 0, by_user[user]
+        assert by_user[user]["cause"].startswith(f'as "{user}" over "swtpm:host=127.0.0.1,port='), by_user[user]
+        assert by_user[user]["fix"], by_user[user]
+        assert by_user[user]["reason"] == "become", by_user[user]  # Ansible could not become the user
+    assert "This account is currently not available." in by_user["nobody"]["cause"]
+    assert consumer["cause"] == f"{by_user['nobody']['cause']}; {by_user['tpmfleet-no-such-user']['cause']}"
+    assert consumer["reason"] == "become" and consumer["fix"] == by_user["nobody"]["fix"]
+    assert model["attestation"]["failing"] == {"ek_chain": 0, "eventlog": 1, "consumer_quote": 1}
+    assert "1 where a consumer user cannot quote" in model["attestation"]["text"]
+    junit = (tmp / "live" / "junit.xml").read_text()
+    assert 'name="attest_consumer_quote"' in junit
 
 
 def test_a_cache_run_judges_attestation_as_the_live_run_did(runs):
@@ -111,11 +133,17 @@ def test_a_cache_run_judges_attestation_as_the_live_run_did(runs):
 
 def test_a_record_without_evidence_is_not_run_never_ready(runs):
     tmp, _procs = runs
-    for out in ("no_evidence", "cached_on"):
-        model, hosts = report_model(tmp, out)
-        section = hosts["swtpm"]["attestation"]
-        assert section["ready"] is False, out
-        assert [o["status"] for o in section["outcomes"]] == ["not_run", "not_run"], out
-        assert model["attestation"]["ready"] == 0 and model["attestation"]["not_run"] == {"ek_chain": 1, "eventlog": 1}
-    causes = {o["cause"] for o in report_model(tmp, "cached_on")[1]["swtpm"]["attestation"]["outcomes"]}
-    assert causes == {"the evidence task was skipped"}
+    model, hosts = report_model(tmp, "no_evidence")
+    section = hosts["swtpm"]["attestation"]
+    assert section["ready"] is False
+    # the evidence checks are not run; the consumers' quotes are still in the record and judged as before
+    assert [o["status"] for o in section["outcomes"]] == ["not_run", "not_run", "fail"]
+    assert model["attestation"]["not_run"] == {"ek_chain": 1, "eventlog": 1, "consumer_quote": 0}
+    # a live run without attestation checks: nothing to judge in its record, every check not_run
+    model, hosts = report_model(tmp, "cached_on")
+    outcomes = hosts["swtpm"]["attestation"]["outcomes"]
+    assert hosts["swtpm"]["attestation"]["ready"] is False
+    assert [o["status"] for o in outcomes] == ["not_run", "not_run", "not_run"]
+    assert model["attestation"]["ready"] == 0
+    assert {o["cause"] for o in outcomes[:2]} == {"the evidence task was skipped"}
+    assert [c["status"] for c in outcomes[2]["details"]["consumers"]] == ["not_run"] * 3

@@ -24,6 +24,7 @@ QUOTE_VAR = "__tpm_report_quote"
 MODE_ERROR_VAR = "__tpm_report_mode_error"
 SETTINGS_VAR = "__tpm_report_settings"
 ATTEST_VAR = "__tpm_report_attest"
+CONSUMERS_VAR = "__tpm_report_consumers"
 
 
 def playbooks(playbook_dir, cwd=None):
@@ -86,6 +87,7 @@ def host_input(name, host_vars, templated=None):
         "facts": get(FACTS_VAR),
         "quote": get(QUOTE_VAR),
         "attest": get(ATTEST_VAR),
+        "consumers": get(CONSUMERS_VAR),
     }
 
 

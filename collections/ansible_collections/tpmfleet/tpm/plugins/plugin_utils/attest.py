@@ -27,11 +27,13 @@ import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest_replay
 
-CHECKS = ("ek_chain", "eventlog", "ima")
+# consumer_quote is judged by report_consumers.py (the report's per-consumer quotes), not by judge() below.
+CHECKS = ("ek_chain", "eventlog", "ima", "consumer_quote")
 CHECK_TITLES = {
     "ek_chain": "EK certificate chains to a trusted CA",
     "eventlog": "Measured-boot event log replays to the quoted PCRs",
     "ima": "IMA measurement list replays to the quoted PCR 10",
+    "consumer_quote": "Each consumer user creates an AK and quotes twice over the mode's TCTI",
 }
 CA_SUFFIXES = (".pem", ".crt", ".cer", ".der")
 MAX_CA_FILE_BYTES = 8 * 1024 * 1024

@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest, attest_replay
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest, attest_replay, report_consumers
 
 REFERENCE_FORMAT = "tpmfleet-measured-boot-reference/1"
 # The exported binary log's name: the name the kernel gives it, which keylime-policy's -e option reads.
@@ -27,6 +27,7 @@ SUMMARY_PHRASES = {
     "ek_chain": "without a chained EK certificate",
     "eventlog": "whose event log does not replay",
     "ima": "whose IMA list does not replay",
+    "consumer_quote": "where a consumer user cannot quote",
 }
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9.-]")
 
@@ -46,17 +47,30 @@ def _failed_evidence(result):
     return None
 
 
-def host_section(evidence_result, quote_result, checks, ca_certs, now=None):
-    """One host's ``attestation`` section: ``{checks_enabled, ready, outcomes}``; None when nothing was chosen."""
+def host_section(evidence_result, quote_result, checks, ca_certs, now=None, consumers=None, settings=None):
+    """One host's ``attestation`` section: ``{checks_enabled, ready, outcomes}``; None when nothing was chosen.
+
+    ``consumers`` is the registered per-consumer quote loop (or the cached list), judged with the host's
+    ``settings`` (``consumer_users``, ``tcti``) by report_consumers; the other checks judge the evidence."""
     if not checks:
         return None
-    why = _failed_evidence(evidence_result)
+    judged = {}
+    evidence_checks = [c for c in checks if c != report_consumers.CHECK]
+    why = _failed_evidence(evidence_result) if evidence_checks else None
     if why:
-        outcomes = [attest.outcome(c, "not_run", "no_evidence", why, "run the report again once the host answers")
-                    for c in checks]  # fmt: skip
-        return {"checks_enabled": list(checks), "ready": False, "outcomes": outcomes}
-    verdict = attest.judge(evidence_result["evidence"], quote_result, checks, ca_certs, now)
-    return {"checks_enabled": list(checks), "ready": verdict["ready"], "outcomes": verdict["checks"]}
+        for c in evidence_checks:
+            judged[c] = attest.outcome(c, "not_run", "no_evidence", why, "run the report again once the host answers")
+    elif evidence_checks:
+        verdict = attest.judge(evidence_result["evidence"], quote_result, evidence_checks, ca_certs, now)
+        judged.update((o["check"], o) for o in verdict["checks"])
+    if report_consumers.CHECK in checks:
+        settings = settings if isinstance(settings, dict) else {}
+        judged[report_consumers.CHECK] = report_consumers.judge(
+            consumers, settings.get("consumer_users"), settings.get("tcti")
+        )
+    outcomes = [judged[c] for c in checks if c in judged]
+    ready = bool(outcomes) and all(o["status"] == "pass" for o in outcomes)
+    return {"checks_enabled": list(checks), "ready": ready, "outcomes": outcomes}
 
 
 def fleet_summary(hosts, checks):
@@ -99,7 +113,8 @@ def apply(model, records, checks, ca_certs, now=None):
     by_name = {r["name"]: r for r in records}
     for host in model["hosts"]:
         record = by_name.get(host["name"]) or {}
-        section = host_section(record.get("attest"), record.get("quote"), checks, ca_certs, now)
+        section = host_section(record.get("attest"), record.get("quote"), checks, ca_certs, now,
+                               record.get("consumers"), record.get("settings"))  # fmt: skip
         if section is not None:
             section["read_at"] = host.get("read_at")
             section["stale"] = bool(host.get("stale"))

@@ -9,7 +9,8 @@ configured leaves it there::
     {"read_at": "2026-12-06T02:00:00Z", "collection": "tpmfleet.tpm 0.2.0", "source": "live",
      "requested_mode": "direct", "profile": {...} or None, "mode_error": None or "why",
      "settings": {...}, "facts": <tpm_facts result>, "quote": <tpm_quote result> or None,
-     "attest": <tpm_attest_evidence result> (skipped when no attestation check was chosen)}
+     "attest": <tpm_attest_evidence result> (skipped when no attestation check was chosen),
+     "consumers": [<tpm_quote result per consumer user>] (the consumer_quote check)}
 
 A record without ``attest`` (written before it was kept) leaves every attestation check
 ``not_run``: a host is never ready for attestation on evidence nobody read.
@@ -111,7 +112,8 @@ def from_record(name, record, groups):
     """The report's input record (plugin_utils/report.py) for one host from its cached record (None: none)."""
     if not isinstance(record, dict):
         return {"name": name, "groups": groups, "requested_mode": None, "profile": None, "mode_error": None,
-                "settings": {}, "facts": None, "quote": None, "attest": None, "cached": False}  # fmt: skip
+                "settings": {}, "facts": None, "quote": None, "attest": None, "consumers": None,
+                "cached": False}  # fmt: skip
     error = record.get("mode_error")
     return {
         "name": name,
@@ -123,6 +125,7 @@ def from_record(name, record, groups):
         "facts": record.get("facts"),
         "quote": record.get("quote"),
         "attest": record.get("attest"),
+        "consumers": record.get("consumers"),
         "cached": True,
         "read_at": record.get("read_at"),
     }
