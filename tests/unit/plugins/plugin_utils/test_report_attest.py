@@ -8,7 +8,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest, report_render
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import report_attest, report_consumers, report_render
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +95,52 @@ def test_the_binary_event_log_is_exported_only_as_the_host_hashed_and_replayed_i
     broken = dict(log, log_b64="not base64!")
     assert report_attest.EVENT_LOG_FILE not in report_attest.export_files({"event_log": broken})
     assert report_attest.EVENT_LOG_FILE not in report_attest.export_files({"event_log": dict(log, log_b64=None)})
+
+
+def _quote_result(user, verified=True, quotes=2, **extra):
+    return {"item": user, "changed": False, "tcti": "device:/dev/tpmrm0", "verified": verified,
+            "quotes": [{"message": "x"}] * quotes, **extra}  # fmt: skip
+
+
+def test_consumer_quote_outcomes():
+    judge = report_consumers.judge
+    assert judge(None, [])["status"] == "not_run" and judge(None, [])["reason"] == "no_consumers"
+    assert judge(None, "tpmagent")["reason"] == "bad_users"
+    assert judge(None, ["tpmagent"])["reason"] == "no_result"  # a record without the consumers' quotes
+    assert judge({"results": [], "skipped": True}, ["tpmagent"])["reason"] == "no_result"
+    ok = judge({"results": [_quote_result("a"), _quote_result("b")]}, ["a", "b"])
+    assert ok["status"] == "pass" and [c["status"] for c in ok["details"]["consumers"]] == ["pass", "pass"]
+    assert judge([_quote_result("a")], ["a"])["status"] == "pass"  # the list a cached record keeps
+    once = judge([_quote_result("a", quotes=1)], ["a"])  # one quote is not "twice in a row"
+    assert (
+        once["status"] == "fail"
+        and once["reason"] == "quote_count"
+        and "1 verified quotes instead of 2" in once["cause"]
+    )
+    busy = _quote_result("a", verified=False, quotes=0, failed=True, reason="busy", msg="/dev/tpm0 is busy")
+    out = judge([busy, _quote_result("b")], ["a", "b"])
+    assert out["status"] == "fail" and out["reason"] == "busy" and "tpm2-abrmd" in out["fix"]
+    assert out["cause"] == 'as "a" over "device:/dev/tpmrm0": /dev/tpm0 is busy'
+    denied = _quote_result("a", verified=False, quotes=0, failed=True, reason="permission", msg="permission denied")
+    assert "tpm_access_consumer_users" in judge([denied], ["a"])["fix"]
+    unverified = _quote_result("a", verified=False, failed=True, reason="verification", msg="signature")
+    assert judge([unverified], ["a"])["status"] == "fail"
+    gone = judge([{"item": "a", "unreachable": True, "msg": "ssh: timeout"}], ["a"])
+    assert gone["status"] == "not_run" and gone["reason"] == "unreachable"
+    missing = judge([_quote_result("a")], ["a", "b"])  # b's quote never ran: never a pass
+    assert missing["status"] == "not_run" and missing["details"]["consumers"][1]["status"] == "not_run"
+
+
+@settings(max_examples=60, deadline=None)
+@given(user=st.text(max_size=60), msg=st.text(max_size=200), reason=st.one_of(st.none(), st.text(max_size=20)))
+def test_consumer_quote_any_strings_stay_valid_json_and_junit(user, msg, reason):
+    result = _quote_result(user, verified=False, quotes=0, failed=True, reason=reason, msg=msg)
+    out = report_consumers.judge([result], [user])
+    assert out["status"] == "fail" and out["cause"].startswith(f"as {json.dumps(user)} over ")
+    host = {"name": user, "checks": [], "problems": [],
+            "attestation": {"checks_enabled": ["consumer_quote"], "ready": False, "outcomes": [out]}}  # fmt: skip
+    json.loads(json.dumps(out))
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    xml = "<r>" + "".join(report_render._junit_host_cases(host, counts)) + "</r>"
+    case = ET.fromstring(xml).find("testcase")  # noqa: S314 - our own output
+    assert case.get("name") == "attest_consumer_quote" and counts["failures"] == 1
