@@ -144,7 +144,32 @@ def attestation_section(k, text=""):
                          policy_loaded=False, note="only the boot aggregate" + text, banks=["sha256"])  # fmt: skip
     if k % 5 == 0:
         ima = attest.outcome("ima", "not_run", "no_quote", "no test quote" + text, "run with tpm_report_quote" + text)
-    outcomes = [ek, eventlog, ima]
+    consumers = [
+        {
+            "user": "tpmagent" + text,
+            "tcti": "device:/dev/tpm0",
+            "status": "pass",
+            "reason": "quoted",
+            "cause": "",
+            "fix": "",
+            "quotes": 2,
+        }
+    ]
+    if k % 4 == 0:
+        consumers.append(
+            {
+                "user": "agent2" + text,
+                "tcti": "device:/dev/tpm0",
+                "status": "fail",
+                "reason": "busy",
+                "cause": "as agent2: busy" + text,
+                "fix": "stop tpm2-abrmd" + text,
+                "quotes": 0,
+            }
+        )
+    consumer = attest.outcome("consumer_quote", "fail" if k % 4 == 0 else "pass", "busy" if k % 4 == 0 else "quoted",
+                              consumers[-1]["cause"], consumers[-1]["fix"], consumers=consumers)  # fmt: skip
+    outcomes = [ek, eventlog, ima, consumer]
     return {"checks_enabled": [o["check"] for o in outcomes], "outcomes": outcomes,
             "ready": all(o["status"] == "pass" for o in outcomes), "read_at": "2026-01-01T00:00:00Z",
             "stale": False}  # fmt: skip
@@ -157,5 +182,7 @@ def with_attestation(model, text=lambda _h: ""):
 
     for k, h in enumerate(model["hosts"]):
         h["attestation"] = attestation_section(k, text(h))
-    model["attestation"] = report_attest.fleet_summary(model["hosts"], ["ek_chain", "eventlog", "ima"])
+    model["attestation"] = report_attest.fleet_summary(
+        model["hosts"], ["ek_chain", "eventlog", "ima", "consumer_quote"]
+    )
     return model

@@ -450,11 +450,11 @@ def test_attestation_section_and_summary_line(browser):
     fix, the EK certificate's subject, issuer and validity, the replayed PCRs and the IMA state."""
     driver, model = load(browser, hostile_model(), "attestation")
     line = driver.find_element(By.ID, "attestation-summary").text
-    assert line == f"Attestation readiness (ek_chain, eventlog, ima): {model['attestation']['text']}"
+    assert line == f"Attestation readiness (ek_chain, eventlog, ima, consumer_quote): {model['attestation']['text']}"
     assert line.split(": ", 1)[1].startswith(f"{model['attestation']['ready']} of {len(model['hosts'])} hosts ready")
     set_filter(driver)
     k = next(i for i, h in enumerate(model["hosts"]) if h["name"] not in HOSTILE_NAMES and
-             [o["status"] for o in h["attestation"]["outcomes"]] == ["fail", "fail", "not_run"])  # fmt: skip
+             [o["status"] for o in h["attestation"]["outcomes"]] == ["fail", "fail", "not_run", "fail"])  # fmt: skip
     driver.execute_script("window.tpmfleetReport.showDetail(arguments[0])", k)
     section = driver.execute_script(
         "const d = document.getElementById('detail'); const h = Array.from(d.querySelectorAll('h4'))"
@@ -462,11 +462,14 @@ def test_attestation_section_and_summary_line(browser):
         "return [h !== undefined, Array.from(d.querySelectorAll('ul.attest > li'), li => li.textContent)];"
     )
     assert section[0] is True
-    ek, eventlog, ima = section[1]
+    ek, eventlog, ima, consumer = section[1]
     assert ek.startswith("FAIL EK certificate chains to a trusted CA (unchained)Cause: no chain")
     assert "subject CN=ek; issuer CN=ca; valid 2026-01-01T00:00:00+00:00 to 2036-01-01T00:00:00+00:00" in ek
     assert eventlog.startswith("FAIL Measured-boot event log replays to the quoted PCRs (mismatch)")
     assert f"sha256:0: log {'00' * 32}, quoted {'ab' * 32}" in eventlog and "Not quotedsha256:8" in eventlog
     assert ima.startswith("NOT RUN IMA measurement list replays to the quoted PCR 10 (no_quote)")
+    assert consumer.startswith("FAIL Each consumer user creates an AK and quotes twice over the mode's TCTI (busy)")
+    assert "tpmagent over device:/dev/tpm0: PASS" in consumer
+    assert "agent2 over device:/dev/tpm0: FAIL (as agent2: busy); fix: stop tpm2-abrmd" in consumer
     driver.find_element(By.ID, "detail-close").click()
     no_errors(driver)

@@ -233,8 +233,8 @@ def test_the_attestation_summary_line_is_shown_only_with_checks():
     text = model["attestation"]["text"]
     # the sections of report_models.attestation_section: hosts 1, 7 and 11 pass every check
     assert text == ("3 of 12 hosts ready for attestation; 6 without a chained EK certificate; 4 whose event log does "
-                    "not replay; 3 not judged for ima")  # fmt: skip
-    assert f"(ek_chain, eventlog, ima): {html.escape(text)}</p>" in line, line
+                    "not replay; 3 where a consumer user cannot quote; 3 not judged for ima")  # fmt: skip
+    assert f"(ek_chain, eventlog, ima, consumer_quote): {html.escape(text)}</p>" in line, line
     model["attestation"]["text"] = "<b onclick=\"window.__xss='summary'\">x</b>\r\x00"
     assert "&lt;b onclick=&quot;window.__xss=&#x27;summary&#x27;&quot;&gt;x&lt;/b&gt;" in report_page.render_html(model)
     plain = copy.deepcopy(BASE)  # a report without tpm_attest_checks
