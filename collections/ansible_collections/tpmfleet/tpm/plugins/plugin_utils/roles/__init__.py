@@ -141,9 +141,11 @@ def reads(roles, values):
 
 # --- what a run applies ---------------------------------------------------------
 
-# The parts of the host's state a role's plan rests on and a role's apply may change. "accounts" and "nodes" are
-# also the names of the published stale marker (tpmfleet_host_state_stale).
-PARTS = ("accounts", "nodes", "kernel", "units", "paths", "holders")
+# The parts of the host's state that one role's plan may rest on and another role's apply may change: the users
+# and groups, the TPM nodes (their owners and modes), the running kernel's drivers, the systemd units, the
+# holders of the TPM. "accounts" and "nodes" are also the names of the published stale marker
+# (tpmfleet_host_state_stale). A role's own files are not among them: no other role writes them.
+PARTS = ("accounts", "nodes", "kernel", "units", "holders")
 
 
 def entries(plans):

@@ -46,8 +46,8 @@ CHANGES_FROM = (
     "__tpm_abrmd_distro_dbus_policy",
     "__tpm_abrmd_off_statuses",
 )
-PLANS_FROM = ("units", "paths", "holders")
-CHANGES = ("units", "paths", "holders")
+PLANS_FROM = ("units", "holders")
+CHANGES = ("units", "holders")
 # The statuses of a holder unit that "stopped and disabled" leaves as they are.
 _HOLDER_OFF = ("disabled", "masked")
 # dpkg's list of diversions: three lines per diversion, the first the diverted path.

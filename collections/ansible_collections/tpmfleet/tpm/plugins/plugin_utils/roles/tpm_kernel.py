@@ -23,8 +23,8 @@ READS_FROM = ("tpm_kernel_drivers", "tpm_kernel_persistent")
 # What its plan (``changes``) takes besides INPUTS, rests on and may change (the registry's PARTS); with nothing to
 # change it runs tasks/published.yml: its facts from the preflight's read, no remote task.
 CHANGES_FROM = ("tpm_kernel_require_device",)
-PLANS_FROM = ("kernel", "nodes", "paths")
-CHANGES = ("kernel", "nodes", "paths")
+PLANS_FROM = ("kernel", "nodes")
+CHANGES = ("kernel", "nodes")
 UNCHANGED = "published"
 _TPM_CHAR_RE = re.compile(r"/dev/tpm[0-9]+")
 

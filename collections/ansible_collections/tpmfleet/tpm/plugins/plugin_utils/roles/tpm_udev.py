@@ -19,8 +19,8 @@ READS_FROM = ("tpm_udev_rules_path",)
 # What its plan (``changes``) takes besides INPUTS, rests on (the nodes' owners are names: the accounts) and may
 # change (the registry's PARTS).
 CHANGES_FROM = ("tpm_quote_mode_profile",)
-PLANS_FROM = ("nodes", "accounts", "paths")
-CHANGES = ("nodes", "paths")
+PLANS_FROM = ("nodes", "accounts")
+CHANGES = ("nodes",)
 _RULES_TEMPLATE = "tpm.rules.j2"
 
 _MODE_RE = re.compile(r"0?[0-7][0-7]0")
