@@ -183,9 +183,13 @@ def preflight(tmp_path_factory):
                     "name": "A role after the preflight",
                     "ansible.builtin.include_role": {
                         "name": "tpmfleet.tpm.tpm_verify",
-                        "tasks_from": "{{ 'apply' if __tpm_preflight_validated | default(false) else 'main' }}",
+                        "tasks_from": (
+                            "{{ __tpm_preflight_plan.entries[__tpmfleet_role] if __tpm_preflight_plan is defined "
+                            "else 'main' }}"
+                        ),
                     },
                     "vars": {
+                        "__tpmfleet_role": "tpm_verify",
                         "tpm_kernel_devices": [],
                         "tpm_verify_install_packages": False,
                     },

@@ -129,3 +129,38 @@ def test_nodes_that_differ_are_triggered_again_though_the_rules_are_right(tmp_pa
     rc, out = run_play(tmp_path, {"tasks": [right, ROLE]}, variables, env=env)
     assert rc == 0 and changed(out) == 0, failed_tasks(out)
     assert not log.exists() and ran(out, TRIGGER) == []
+
+
+PREFLIGHT = {
+    "name": "Validate and plan every role",
+    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"},
+}
+EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
+
+
+def udev_plan(tmp_path, variables, **kwargs):
+    """What the preflight's plan says tpm_udev's apply would change, and the tasks file it chose for the role."""
+    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT]}, variables, **kwargs)
+    assert rc == 0, failed_tasks(out)
+    (check,) = [r for n, r in tasks(out) if n == EVERY_ROLE]
+    return check["changes"]["tpm_udev"], check["entries"]["tpm_udev"]
+
+
+def test_the_plan_renders_the_rules_as_the_template_task_writes_them(tmp_path, rules, udevadm):
+    """The preflight's plan proves "nothing to change" only for the file the role's template task wrote (the
+    controller has no TPM nodes: the rules file alone decides), and sees every drift of it."""
+    path, _ = udevadm
+    variables = {"tpm_quote_mode": "kernel_rm", "tpm_udev_rules_path": str(rules)}
+    assert udev_plan(tmp_path, variables) == ([f"write {rules}"], "apply")
+    rc, out = run_play(tmp_path, {"tasks": [ROLE]}, variables, env={"PATH": path})
+    assert rc == 0 and rules.is_file(), failed_tasks(out)
+    # (The role still runs here: tpm_kernel, before it, has a TPM device to find on this controller.)
+    assert udev_plan(tmp_path, variables) == ([], "apply")
+    # Another mode, another mode of the nodes: other rules.
+    assert udev_plan(tmp_path, {**variables, "tpm_quote_mode": "direct"})[0] == [f"write {rules} (its content differs)"]
+    assert udev_plan(tmp_path, {**variables, "tpm_udev_mode": "0600"})[0] == [f"write {rules} (its content differs)"]
+    rules.chmod(0o664)
+    assert udev_plan(tmp_path, variables)[0] == [f"set {rules} to root:root 0644"]
+    rules.chmod(0o644)
+    rules.write_text(rules.read_text() + "# a line of the admin's\n")
+    assert udev_plan(tmp_path, variables)[0] == [f"write {rules} (its content differs)"]

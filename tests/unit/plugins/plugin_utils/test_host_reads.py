@@ -23,6 +23,7 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
         "paths": [
             "/etc/modules-load.d/tpm_tis.conf",
             "/etc/modules-load.d/tpm_crb.conf",
+            "/etc/udev/rules.d/70-tpmfleet-tpm.rules",
             "/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
             "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf",
             "/etc/tpm2/tcti.env",
@@ -54,9 +55,10 @@ def test_the_host_values_decide_the_units_paths_and_holders():
     got = registry.reads(ROLES, values)
     # tpm2.target: whether the consumer drop-ins can order after it.
     assert got["units"] == ["tpm2-abrmd.service", "old-agent.service", "keylime_agent.service", "tpm2.target"]
-    assert got["paths"][:2] == ["/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
+    assert got["paths"][:3] == ["/etc/udev/rules.d/70-tpmfleet-tpm.rules",
+                                "/etc/systemd/system/tpm2-abrmd.service.d/tpmfleet.conf",
                                 "/etc/dbus-1/system.d/tpmfleet-tpm2-abrmd.conf"]  # fmt: skip
-    assert got["paths"][2:] == [
+    assert got["paths"][3:] == [
         "/etc/tpm2/other.env",
         "/etc/tpm2",
         "/etc/systemd/system/keylime_agent.service.d",
@@ -78,8 +80,32 @@ def test_a_driver_is_in_its_modules_load_file_as_modprobe_reads_it(tmp_path):
         assert (re.search("^(?:" + marker + ")", text, re.MULTILINE) is not None) is found, text
 
 
+def test_the_distributions_diverted_d_bus_policy_is_looked_up_in_dpkgs_list_by_its_whole_line():
+    """tpm_abrmd's plan must know whether the distribution's policy is diverted: dpkg's diversions file lists the
+    diverted path on a line of its own (its .distrib name and the package on the next two)."""
+    import re
+
+    policy = "/etc/dbus-1/system.d/tpm2-abrmd.conf"
+    reads = registry.reads(
+        ["tpm_abrmd"], {"tpm_quote_mode_profile": KERNEL_RM, "__tpm_abrmd_distro_dbus_policy": policy}
+    )
+    marker = reads["markers"]["/var/lib/dpkg/diversions"]
+    for text, found in (
+        (f"{policy}\n{policy}.distrib\n:\n", True),
+        (f"/etc/x\n/etc/x.d\n:\n{policy}\n{policy}.distrib\n:", True),
+        (f"{policy}", True),
+        (f"/usr/other\n{policy}.distrib\n:\n", False),
+        (f"{policy} \n", False),
+        (f"{policy}\r\n", False),
+        ("", False),
+    ):
+        assert (re.search("^(?:" + marker + ")", text, re.MULTILINE) is not None) is found, text
+    assert registry.reads(["tpm_abrmd"], {"tpm_quote_mode_profile": KERNEL_RM})["markers"] == {}
+
+
 def test_one_role_reads_only_its_part_and_bad_values_read_nothing():
     assert registry.reads(["tpm_udev"], {}) == {**registry.empty_reads(), "globs": list(TPM_NODE_GLOBS)}
+    assert registry.reads(["tpm_udev"], {"tpm_udev_rules_path": "/etc/udev/rules.d/../x.rules"})["paths"] == []
     bad = registry.reads(["tpm_tcti_env"], {"tpm_tcti_env_path": "relative/x.env", "tpm_tcti_env_services": "a"})
     assert bad == registry.empty_reads()
     assert registry.reads(["tpm_containers"], {"tpm_quote_mode_profile": DIRECT}) == registry.empty_reads()

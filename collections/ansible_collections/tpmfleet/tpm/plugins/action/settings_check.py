@@ -12,15 +12,23 @@ only; nothing reads a role's defaults or vars files). Run inside a role (``role`
 and Ansible has checked its argument spec. Run by the preflight for every role (``roles``), they are in the
 play because the preflight included each role's ``tasks/variables.yml`` with ``public: true``; the type
 layer, each role's ``main`` argument spec, is checked here as Ansible checks it before a role runs.
+
+For the preflight, once every check passed, it also returns what each role's apply would change on the host as it
+was read (``changes``: role -> a list of sentences, empty when nothing would change, None when the role cannot
+tell) and the tasks file each role runs in this play (``entries``: ``apply``, the role's file for "nothing to
+change", or None for a role that is skipped): the converge step of ``site`` and ``quote_mode`` reads them.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import lookup_loader
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import roles as registry
 
 _HOST_STATE_MODULE = "tpmfleet.tpm.tpm_host_state"
@@ -57,7 +65,18 @@ class ActionModule(ActionBase):
             errors += self._check(role)
         if errors:
             result.update(failed=True, errors=errors, msg=" ".join(errors))
+        elif "roles" in args:
+            changes = {role: self._changes(role) for role in [*roles, *registry.AROUND]}
+            result.update(changes=changes, entries=registry.entries(changes))
         return result
+
+    def _changes(self, role):
+        """What ``role``'s apply would change on the host as read (None: the role cannot tell, so it runs)."""
+        spec = registry.spec(role)
+        if not hasattr(spec, "changes"):
+            return None
+        names = (*getattr(spec, "INPUTS", ()), *getattr(spec, "CHANGES_FROM", ()))
+        return spec.changes({name: self._value(name) for name in names}, _Host(self))
 
     def _check(self, role):
         spec = registry.spec(role)
@@ -134,6 +153,19 @@ class _Host:
 
     def publish(self, key, value):
         self._action._publish(key, value)
+
+    def render(self, role, template):
+        """``role``'s template rendered as its template task renders it (Ansible's template lookup, this task's
+        variables), or None when the file's header could differ: a custom ansible_managed with placeholders
+        (host, file, time) that the template task fills in its own way."""
+        managed = str(C.config.get_config_value("DEFAULT_MANAGED_STR"))
+        task_vars = self._action._task_vars
+        if "ansible_managed" not in task_vars and ("{" in managed or "%" in managed):
+            return None
+        path = os.path.join(registry.roles_dir(), role, "templates", template)
+        action = self._action
+        lookup = lookup_loader.get("ansible.builtin.template", loader=action._loader, templar=action._templar)
+        return str(lookup.run([path], variables=task_vars)[0])
 
     def accounts(self):
         """The host's users and groups, as the preflight read them, else (never read, or marked stale in

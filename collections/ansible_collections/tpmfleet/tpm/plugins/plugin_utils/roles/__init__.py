@@ -17,7 +17,18 @@ defines:
 - optionally ``host_errors(values, host)``: its checks against the host
   (``host``: the settings_check action's view of the host, with ``name``,
   ``facts``, ``accounts()``, ``read(**options)`` and ``publish(key, value)``),
-  which may also publish the role's plan.
+  which may also publish the role's plan;
+- optionally ``changes(values, host)``, with ``CHANGES_FROM`` (the variables it takes besides ``INPUTS``),
+  ``PLANS_FROM`` and ``CHANGES``: what its apply would change on the host as the preflight read it (a list of
+  sentences; empty: nothing) or None when it cannot tell. ``PLANS_FROM`` names the parts of the host's state
+  (``PARTS``) that answer rests on, ``CHANGES`` the parts its apply may change; a role without ``changes``
+  always runs, and one without ``CHANGES`` is taken to change every part. ``UNCHANGED`` names the tasks file
+  run instead of ``apply`` when nothing changes (tpm_kernel publishes its facts); without it the role is
+  skipped.
+
+``entries(plans)`` decides, from every role's ``changes``, which roles a run applies (the converge step of
+``site`` and ``quote_mode``): a role is skipped only when its answer is an empty list and no role before it that
+runs may change a part its answer rests on (the host state it read would be stale).
 
 The settings_check action, the host_reads lookup, the preflight and the
 entry points loop over this registry; nothing else names a role. Shared
@@ -63,6 +74,11 @@ def spec(role):
     if role not in KNOWN:
         raise ValueError(f"unknown role {role!r}; known: {', '.join(KNOWN)}")
     return importlib.import_module(f"{__name__}.{role}")
+
+
+def roles_dir():
+    """The collection's roles directory (the roles' templates are there)."""
+    return str(_ROLES_DIR)
 
 
 def checked():
@@ -120,4 +136,30 @@ def reads(roles, values):
         out["markers"].update(part.get("markers", {}))
         out["kernel"] = out["kernel"] or bool(part.get("kernel"))
         out["accounts"] = out["accounts"] or bool(part.get("accounts"))
+    return out
+
+
+# --- what a run applies ---------------------------------------------------------
+
+# The parts of the host's state that one role's plan may rest on and another role's apply may change: the users
+# and groups, the TPM nodes (their owners and modes), the running kernel's drivers, the systemd units, the
+# holders of the TPM. "accounts" and "nodes" are also the names of the published stale marker
+# (tpmfleet_host_state_stale). A role's own files are not among them: no other role writes them.
+PARTS = ("accounts", "nodes", "kernel", "units", "holders")
+
+
+def entries(plans):
+    """The tasks file each role runs (``apply``, its ``UNCHANGED`` file, or None: skipped), given ``plans``: role
+    -> what its apply would change (a list; empty: nothing) or None (cannot tell), for the roles of one run in
+    their order. Never from what this run changed: a role whose plan rests on a part that a role before it may
+    change, when that role runs, runs too (its plan would be stale)."""
+    changing, out = set(), {}
+    for role, plan in plans.items():
+        module = spec(role)
+        stale = bool(changing & set(getattr(module, "PLANS_FROM", PARTS)))
+        if plan is None or plan or stale:
+            out[role] = "apply"
+            changing |= set(getattr(module, "CHANGES", PARTS))
+        else:
+            out[role] = getattr(module, "UNCHANGED", None)
     return out

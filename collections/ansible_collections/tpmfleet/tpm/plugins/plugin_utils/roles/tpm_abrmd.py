@@ -37,7 +37,21 @@ READS_FROM = (
     "__tpm_abrmd_service",
     "__tpm_abrmd_dropin",
     "__tpm_abrmd_dbus_policy",
+    "__tpm_abrmd_distro_dbus_policy",
 )
+# What its plan (``changes``) takes besides INPUTS, rests on and may change (the registry's PARTS).
+CHANGES_FROM = (
+    "__tpm_abrmd_dropin",
+    "__tpm_abrmd_dbus_policy",
+    "__tpm_abrmd_distro_dbus_policy",
+    "__tpm_abrmd_off_statuses",
+)
+PLANS_FROM = ("units", "holders")
+CHANGES = ("units", "holders")
+# The statuses of a holder unit that "stopped and disabled" leaves as they are.
+_HOLDER_OFF = ("disabled", "masked")
+# dpkg's list of diversions: three lines per diversion, the first the diverted path.
+_DIVERSIONS = "/var/lib/dpkg/diversions"
 
 # A long option and a value without spaces, quotes, '$', '%', ';' or '\'
 # (ExecStart= of a systemd drop-in would expand or split them).
@@ -106,12 +120,65 @@ def reads(v):
     device = profile.get("exclusive_device") if isinstance(profile, dict) else None
     files = [v.get("__tpm_abrmd_dropin"), v.get("__tpm_abrmd_dbus_policy")]
     service = v.get("__tpm_abrmd_service")
-    return {
+    out = {
         "accounts": True,
         "units": [*valid_units([service]), *valid_units(v.get("tpm_abrmd_stop_holder_units"), ("service", "scope"))],
         "holders": [device] if device else [],
         "paths": [f for f in files if isinstance(f, str) and f.startswith("/")],
     }
+    distro = v.get("__tpm_abrmd_distro_dbus_policy")
+    if isinstance(distro, str) and distro.startswith("/"):
+        out["markers"] = {_DIVERSIONS: _diverted(distro)}
+    return out
+
+
+def _diverted(path):
+    """The regular expression of dpkg's diversions file line that names ``path`` as diverted (the whole line)."""
+    return re.escape(path) + r"(?=\n|\Z)"
+
+
+def changes(values, host):
+    """What tasks/apply.yml would change, from the preflight's read, where tpm2-abrmd must not serve the TPM
+    (tasks/stopped.yml): tpm2-abrmd running or enabled, its mask, the holder units to stop (exclusive device),
+    tpmfleet's drop-in and D-Bus policy, the distribution's diverted policy. None in abrmd mode (the package, the
+    files' contents, the diversion and the unit are not planned here: the role runs), without the host's
+    distribution (its policy path comes from vars/<distribution>.yml, loaded with the preflight's variables) or
+    when a part was not read."""
+    profile = values.get("tpm_quote_mode_profile") or {}
+    abrmd = profile.get("abrmd") or {}
+    facts = host.facts
+    services = facts.get("services")
+    paths = (facts.get("tpmfleet_host_state") or {}).get("paths") or {}
+    files = [values.get("__tpm_abrmd_dropin"), values.get("__tpm_abrmd_dbus_policy")]
+    distro = values.get("__tpm_abrmd_distro_dbus_policy")
+    if abrmd.get("running") is not False or not isinstance(services, dict) or "distribution" not in facts:
+        return None
+    off = values.get("__tpm_abrmd_off_statuses") or []
+    service = values.get("__tpm_abrmd_service")
+    unit = services.get(service) or {}
+    if any(f not in paths for f in files) or (distro and _DIVERSIONS not in paths) or not isinstance(unit, dict):
+        return None
+    out = []
+    if service in services and (unit.get("state") != "stopped" or unit.get("status") not in off):
+        out.append(f"stop and disable {service}")
+    if (unit.get("status") == "masked") != bool(abrmd.get("masked")):
+        out.append(f"{'mask' if abrmd.get('masked') else 'unmask'} {service}")
+    if profile.get("exclusive_device") is not None:
+        for name in values.get("tpm_abrmd_stop_holder_units") or []:
+            held = services.get(name)
+            if held is not None and (held.get("state"), held.get("status") in ("disabled", "masked")) != (
+                "stopped",
+                True,
+            ):
+                out.append(f"stop and disable {name}")
+    out += [f"remove {f}" for f in files if paths[f].get("exists")]
+    if distro:
+        diversions = paths[_DIVERSIONS]
+        if not diversions.get("isreg") or "has_marker" not in diversions:
+            return None
+        if diversions["has_marker"]:
+            out.append(f"put the distribution's {distro} back (remove its dpkg diversion)")
+    return out
 
 
 def account_errors(values, users, groups, host="this host"):

@@ -386,3 +386,27 @@ def plan(getent_group, getent_passwd, values, host):
             or any(c["add"] for c in plan_consumers)
         ),
     }
+
+
+# --- what a run applies (the registry's ``changes``) ------------------------------------------
+
+# Its plan rests on the users and groups; its apply changes them and, through udev, the TPM nodes' owners (and
+# restarts systemd-udevd when the tss IDs change).
+PLANS_FROM = ("accounts",)
+CHANGES = ("accounts", "nodes", "units")
+
+
+def changes(_values, host):
+    """What tasks/apply.yml would change: the plan host_errors published (``todo`` and its parts); None without
+    it."""
+    planned = host.facts.get(PLAN_FACT)
+    if not isinstance(planned, dict) or "todo" not in planned:
+        return None
+    out = [f"create group {g['name']}" for g in planned["groups"] if g["create"]]
+    out += [f"change the GID of group {g['name']} to {g['gid']}" for g in planned["groups"] if g["change"]]
+    if planned["user"]["todo"]:
+        out.append(f"{'create' if planned['user']['create'] else 'update'} user {planned['user']['name']}")
+    out += [f"add user {c['name']} to {', '.join(c['add'])}" for c in planned["consumers"] if c["add"]]
+    if planned["todo"] and not out:
+        out.append("apply the plan's changes")
+    return out

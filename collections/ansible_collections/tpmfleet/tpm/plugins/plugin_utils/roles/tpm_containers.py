@@ -37,3 +37,13 @@ def reads(v):
     if not v.get("tpm_containers_projects"):
         return {}
     return {"accounts": True, "paths": [str(d) for d in devices] if isinstance(devices, (list, tuple)) else []}
+
+
+# Its plan rests on no part of the host's state: with no project listed its apply changes nothing.
+PLANS_FROM = ()
+
+
+def changes(values, _host):
+    """Nothing to change while no compose project is listed; with projects it cannot tell (they are planned
+    against the host by its own tasks, after tpm_access): None, the role runs."""
+    return None if values.get("tpm_containers_projects") else []

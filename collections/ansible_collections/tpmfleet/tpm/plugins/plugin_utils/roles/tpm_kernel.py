@@ -20,6 +20,13 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
 
 INPUTS = ("tpm_kernel_drivers", "tpm_kernel_device_timeout", "tpm_kernel_persistent")
 READS_FROM = ("tpm_kernel_drivers", "tpm_kernel_persistent")
+# What its plan (``changes``) takes besides INPUTS, rests on and may change (the registry's PARTS); with nothing to
+# change it runs tasks/published.yml: its facts from the preflight's read, no remote task.
+CHANGES_FROM = ("tpm_kernel_require_device",)
+PLANS_FROM = ("kernel", "nodes")
+CHANGES = ("kernel", "nodes")
+UNCHANGED = "published"
+_TPM_CHAR_RE = re.compile(r"/dev/tpm[0-9]+")
 
 _MODULE_RE = re.compile(r"[a-z0-9_-]{1,55}")
 _MODULES_LOAD_DIR = "/etc/modules-load.d"
@@ -103,3 +110,32 @@ def host_errors(values, host):
         }
         kernel = host.read(checksum=False, **options)["tpmfleet_host_state"]["kernel"]
     return driver_errors(values, kernel, host=host.name)
+
+
+def changes(values, host):
+    """What tasks/apply.yml would change, from the preflight's read: each loadable driver not loaded (or, with
+    tpm_kernel_persistent, not named by its modules-load.d file), and a missing TPM character device when one is
+    required (the role then fails with its message). None when the read lacks a part."""
+    state = host.facts.get("tpmfleet_host_state") or {}
+    kernel, globs, paths = state.get("kernel"), state.get("globs"), state.get("paths") or {}
+    wanted = reads(values)
+    if not isinstance(kernel, dict) or "loaded" not in kernel or not isinstance(globs, dict):
+        return None
+    if any(g not in globs for g in wanted["globs"]) or any(p not in paths for p in wanted.get("paths", [])):
+        return None
+    out = []
+    persistent = truthy(values.get("tpm_kernel_persistent"))
+    builtin, loaded = kernel.get("builtin") or [], kernel.get("loaded") or []
+    for driver in values.get("tpm_kernel_drivers") or []:
+        if driver in builtin:
+            continue
+        if driver.replace("-", "_") not in loaded:
+            out.append(f"load the driver {driver}")
+        elif persistent and not paths[f"{_MODULES_LOAD_DIR}/{driver}.conf"].get("has_marker"):
+            out.append(f"name {driver} in {_MODULES_LOAD_DIR}/{driver}.conf")
+    nodes = [f.get("path") for g in wanted["globs"] for f in globs[g] or []]
+    if truthy(values.get("tpm_kernel_require_device")) and not any(
+        isinstance(n, str) and _TPM_CHAR_RE.fullmatch(n) for n in nodes
+    ):
+        out.append("find a TPM character device (there is none)")
+    return out

@@ -5,14 +5,23 @@ after the distribution's); it reads the TPM nodes."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     TPM_NODE_GLOBS,
+    TPM_NODE_RE,
     shown,
 )
 
 INPUTS = ("tpm_udev_mode", "tpm_udev_rules_path")
+READS_FROM = ("tpm_udev_rules_path",)
+# What its plan (``changes``) takes besides INPUTS, rests on (the nodes' owners are names: the accounts) and may
+# change (the registry's PARTS).
+CHANGES_FROM = ("tpm_quote_mode_profile",)
+PLANS_FROM = ("nodes", "accounts")
+CHANGES = ("nodes",)
+_RULES_TEMPLATE = "tpm.rules.j2"
 
 _MODE_RE = re.compile(r"0?[0-7][0-7]0")
 
@@ -53,5 +62,50 @@ def input_errors(v):
     return errors
 
 
-def reads(_v):
-    return {"globs": list(TPM_NODE_GLOBS)}
+def reads(v):
+    """The TPM nodes, and the rules file (its content's checksum: the plan compares it with the template's)."""
+    path = v.get("tpm_udev_rules_path")
+    paths = [path] if isinstance(path, str) and _RULES_RE.fullmatch(path) else []
+    return {"globs": list(TPM_NODE_GLOBS), "paths": paths}
+
+
+def changes(values, host):
+    """What tasks/apply.yml would change, from the preflight's read: the rules file (its content as the template
+    renders it, root:root 0644) and each TPM node whose owner, group or mode differs from the quote mode's. None
+    when a part was not read or the template cannot be rendered as its task would."""
+    state = host.facts.get("tpmfleet_host_state") or {}
+    path, mode = values.get("tpm_udev_rules_path"), values.get("tpm_udev_mode")
+    rules = (state.get("paths") or {}).get(path)
+    globs = state.get("globs") or {}
+    profile = values.get("tpm_quote_mode_profile") or {}
+    if not isinstance(rules, dict) or any(g not in globs for g in TPM_NODE_GLOBS) or not profile.get("udev"):
+        return None
+    out = []
+    if not rules.get("isreg") or rules.get("islnk"):
+        out.append(f"write {path}")
+    else:
+        content = host.render("tpm_udev", _RULES_TEMPLATE)
+        if content is None or rules.get("checksum") is None:
+            return None
+        if hashlib.sha1(content.encode("utf-8")).hexdigest() != rules["checksum"]:  # noqa: S324 (stat's checksum)
+            out.append(f"write {path} (its content differs)")
+        elif (rules.get("pw_name"), rules.get("gr_name"), _octal(rules.get("mode"))) != ("root", "root", 0o644):
+            out.append(f"set {path} to root:root 0644")
+    want_mode = _octal(mode)
+    for node in sorted((f for g in TPM_NODE_GLOBS for f in globs[g] or []), key=lambda f: str(f.get("path"))):
+        match = TPM_NODE_RE.fullmatch(str(node.get("path")))
+        if not match:
+            continue
+        want = profile["udev"][1 if match.group(1) else 0]
+        if (node.get("pw_name"), node.get("gr_name"), _octal(node.get("mode"))) != (
+            want["owner"], want["group"], want_mode,
+        ):  # fmt: skip
+            out.append(f"set {node['path']} to {want['owner']}:{want['group']} {mode} (udev)")
+    return out
+
+
+def _octal(mode):
+    try:
+        return int(str(mode), 8)
+    except ValueError:
+        return None
