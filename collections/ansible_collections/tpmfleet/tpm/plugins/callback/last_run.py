@@ -13,6 +13,9 @@ description:
     atomically (a temporary file in the same directory renamed over it), mode C(0644).
   - Meant for ansible-pull, where the controller is the host itself; the tpmfleet pull service enables it. The
     tpmfleet.tpm.tpm_facts module reads the file back and the fleet report shows it in the host detail.
+  - The pull service loads a copy installed beside its wrapper (C(ANSIBLE_CALLBACK_PLUGINS)), so that
+    ansible-pull's checkout step, which runs before the clone and its collections exist, finds it too. The file
+    depends on nothing but ansible-core for that reason.
   - Nothing secret is recorded (no repository URL, which may carry a token, no variables).
   - In check mode nothing is written (a check run changes nothing on the host, this file included).
 version_added: "0.3.0"
