@@ -78,7 +78,7 @@ def test_unit_states_returns_the_properties_of_the_known_units_in_the_same_call(
         def get_bin_path(self, _name):
             return "/usr/bin/systemctl"
 
-    services, error = host_state.unit_states(
+    _services, error = host_state.unit_states(
         Module(), [UNIT, "gone.service"], runner=lambda a: calls.append(a) or (0, show, ""),
         systemd_dir=str(tmp_path), props=raw,
     )  # fmt: skip

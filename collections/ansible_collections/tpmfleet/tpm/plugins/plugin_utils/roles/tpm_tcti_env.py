@@ -11,7 +11,6 @@ import os
 import posixpath
 import re
 
-from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import TCTI_VARIABLES
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     few,
     is_list,
@@ -23,6 +22,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     unit_list_errors,
     valid_units,
 )
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import TCTI_VARIABLES
 
 INPUTS = (
     "tpm_tcti_env_path",
@@ -178,9 +178,11 @@ def host_errors(values, host):
     state = host.read(**options) if options else {}
     services = state.get("services") if "units" in options else host.facts.get("services")
     paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
-    consumers = {**(read_before.get("consumers") or {}), **(state.get("tpmfleet_host_state") or {}).get("consumers", {})}
+    read_now = state.get("tpmfleet_host_state") or {}
+    consumers = {**(read_before.get("consumers") or {}), **(read_now.get("consumers") or {})}
     env_file = normalised(values["tpm_tcti_env_path"])[0]
-    errors = file_errors(values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=host.name)
+    directory = posixpath.dirname(env_file)
+    errors = file_errors(values, services, env_file, paths[env_file], paths[directory], host=host.name)
     if not errors:
         host.publish(PLAN_FACT, consumer_plan(values, services or {}, consumers))
     return errors
