@@ -12,8 +12,10 @@ must be converged (device nodes, tpm2-abrmd, the TCTI env file, the consumer run
 TCTI), the switch record gone, and a further site.yml run must change nothing. Killed switches
 alternate direction, so each recovery is the next switch's starting point.
 
-TPMFLEET_INTERRUPT_INVENTORY: the lab inventory (one host). TPMFLEET_INTERRUPT_START: the mode the
-VM is converged to first (default kernel_rm). TPMFLEET_INTERRUPT_AT: ``changed``
+TPMFLEET_INTERRUPT_INVENTORY: the lab inventory (one host). TPMFLEET_INTERRUPT_MODES: the two modes
+switched between, such as ``direct,abrmd`` (default ``kernel_rm,direct``). TPMFLEET_INTERRUPT_START: the
+mode the VM is converged to first (default kernel_rm when it is one of them, else the first).
+TPMFLEET_INTERRUPT_AT: ``changed``
 (default: the boundary after each task that changed the host in the uninterrupted switch; a boundary
 between two tasks that changed nothing leaves the same host state as the one before it), ``all``
 (every boundary), or per target mode ``direct:changed;kernel_rm:changed/3`` (every third) or numbers
@@ -21,6 +23,12 @@ such as ``direct:5,12;kernel_rm:7`` (in that order; then the uninterrupted refer
 run).
 Each run's time and the boundaries that ran are written to TPMFLEET_INTERRUPT_REPORT (default
 .cache/interrupt-report.json).
+
+The second test switches with site.yml alone (the mode changed in the inventory, no quote_mode.yml, so no
+consumer is stopped or recorded) and kills it, each way, after the TCTI environment file was written, after
+the consumers' drop-ins were written (before any handler), and as the restart handler starts (systemd
+reloaded, the consumer not restarted): the next site.yml must restart the consumer with the new TCTI and leave
+NeedDaemonReload=no, though it finds every file already right, and a further run changes nothing.
 """
 
 from __future__ import annotations
@@ -45,10 +53,28 @@ pytestmark = pytest.mark.skipif(not INVENTORY, reason="on demand: make test-inte
 RECORD = "/var/lib/tpmfleet/quote-mode-switch.json"
 CONSUMER = "tpm-consumer.service"
 # What each mode wants of the host (tpm_quote_mode's profiles; 0660 is tpm_udev_mode's default).
+# tpm2-abrmd: stopped and masked in direct mode, stopped in kernel_rm mode, running and enabled in abrmd mode.
 WANT = {
-    "direct": {"/dev/tpm0": "tss:tss 660", "/dev/tpmrm0": "tss:tss 660", "tcti": "device:/dev/tpm0"},
-    "kernel_rm": {"/dev/tpm0": "tss:root 660", "/dev/tpmrm0": "tss:tss 660", "tcti": "device:/dev/tpmrm0"},
-}
+    "direct": {"/dev/tpm0": "tss:tss 660", "/dev/tpmrm0": "tss:tss 660", "tcti": "device:/dev/tpm0",
+               "abrmd": "inactive, masked"},
+    "kernel_rm": {"/dev/tpm0": "tss:root 660", "/dev/tpmrm0": "tss:tss 660", "tcti": "device:/dev/tpmrm0",
+                  "abrmd": "inactive, not masked"},
+    "abrmd": {"/dev/tpm0": "tss:root 660", "/dev/tpmrm0": "tss:tss 660",
+              "tcti": "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=system", "abrmd": "active, enabled"},
+}  # fmt: skip
+MODES = tuple(m.strip() for m in os.environ.get("TPMFLEET_INTERRUPT_MODES", "kernel_rm,direct").split(","))
+assert len(MODES) == 2 and MODES[0] != MODES[1] and set(MODES) <= set(WANT), (
+    f"TPMFLEET_INTERRUPT_MODES must name two of {', '.join(WANT)}, such as direct,abrmd (got {MODES})"
+)
+START = os.environ.get("TPMFLEET_INTERRUPT_START") or ("kernel_rm" if "kernel_rm" in MODES else MODES[0])
+assert START in MODES, f"TPMFLEET_INTERRUPT_START {START!r} is not one of TPMFLEET_INTERRUPT_MODES {MODES}"
+# Where a site-only switch is killed (the kill_at_task callback's TPMFLEET_KILL_AFTER_NAME / _AT_NAME): after
+# the environment file, after the drop-ins (every file right, no handler run), as the restart handler starts.
+SITE_KILLS = (
+    ("after", "Ensure the TCTI environment file sets every TCTI variable for the quote mode"),
+    ("after", "Ensure each consumer service loads the TCTI environment file"),
+    ("at", "Restart the TPM consumer services"),
+)
 # One call over SSH reads everything the checks need.
 PROBE = r"""
 stat -c '%n %U:%G %a' /dev/tpm0 /dev/tpmrm0
@@ -99,13 +125,15 @@ def _observe():
     return out
 
 
-def _playbook(playbook, mode, *, log=None, kill_at=0, mitogen=True, timeout=3600):
+def _playbook(playbook, mode, *, log=None, kill_at=0, kill_name=None, mitogen=True, timeout=3600):
     """ansible-playbook in a session of its own (so that the callback's SIGKILL takes its whole process
     group and nothing else); (rc, stdout, seconds)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_CALLBACK_PLUGINS=str(HERE / "callback_plugins"),
                ANSIBLE_CALLBACKS_ENABLED="kill_at_task", TPMFLEET_KILL_AT_TASK=str(kill_at),
                TPMFLEET_TASK_LOG=str(log or ""))  # fmt: skip
+    if kill_name:
+        env["TPMFLEET_KILL_AFTER_NAME" if kill_name[0] == "after" else "TPMFLEET_KILL_AT_NAME"] = kill_name[1]
     env.pop("ANSIBLE_STRATEGY", None)
     if mitogen:
         env.update(ANSIBLE_STRATEGY="tpmfleet.lab.mitogen_linear", ANSIBLE_HOST_KEY_CHECKING="False",
@@ -135,11 +163,13 @@ def _converged(mode):
     want = WANT[mode]
     nodes = ("/dev/tpm0", "/dev/tpmrm0")
     problems = [f"{p}: {seen.get(p)!r}, wanted {want[p]!r}" for p in nodes if seen.get(p) != want[p]]
-    # tpm2-abrmd is stopped in both modes, masked in direct mode only.
     abrmd = seen.get("abrmd", "").split()
-    if abrmd[:1] != ["inactive"] or ("masked" in abrmd) != (mode == "direct"):
-        wanted = "inactive, masked" if mode == "direct" else "inactive, not masked"
-        problems.append(f"tpm2-abrmd: {seen.get('abrmd')!r}, wanted {wanted}")
+    if mode == "abrmd":
+        ok = abrmd[:1] == ["active"] and "enabled" in abrmd
+    else:
+        ok = abrmd[:1] == ["inactive"] and ("masked" in abrmd) == (mode == "direct")
+    if not ok:
+        problems.append(f"tpm2-abrmd: {seen.get('abrmd')!r}, wanted {want['abrmd']}")
     if seen.get("env_tcti") != want["tcti"]:
         problems.append(f"tcti.env: {seen.get('env_tcti')!r}, wanted {want['tcti']!r}")
     if seen.get("consumer") != "active" or seen.get("consumer_tcti") != want["tcti"]:
@@ -160,7 +190,7 @@ def _log(path):
 
 
 def _other(mode):
-    return "kernel_rm" if mode == "direct" else "direct"
+    return MODES[1] if mode == MODES[0] else MODES[0]
 
 
 def _points(reference, spec):
@@ -188,18 +218,71 @@ def _save():
     path.write_text(json.dumps(REPORT, indent=1) + "\n")
 
 
-def test_a_switch_killed_at_any_step_is_finished_by_one_site_run(tmp_path):
-    spec = os.environ.get("TPMFLEET_INTERRUPT_AT", "changed")
-    mode = os.environ.get("TPMFLEET_INTERRUPT_START", "kernel_rm")
-    rc, out, secs = _playbook("tests/lab/prepare_consumer.yml", mode)
+@pytest.fixture(scope="module")
+def prepared():
+    rc, out, _secs = _playbook("tests/lab/prepare_consumer.yml", START)
     assert rc == 0, out[-4000:]
+
+
+def _finish(target, entry):
+    """site.yml once with the target mode after a killed run: the host converged, then a further run changes
+    nothing; the problems found (also in ``entry``)."""
+    rc, out, secs = _playbook("site.yml", target)
+    entry.update(site_rc=rc, site_seconds=round(secs, 1))
+    problems = [] if rc == 0 else [f"site.yml failed (rc {rc}): {out[-3000:]}"]
+    if rc == 0:
+        entry["site_recap"] = _recap(out)
+        entry["site_changed"] = [line for line in out.splitlines() if line.startswith("changed:")]
+        problems += _converged(target)
+        rc2, out2, secs2 = _playbook("site.yml", target)
+        entry.update(again_rc=rc2, again_seconds=round(secs2, 1))
+        if rc2 != 0 or _recap(out2)["changed"] != 0:
+            problems.append(f"the further site.yml run: rc {rc2}, changed {_recap(out2).get('changed')}: "
+                            f"{[line for line in out2.splitlines() if line.startswith('changed:')]}")  # fmt: skip
+    entry["problems"] = problems
+    REPORT.append(entry)
+    _save()
+    if problems:
+        # Bring the host back for the next boundary.
+        _playbook("site.yml", target)
+    return problems
+
+
+def test_a_site_only_switch_killed_before_its_handlers_is_finished_by_the_next_site_run(prepared, tmp_path):
+    mode = START
+    rc, out, secs = _playbook("site.yml", mode)
+    assert rc == 0, out[-4000:]
+    REPORT.append({"run": f"site {mode} (start, site-only switches)", "seconds": round(secs, 1),
+                   "recap": _recap(out)})  # fmt: skip
+    assert _converged(mode) == []
+    failures = []
+    for where, name in SITE_KILLS:
+        for _direction in (1, 2):
+            target = _other(mode)
+            log = tmp_path / f"site-{target}-{len(REPORT)}.log"
+            rc, out, killed_secs = _playbook("site.yml", target, log=log, kill_name=(where, name))
+            killed = [line.split("\t") for line in log.read_text().splitlines() if line.startswith("killed\t")]
+            assert rc == -signal.SIGKILL and killed, f"site.yml to {target} was not killed {where} {name!r}: rc {rc}"
+            seen = _observe()
+            entry = {"run": f"site {mode} -> {target} killed {where} {name!r} (as {killed[0][2]!r} started)",
+                     "killed_after_s": round(killed_secs, 1),
+                     "left": {k: seen.get(k) for k in ("env_tcti", "consumer", "consumer_tcti", "reload")}}  # fmt: skip
+            if _finish(target, entry):
+                failures.append(entry)
+            mode = target
+    assert failures == [], json.dumps(failures, indent=1)
+
+
+def test_a_switch_killed_at_any_step_is_finished_by_one_site_run(prepared, tmp_path):
+    spec = os.environ.get("TPMFLEET_INTERRUPT_AT", "changed")
+    mode = START
     rc, out, secs = _playbook("site.yml", mode)
     assert rc == 0, out[-4000:]
     REPORT.append({"run": f"site {mode} (start)", "seconds": round(secs, 1), "recap": _recap(out)})
     assert _converged(mode) == []
     # The uninterrupted switches, each way: the task list and the tasks that changed the host (not needed
     # when every boundary is given by number).
-    reference = {"direct": ({}, []), "kernel_rm": ({}, [])}
+    reference = {m: ({}, []) for m in MODES}
     explicit = all(re.fullmatch(r"[0-9]+(,[0-9]+)*", part.partition(":")[2]) for part in spec.split(";"))
     for target in () if explicit else (_other(mode), mode):
         log = tmp_path / f"reference-{target}.log"
@@ -229,24 +312,9 @@ def test_a_switch_killed_at_any_step_is_finished_by_one_site_run(tmp_path):
         killed = any(line.startswith("killed\t") for line in log.read_text().splitlines())
         assert rc == -signal.SIGKILL and killed, f"the switch to {target} was not killed at task {n}: rc {rc}"
         task = _log(log)[0].get(n - 1, "?")
-        rc, out, secs = _playbook("site.yml", target)
         entry = {"run": f"quote_mode {mode} -> {target} killed as task {n} started, after: {task}",
-                 "killed_after_s": round(killed_secs, 1), "site_rc": rc, "site_seconds": round(secs, 1)}  # fmt: skip
-        problems = [] if rc == 0 else [f"site.yml failed (rc {rc}): {out[-3000:]}"]
-        if rc == 0:
-            entry["site_recap"] = _recap(out)
-            problems += _converged(target)
-            rc2, out2, secs2 = _playbook("site.yml", target)
-            entry.update(again_rc=rc2, again_seconds=round(secs2, 1))
-            if rc2 != 0 or _recap(out2)["changed"] != 0:
-                problems.append(f"the further site.yml run: rc {rc2}, changed {_recap(out2).get('changed')}: "
-                                f"{[line for line in out2.splitlines() if line.startswith('changed:')]}")  # fmt: skip
-        entry["problems"] = problems
-        REPORT.append(entry)
-        _save()
-        if problems:
+                 "killed_after_s": round(killed_secs, 1)}  # fmt: skip
+        if _finish(target, entry):
             failures.append(entry)
-            # Bring the host back for the next boundary.
-            _playbook("site.yml", target)
         mode = target
     assert failures == [], json.dumps(failures, indent=1)

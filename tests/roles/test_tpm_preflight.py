@@ -268,9 +268,11 @@ def test_valid_inputs_pass_the_preflight(preflight):
         "tpmfleet.tpm.tpm_preflight : Read the host's state for every role's checks and plans"
     ]
     assert account_reads(preflight["out"], GOOD) == []
-    # The roles' checks reused what it read: they ran nothing on the host and published only tpm_access's plan.
+    # The roles' checks reused what it read: they ran nothing on the host and published only the plans of
+    # tpm_access and of tpm_tcti_env's consumers.
     (check,) = [r for n, r in results(preflight["out"], GOOD) if n == EVERY_ROLE]
-    assert check["remote_executions"] == 0 and set(check["ansible_facts"]) == {"tpmfleet_access_plan"}, check
+    plans = {"tpmfleet_access_plan", "tpmfleet_tcti_env_consumers"}
+    assert check["remote_executions"] == 0 and set(check["ansible_facts"]) == plans, check
 
 
 def test_a_role_after_the_preflight_of_its_play_does_not_validate_again(preflight):

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_role, state
+from roleplay import changed, failed_tasks, run_role, stand_in, state, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc and compares owners")
 
@@ -102,6 +102,52 @@ def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_di
         assert state(dropins) == before
     finally:
         shutil.rmtree(dropins)
+
+
+# --- the consumers' plan: reported, and exactly the stale consumers restarted ---------------------------
+
+STALE = "tpmfleet-stale.service"
+SWITCHED = "tpmfleet-switched.service"
+PLAN = {"reload": [STALE], "restart": [STALE, SWITCHED],
+        "why": {STALE: 'it runs with TCTI="device:/dev/tpmrm0"', SWITCHED: "stopped by the switch"}}  # fmt: skip
+SYSTEMCTL = """echo "$*" >> "$SYSTEMCTL_LOG"
+case "$1" in show) printf 'Id=%s\nLoadState=loaded\nActiveState=active\nSubState=running\n' "$3";; esac
+"""
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_the_consumers_plan_is_reported_and_only_its_stale_consumers_are_restarted(tmp_path, etc_dir, check_mode):
+    """The plan (from the preflight's read, tpm_tcti_env.consumer_plan) as the role's tasks take it: each stale
+    consumer is named with what was seen and reported as changed, in check mode as "Would restart" with nothing
+    run; then the restart handler restarts exactly the plan's consumers, not one a quote mode switch stopped
+    (tpm_consumers starts those). systemctl is a stand-in that logs its calls."""
+    log = tmp_path / "systemctl.log"
+    log.touch()
+    env = {"PATH": stand_in(tmp_path, "systemctl", SYSTEMCTL), "SYSTEMCTL_LOG": str(log)}
+    extra = {"tpm_tcti_env_path": str(etc_dir / "plan.env"), "tpm_tcti_env_dirs": [str(etc_dir)],
+             "__tpm_tcti_env_plan": PLAN, "tpm_consumers_stopped": {"services": [SWITCHED]}}  # fmt: skip
+    rc, out = run(tmp_path, extra, check_mode=check_mode, env=env)
+    assert rc == 0, failed_tasks(out)
+    ran = dict(tasks(out))
+    restart = ran["tpmfleet.tpm.tpm_tcti_env : Ensure the running consumer services run with the quote mode's TCTI "
+                   "(restart the stale ones)"]  # fmt: skip
+    verb = "Would restart" if check_mode else "Restarting"
+    assert restart["changed"] and restart["msg"] == f'{verb} "{STALE}": it runs with TCTI="device:/dev/tpmrm0"'
+    reload = ran["tpmfleet.tpm.tpm_tcti_env : Ensure systemd has loaded the consumers' current drop-ins (reload where "
+                  "NeedDaemonReload=yes)"]  # fmt: skip
+    assert reload["changed"] and reload["msg"].startswith(("Would reload" if check_mode else "Reloading") + " systemd")
+    calls = log.read_text().splitlines()
+    assert not any(SWITCHED in c for c in calls), calls
+    if check_mode:
+        assert all(c.startswith("show") for c in calls), calls
+    else:
+        assert f"restart {STALE}" in calls and "daemon-reload" in calls, calls
+    # Nothing stale (and the file written): nothing reported, no systemctl call.
+    nothing = {**extra, "__tpm_tcti_env_plan": {"reload": [], "restart": [], "why": {}}}
+    rc, out = run(tmp_path, nothing, env=env)
+    log.write_text("")
+    rc, out = run(tmp_path, nothing, env=env)
+    assert rc == 0 and changed(out) == 0 and log.read_text() == "", failed_tasks(out)
 
 
 # --- bad inputs: one message naming the variable; nothing on the host changes -----------------

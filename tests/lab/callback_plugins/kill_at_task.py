@@ -17,6 +17,9 @@ description:
   - Counts every task and handler start of the run (gathering facts and includes too). When the count
     reaches E(TPMFLEET_KILL_AT_TASK), sends SIGKILL to the process group of ansible-playbook (the test
     starts it in a session of its own), so that tasks 1 to N-1 finished and task N never reached a host.
+  - Or by name: E(TPMFLEET_KILL_AT_NAME) kills as the first task or handler of that name starts,
+    E(TPMFLEET_KILL_AFTER_NAME) as the first one starts after a task of that name (finished: one host, a
+    linear strategy); a name matches with or without its C(ROLE : ) prefix.
   - With E(TPMFLEET_TASK_LOG), appends one line per task start (number, name) and one per finished
     result that changed the host (C(changed), number).
   - Lives under tests/; never shipped in the collection.
@@ -35,6 +38,13 @@ class CallbackModule(CallbackBase):
         self._count = 0
         self._kill_at = int(os.environ.get("TPMFLEET_KILL_AT_TASK") or 0)
         self._log = os.environ.get("TPMFLEET_TASK_LOG")
+        self._at_name = os.environ.get("TPMFLEET_KILL_AT_NAME") or None
+        self._after_name = os.environ.get("TPMFLEET_KILL_AFTER_NAME") or None
+        self._previous = None
+
+    @staticmethod
+    def _named(task_name, wanted):
+        return wanted is not None and (task_name == wanted or task_name.endswith(" : " + wanted))
 
     def _write(self, line):
         if self._log:
@@ -45,10 +55,16 @@ class CallbackModule(CallbackBase):
 
     def _start(self, task):
         self._count += 1
-        if self._kill_at and self._count == self._kill_at:
-            self._write(f"killed\t{self._count}\t{task.get_name()}")
+        name = task.get_name()
+        if (
+            (self._kill_at and self._count == self._kill_at)
+            or self._named(name, self._at_name)
+            or self._named(self._previous or "", self._after_name)
+        ):
+            self._write(f"killed\t{self._count}\t{name}")
             os.killpg(os.getpgrp(), signal.SIGKILL)
-        self._write(f"task\t{self._count}\t{task.get_name()}")
+        self._previous = name
+        self._write(f"task\t{self._count}\t{name}")
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._start(task)

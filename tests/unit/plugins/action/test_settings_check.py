@@ -137,7 +137,9 @@ ABSENT = {"exists": False}
 
 def test_tcti_env_reads_what_is_missing_and_merges_it_into_the_preflights_state():
     known = {"/etc/tpm2/tcti.env": ABSENT, "/etc/tpm2": {"exists": True, "isdir": True}}
-    facts = {"ansible_facts": {"services": {"a.service": {}}, "tpmfleet_host_state": {"paths": known, "globs": {}}}}
+    consumers = {"a.service": {"need_daemon_reload": True, "main_pid": 0, "environ": None}}
+    preflight = {"paths": known, "globs": {}, "consumers": consumers}
+    facts = {"ansible_facts": {"services": {"a.service": {}}, "tpmfleet_host_state": preflight}}
     state = {"tpmfleet_host_state": {"paths": {"/etc/systemd/system/a.service.d": ABSENT}}}
     result, reads = run("tpm_tcti_env", {**TCTI, **facts}, state)
     assert not result.get("failed"), result
@@ -146,6 +148,8 @@ def test_tcti_env_reads_what_is_missing_and_merges_it_into_the_preflights_state(
     assert reads == [("tpmfleet.tpm.tpm_host_state", options)]
     merged = result["ansible_facts"]["tpmfleet_host_state"]
     assert merged["paths"] == {**known, "/etc/systemd/system/a.service.d": ABSENT} and merged["globs"] == {}
+    # The consumers' plan, from the preflight's read of them (no read of its own).
+    assert result["ansible_facts"]["tpmfleet_tcti_env_consumers"]["reload"] == ["a.service"]
 
 
 def test_tcti_env_without_the_preflight_reads_services_and_paths_once():
@@ -154,6 +158,7 @@ def test_tcti_env_without_the_preflight_reads_services_and_paths_once():
     state = {"services": {}, "tpmfleet_host_state": {"paths": paths}}
     result, reads = run("tpm_tcti_env", TCTI, state)
     assert len(reads) == 1 and reads[0][1]["units"] == ["a.service", "tpm2.target"]
+    assert reads[0][1]["consumers"] == ["a.service"] and "TPM2TOOLS_TCTI" in reads[0][1]["consumer_environ"]
     assert result["remote_executions"] == 1
     assert result["errors"][0].startswith("tpm_tcti_env_services names services that do not exist on h1: a.service")
     assert "that tpmfleet did not write" in result["errors"][1]
@@ -243,7 +248,8 @@ def test_every_role_with_its_defaults_passes_without_a_read():
     result, reads = run_roles(PREFLIGHT)
     assert not result.get("failed"), result
     assert reads == [] and result["remote_executions"] == 0
-    assert set(result["ansible_facts"]) == {"tpmfleet_access_plan"}
+    assert set(result["ansible_facts"]) == {"tpmfleet_access_plan", "tpmfleet_tcti_env_consumers"}
+    assert result["ansible_facts"]["tpmfleet_tcti_env_consumers"] == {"reload": [], "restart": [], "why": {}}
 
 
 def run_roles(variables, state=None):

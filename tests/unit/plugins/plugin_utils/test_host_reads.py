@@ -38,6 +38,8 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
         "kernel": True,
         "kernel_modules": ["tpm_tis", "tpm_crb"],
         "holders": [],
+        "consumers": [],
+        "consumer_environ": [],
         "accounts": True,
     }
 

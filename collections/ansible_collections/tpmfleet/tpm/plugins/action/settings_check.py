@@ -126,10 +126,10 @@ class ActionModule(ActionBase):
                 self._publish(key, state[key])
         if options.get("units"):
             self._publish("services", {**(facts.get("services") or {}), **state.get("services", {})})
-        if options.get("paths") or options.get("globs") or options.get("kernel"):
+        if options.get("paths") or options.get("globs") or options.get("kernel") or options.get("consumers"):
             read_state = state["tpmfleet_host_state"]
             merged = copy.deepcopy(facts.get("tpmfleet_host_state") or {})
-            for key in ("paths", "globs"):
+            for key in ("paths", "globs", "consumers"):
                 merged.setdefault(key, {}).update(read_state.get(key) or {})
             if options.get("kernel"):
                 merged["kernel"] = read_state["kernel"]

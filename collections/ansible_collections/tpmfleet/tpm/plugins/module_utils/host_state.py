@@ -22,7 +22,7 @@ import stat
 
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import group_name, user_name
 
-UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState")
+UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload", "MainPID")
 # LoadStates service_facts reports as the unit's status whatever its unit file says.
 BAD_LOAD_STATES = ("masked", "error", "bad-setting")
 MARKER_READ_LIMIT = 1 << 20
@@ -72,10 +72,11 @@ def _few(items, limit=5):
     return f"{head} and {len(items) - limit} more" if len(items) > limit else head
 
 
-def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR, batch=UNIT_BATCH):
+def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR, batch=UNIT_BATCH, props=None):
     """``(services, error)``: the units systemd knows among ``units``, in service_facts' shape, read with
     ``systemctl show`` in batches of ``batch`` units (a long list stays within the argument and time limits of
-    one call). Without systemd (or when systemctl fails) services is None and error says why."""
+    one call). Without systemd (or when systemctl fails) services is None and error says why. ``props``, a dict,
+    receives every known unit's properties as systemctl printed them (unit -> {property: value})."""
     units = list(dict.fromkeys(units))
     if not units:
         return {}, None
@@ -91,10 +92,12 @@ def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR, batch=UNIT_
         rc, out, err = runner(args) if runner else module.run_command(args)
         if rc != 0:
             return None, f"systemctl show {_few(chunk)} failed (rc {rc}): {err.strip()[:2000]}"
-        for name, props in parse_systemctl_show(out, chunk).items():
-            entry = service_entry(name, props)
+        for name, unit_props in parse_systemctl_show(out, chunk).items():
+            entry = service_entry(name, unit_props)
             if entry is not None:
                 services[name] = entry
+                if props is not None:
+                    props[name] = unit_props
     return services, None
 
 
@@ -258,3 +261,45 @@ def kernel_modules(release=None, modules_dir="/lib/modules", sys_module="/sys/mo
             continue
     result["loaded"] = sorted(loaded)
     return result
+
+
+def _environ(pid, names, proc):
+    """``(values, error)``: the values of ``names`` in the environment process ``pid`` was started with (None for
+    a name it does not have); only those names are returned, never the rest of the environment."""
+    try:
+        with open(f"{proc}/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return None, f"{proc}/{pid}/environ: {os.strerror(exc.errno) if exc.errno else exc}"
+    found = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        name = key.decode("utf-8", "replace")
+        if sep and name in names and name not in found:
+            found[name] = value.decode("utf-8", "replace")
+    return {n: found.get(n) for n in names}, None
+
+
+def consumer_states(props, units, names, proc="/proc"):
+    """What decides whether a consumer service runs with its current configuration: per unit of ``units`` that
+    systemd knows (``props``: unit_states' properties), ``need_daemon_reload`` (its unit files or drop-ins
+    changed since systemd loaded them), ``main_pid`` (0 when it does not run) and ``environ``: the values of
+    ``names`` in its main process's environment (None when it does not run or that could not be read, then
+    ``error`` says why)."""
+    out = {}
+    names = list(dict.fromkeys(str(n) for n in names))
+    for unit in dict.fromkeys(units):
+        unit_props = props.get(unit)
+        if unit_props is None:
+            continue
+        try:
+            pid = int(unit_props.get("MainPID") or 0)
+        except ValueError:
+            pid = 0
+        entry = {"need_daemon_reload": unit_props.get("NeedDaemonReload") == "yes", "main_pid": pid, "environ": None}
+        if pid > 0:
+            entry["environ"], error = _environ(pid, names, proc)
+            if error:
+                entry["error"] = error
+        out[unit] = entry
+    return out

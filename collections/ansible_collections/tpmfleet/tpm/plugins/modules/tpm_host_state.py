@@ -72,6 +72,22 @@ options:
     type: list
     elements: path
     default: []
+  consumers:
+    description:
+      - Consumer services (among O(units); each is added to them) whose state of configuration is returned in
+        C(tpmfleet_host_state.consumers) - whether systemd waits for a daemon-reload for them (C(NeedDaemonReload))
+        and the values of O(consumer_environ) in their running main process's environment (C(/proc/PID/environ)).
+        Read with the units' states, in the same C(systemctl show) calls.
+    type: list
+    elements: str
+    default: []
+  consumer_environ:
+    description:
+      - Names of environment variables (such as C(TPM2TOOLS_TCTI)) read from each consumer's main process. Only
+        these are returned; the rest of a process's environment (which may hold secrets) never leaves the host.
+    type: list
+    elements: str
+    default: []
   as_facts:
     description:
       - When true the state is returned as facts (C(ansible_facts)); when false it is returned under C(state)
@@ -168,6 +184,13 @@ ansible_facts:
             - Each device node of O(holders) to the processes holding it open (pid, comm, cmdline, user, unit, paths);
               an empty list for a node that does not exist.
           type: dict
+        consumers:
+          description:
+            - Each unit of O(consumers) that systemd knows to C(need_daemon_reload) (bool), C(main_pid) (0 when it
+              does not run) and C(environ) (the values of O(consumer_environ) its main process started with, None
+              for a name it does not have; C(environ) is None when it does not run or could not be read, and
+              C(error) says why).
+          type: dict
         holders_complete:
           description: False when some C(/proc/PID/fd) could not be read (not root) or the timeout was hit.
           type: bool
@@ -191,6 +214,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host import (
 )
 from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     SYSTEMD_DIR,
+    consumer_states,
     getent_group,
     getent_passwd,
     glob_stats,
@@ -212,6 +236,8 @@ def main():
             "kernel": {"type": "bool", "default": False},
             "kernel_modules": {"type": "list", "elements": "str", "default": []},
             "holders": {"type": "list", "elements": "path", "default": []},
+            "consumers": {"type": "list", "elements": "str", "default": []},
+            "consumer_environ": {"type": "list", "elements": "str", "default": []},
             "as_facts": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 60},
         },
@@ -224,8 +250,9 @@ def main():
     errors = []
     facts = {}
 
-    units = list(dict.fromkeys([*p["units"], ABRMD_UNIT]))
-    services, error = unit_states(module, units, runner=bounded_runner(module, deadline))
+    units = list(dict.fromkeys([*p["units"], *p["consumers"], ABRMD_UNIT]))
+    props = {}
+    services, error = unit_states(module, units, runner=bounded_runner(module, deadline), props=props)
     if services is None and os.path.isdir(SYSTEMD_DIR):
         # Units read as absent would mislead every role's plan: fail instead.
         shown = ", ".join(units[:5]) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
@@ -244,6 +271,7 @@ def main():
 
     markers = {str(k): str(v) for k, v in p["markers"].items()}
     state = {"systemd": services is not None, "errors": errors, "paths": {}, "globs": {}, "kernel": None}
+    state["consumers"] = consumer_states(props, p["consumers"], p["consumer_environ"])
     for path in dict.fromkeys([*p["paths"], *markers]):
         state["paths"][path] = path_stat(path, checksum=p["checksum"], marker=markers.get(path))
     for pattern in p["globs"]:

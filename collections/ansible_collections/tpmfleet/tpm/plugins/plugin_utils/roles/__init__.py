@@ -113,6 +113,8 @@ def empty_reads():
         "kernel": False,
         "kernel_modules": [],
         "holders": [],
+        "consumers": [],
+        "consumer_environ": [],
         "accounts": False,
     }
 
@@ -131,7 +133,7 @@ def reads(roles, values):
         if not hasattr(module, "reads"):
             continue
         part = module.reads({n: values.get(n) for n in reads_from(role)})
-        for key in ("units", "paths", "globs", "kernel_modules", "holders"):
+        for key in ("units", "paths", "globs", "kernel_modules", "holders", "consumers", "consumer_environ"):
             out[key] += [x for x in part.get(key, []) if x not in out[key]]
         out["markers"].update(part.get("markers", {}))
         out["kernel"] = out["kernel"] or bool(part.get("kernel"))

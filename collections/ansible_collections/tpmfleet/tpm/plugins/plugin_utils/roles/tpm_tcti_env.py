@@ -6,6 +6,7 @@ the drop-in directories); the services must exist and the file's path must be tp
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -21,16 +22,21 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     unit_list_errors,
     valid_units,
 )
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import TCTI_VARIABLES
 
 INPUTS = (
     "tpm_tcti_env_path",
     "tpm_tcti_env_dirs",
     "tpm_tcti_env_services",
     "tpm_tcti_env_require_services",
+    "tpm_tcti_env_restart_services",
+    "tpm_quote_mode_profile",
     "__tpm_tcti_env_marker",
 )
 READS_FROM = ("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_marker")
 _TPM2_TARGET = "tpm2.target"
+# The consumers' plan (consumer_plan), published for tasks/apply.yml and the handlers.
+PLAN_FACT = "tpmfleet_tcti_env_consumers"
 
 # A path systemd's EnvironmentFile= takes as it is (no quoting, no specifiers).
 _PATH_RE = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
@@ -101,6 +107,9 @@ def reads(v):
     reads = {
         "units": [*services, _TPM2_TARGET] if services else [],
         "paths": [f"/etc/systemd/system/{s}.d" for s in services],
+        # Whether each consumer waits for a daemon-reload and the TCTI its running process started with.
+        "consumers": services,
+        "consumer_environ": list(TCTI_VARIABLES) if services else [],
     }
     env_file, problem = normalised(v.get("tpm_tcti_env_path"))
     if not problem:
@@ -156,15 +165,75 @@ def host_errors(values, host):
     """The services and the file's path against the host, as the preflight read them; what it did not read
     (the role used alone, or with other values) is read now, in one call."""
     wanted = reads(values)
-    known = (host.facts.get("tpmfleet_host_state") or {}).get("paths") or {}
+    read_before = host.facts.get("tpmfleet_host_state") or {}
+    known = read_before.get("paths") or {}
     options = {}
     if values["tpm_tcti_env_services"] and "services" not in host.facts:
         options["units"] = wanted["units"]
+    if wanted["consumers"] and "consumers" not in read_before:
+        options.update(consumers=wanted["consumers"], consumer_environ=wanted["consumer_environ"])
     missing = [p for p in wanted["paths"] if p not in known]
     if missing:
         options.update(paths=missing, markers={p: m for p, m in wanted["markers"].items() if p in missing})
     state = host.read(**options) if options else {}
     services = state.get("services") if "units" in options else host.facts.get("services")
     paths = {**known, **(state.get("tpmfleet_host_state") or {}).get("paths", {})}
+    read_now = state.get("tpmfleet_host_state") or {}
+    consumers = {**(read_before.get("consumers") or {}), **(read_now.get("consumers") or {})}
     env_file = normalised(values["tpm_tcti_env_path"])[0]
-    return file_errors(values, services, env_file, paths[env_file], paths[posixpath.dirname(env_file)], host=host.name)
+    directory = posixpath.dirname(env_file)
+    errors = file_errors(values, services, env_file, paths[env_file], paths[directory], host=host.name)
+    if not errors:
+        host.publish(PLAN_FACT, consumer_plan(values, services or {}, consumers))
+    return errors
+
+
+# --- the consumers: decided from what the host shows, never from what this run changed ---------------
+
+
+def _shown_value(value):
+    return "unset" if value is None else json.dumps(value)
+
+
+def consumer_plan(values, services, consumers):
+    """Which consumer services must be reloaded or restarted, from what the host shows now, so that a run killed
+    between writing the environment file or a drop-in and the handlers is finished by the next one (which finds
+    the files already right). ``services``: the units' states (ansible_facts.services); ``consumers``:
+    tpm_host_state's consumers (NeedDaemonReload, and the TCTI variables of the running main process).
+
+    ``reload``: the consumers systemd holds with older unit files or drop-ins (NeedDaemonReload=yes).
+    ``restart``: the running consumers whose main process started with another value of a TCTI variable than the
+    quote mode's (what the environment file sets), or whose environment could not be read (nothing says it is
+    right), when tpm_tcti_env_restart_services is true. ``why``: unit -> what was seen, for the task's message.
+
+    The process's environment, not the files' mtimes against its start time: it is what the consumer uses, a
+    clock step (common at a VM's boot) or a file rewritten with the same content does not change it, and it is
+    compared with the mode's values, so check mode tells the same before the file is written."""
+    wanted_vars = ((values.get("tpm_quote_mode_profile") or {}).get("tcti_variables")) or {}
+    restart_on = truthy(values.get("tpm_tcti_env_restart_services"))
+    plan = {"reload": [], "restart": [], "why": {}}
+    for unit in valid_units(values.get("tpm_tcti_env_services")):
+        seen = consumers.get(unit)
+        if seen is None:
+            continue
+        reasons = []
+        if seen.get("need_daemon_reload"):
+            plan["reload"].append(unit)
+            reasons.append("systemd has not loaded its changed drop-ins (NeedDaemonReload=yes)")
+        running = (services.get(unit) or {}).get("state") == "running" and int(seen.get("main_pid") or 0) > 0
+        if running and restart_on and wanted_vars:
+            environ = seen.get("environ")
+            stale = [
+                f"{name}={_shown_value(environ.get(name))} (the quote mode's: {json.dumps(value)})"
+                for name, value in sorted(wanted_vars.items())
+                if environ is not None and environ.get(name) != value
+            ]
+            if environ is None:
+                reasons.append(f"the TCTI it runs with could not be read ({seen.get('error', 'unknown error')})")
+            elif stale:
+                reasons.append("it runs with " + ", ".join(stale))
+            if environ is None or stale:
+                plan["restart"].append(unit)
+        if reasons:
+            plan["why"][unit] = "; ".join(reasons)
+    return plan
