@@ -51,8 +51,9 @@ KEYLIME_CHECK = PROJECT / "tests" / "unit" / "keylime_check.py"
 # "", turns the keylime cross-check off (skipped with that reason), as in tests/unit.
 KEYLIME_PYTHON = os.environ.get("TPMFLEET_KEYLIME_PYTHON", str(PROJECT / ".cache" / "keylime-venv" / "bin" / "python"))
 CHECKS = ["ek_chain", "eventlog", "ima"]
-# The quote evidence.yml takes (the report takes the same for the ima check).
-QUOTE_PCRS = "sha256:0,1,2,3,4,5,6,7,10"
+# The quotes attest_evidence.yml takes: the boot PCRs for the event log, PCR 10 for the IMA list.
+QUOTE_PCRS = "sha256:0,1,2,3,4,5,6,7"
+QUOTE_IMA_PCRS = "sha256:10"
 BOOT_PCRS = [str(i) for i in range(8)]
 # tpmfleet's ek_chain outcome (status, reason) for each EK certificate variant of the lab role.
 EK_OUTCOME = {"lab": ("pass", "chained"), "foreign": ("fail", "unchained"), "none": ("fail", "no_certificate")}
@@ -271,9 +272,9 @@ def keylime(request):
     return json.loads(proc.stdout)
 
 
-def keylime_request(quote_result, log_b64=None, ek_pem=None, ca_dir=None, ima_lines=None):
+def keylime_request(quote_result, log_b64=None, ek_pem=None, ca_dir=None, ima_lines=None, pcrs=QUOTE_PCRS):
     quote = quote_result["quotes"][-1]
-    selection = quote_verify.parse_pcr_selection(QUOTE_PCRS)
+    selection = quote_verify.parse_pcr_selection(pcrs)
     der = x509.load_pem_x509_certificate(ek_pem.encode()).public_bytes(serialization.Encoding.DER) if ek_pem else None
     return {
         "ak_public_b64": quote_result["ak"]["public"],
@@ -329,9 +330,7 @@ def check_keylime(lab, rep, work):
         host_dir = rep.out / "attestation" / name
         cert = host_dir / "ek-rsa2048.pem"
         ek_pem = cert.read_text(encoding="ascii") if cert.exists() else None
-        theirs = keylime(
-            keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"], ek_pem, ca_dir, got["ima_lines"])
-        )
+        theirs = keylime(keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"], ek_pem, ca_dir))
         quoted = got["quote"]["quotes"][-1]["pcrs"]["sha256"]
         assert theirs["quote_error"] is None, (name, theirs)
         assert theirs["quote_pcrs"] == {str(k): v for k, v in quoted.items()}, (name, theirs)
@@ -341,8 +340,13 @@ def check_keylime(lab, rep, work):
         reference = json.loads((host_dir / "measured-boot-reference.json").read_text(encoding="utf-8"))
         for index in BOOT_PCRS:
             assert reference["pcrs"]["sha256"].get(index, "00" * 32) == theirs["quote_pcrs"][index], (name, index)
-        assert theirs["ima_failures"] == [] and theirs["ima_replay_sha256"] == quoted["10"], (name, theirs)
-        ours = {o["check"]: o for o in attest.judge(got["evidence"], got["quote"], CHECKS, ca_certs)["checks"]}
+        # keylime's IMA code replays the list to the quoted PCR 10
+        ima = keylime(keylime_request(got["quote_ima"], ima_lines=got["ima_lines"], pcrs=QUOTE_IMA_PCRS))
+        pcr10 = got["quote_ima"]["quotes"][-1]["pcrs"]["sha256"]["10"]
+        assert ima["quote_error"] is None and ima["ima_failures"] == [], (name, ima)
+        assert ima["ima_replay_sha256"] == pcr10, (name, ima)
+        ours = {o["check"]: o for o in attest.judge(got["evidence"], got["quote"], CHECKS[:2], ca_certs)["checks"]}
+        (ours["ima"],) = attest.judge(got["evidence"], got["quote_ima"], ["ima"])["checks"]
         want = {c: status for c, (status, _r) in _expected(lab.hosts[name]["ek"]).items()}
         assert {c: o["status"] for c, o in ours.items()} == want, (name, ours)
         if ek_pem is None:
