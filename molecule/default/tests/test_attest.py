@@ -1,0 +1,58 @@
+"""Attestation readiness over the default scenario's lab (first in the verifier: the VMs as converged).
+
+molecule.yml gives each consumer VM one of the lab's EK certificate variants (``ek_certificate``):
+mode-direct a certificate from the lab's swtpm local CA, mode-rm one from another CA, mode-abrmd none;
+mode-notpm has no TPM. playbooks/report.yml with ``tpm_attest_checks: [ek_chain, eventlog, ima]``, a
+verified test quote and the lab CA bundle must show each VM's readiness as these make it (chained, no
+certificate, foreign CA; the event log replays to the quoted PCRs 0-7; IMA without a policy) in fleet.json,
+junit.xml and the page's model, and export an EK certificate that ``openssl verify`` accepts against the
+lab CA. Then keylime 7.14.3's own code (PyPI) accepts each VM's verified quote, event log and IMA list,
+and rejects, as tpmfleet does, the event log with one event changed and the foreign EK certificate.
+The checks are in molecule/shared/tests/tpmfleet_attest.py, which tests/lab/test_attest_lab.py runs on a
+lab of its own (make test-attest-lab).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from tpmfleet_attest import KEYLIME_PYTHON, Lab, check_keylime, check_report, ek_ca_bundle, lab_hosts, report
+from tpmfleet_molecule import INVENTORY, needs_inventory
+
+MOLECULE_YML = Path(__file__).resolve().parent.parent / "molecule.yml"
+
+# Part of make test with the scenario's fleet report (the Makefile's molecule target sets TPMFLEET_REPORT_LAB=1).
+pytestmark = [
+    needs_inventory,
+    pytest.mark.skipif(
+        not os.environ.get("TPMFLEET_REPORT_LAB"), reason="TPMFLEET_REPORT_LAB is unset (make test sets it)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    scenario = yaml.safe_load(MOLECULE_YML.read_text(encoding="utf-8"))
+    host_vars = scenario["provisioner"]["inventory"]["host_vars"]
+    modes = {name: v.get("tpm_quote_mode") for name, v in host_vars.items()}
+    return Lab([INVENTORY], lab_hosts(scenario["platforms"], modes), ek_ca_bundle("molecule-default"))
+
+
+@pytest.fixture(scope="module")
+def attest_report(lab, tmp_path_factory):
+    return report(lab, tmp_path_factory.mktemp("attest-report"))
+
+
+def test_the_scenario_has_every_ek_variant(lab):
+    assert sorted(str(h["ek"]) for h in lab.hosts.values()) == ["None", "foreign", "lab", "none"], lab.hosts
+    assert lab.ca_bundle.is_file(), f"the lab role wrote no CA bundle at {lab.ca_bundle}"
+
+
+def test_the_report_shows_each_vms_attestation_readiness(lab, attest_report):
+    check_report(lab, attest_report)
+
+
+@pytest.mark.skipif(not KEYLIME_PYTHON, reason="TPMFLEET_KEYLIME_PYTHON is set to an empty string")
+def test_keylime_accepts_and_rejects_the_lab_evidence_as_tpmfleet_does(lab, attest_report, tmp_path):
+    check_keylime(lab, attest_report, tmp_path)
