@@ -44,7 +44,9 @@ unit: setup
 collection: setup
 	TPMFLEET_COLLECTION_VENV=$(abspath .cache/collection-venv) tests/collection/check.sh
 
-# The default scenario's verifier ends with the fleet report over its lab
+# The default scenario's verifier starts with the VMs' attestation readiness
+# (test_attest.py: EK from the lab CA, a foreign CA and none; keylime's own code
+# on each VM's quote, event log and IMA list) and ends with the fleet report over its lab
 # (molecule/default/tests/test_report.py: healthy, drifted, locked-out, no
 # TPM, a failed read, a busy TPM, a stopped VM; the fact-cache run against
 # the SSH run): about 90 s of make test.
@@ -81,6 +83,18 @@ test-reboot-lab: setup
 .PHONY: test-pull
 test-pull: setup
 	molecule test -s pull
+
+# Attestation readiness on a lab of its own (tests/lab/attest_lab.yml: lab
+# "attestlab", three VMs, one per quote mode, EK certificate from the lab CA,
+# from a foreign CA and none; SSH ports 2331-2333): site.yml, then the checks of
+# molecule/default/tests/test_attest.py (report outcomes, export, keylime's own
+# code, a tampered event log); on demand, about 40 minutes under TCG.
+.PHONY: test-attest-lab
+test-attest-lab: setup
+	ansible-playbook playbooks/lab.yml -e @tests/lab/attest_lab.yml
+	ansible-playbook -i inventory/attestlab -i tests/lab/attest_lab_modes.yml site.yml && \
+	  TPMFLEET_ATTEST_LAB_INVENTORY=inventory/attestlab pytest -v -p no:cacheprovider tests/lab/test_attest_lab.py; \
+	  rc=$$?; ansible-playbook playbooks/lab.yml -e @tests/lab/attest_lab.yml -e lab_state=absent; exit $$rc
 
 # The per-host cost benchmark (benchmarks/host_cost.py) on a lab of its own,
 # `bench`, with BENCH_VMS fresh Debian 12 VMs: the bench lab is removed and
