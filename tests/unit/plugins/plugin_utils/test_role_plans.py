@@ -16,6 +16,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import pro
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import (
     tpm_abrmd,
     tpm_access,
+    tpm_consumers,
     tpm_containers,
     tpm_kernel,
     tpm_udev,
@@ -360,7 +361,8 @@ def test_a_role_is_skipped_only_when_its_plan_is_empty_and_tpm_kernel_then_publi
         "tpm_tcti_env": "apply",
         "tpm_containers": None,
         "tpm_verify": "apply",
-        "tpm_consumers": "apply",
+        # No switch record: site.yml's start step is skipped.
+        "tpm_consumers": None,
     }
     assert list(entries) == [*registry.ROLES, *registry.AROUND]
 
@@ -396,3 +398,32 @@ def test_every_planned_role_names_only_known_parts():
             assert set(getattr(module, name, ())) <= set(registry.PARTS), (role, name)
         if hasattr(module, "changes"):
             assert hasattr(module, "PLANS_FROM"), role
+
+
+RECORD = "/var/lib/tpmfleet/quote-mode-switch.json"
+
+
+@pytest.mark.parametrize(
+    ("seen", "want"),
+    [
+        ({"exists": False}, []),
+        ({"exists": True, "isreg": True}, [f"start the consumers listed in {RECORD} and remove it"]),
+        # Not read (the preflight did not run, or read another path): the start step runs and looks itself.
+        (None, None),
+        ({}, None),
+        ({"exists": "yes"}, None),
+    ],
+)
+def test_tpm_consumers_starts_only_what_an_interrupted_switch_left(seen, want):
+    paths = {} if seen is None else {RECORD: seen}
+    facts = {"tpmfleet_host_state": {"paths": paths}}
+    assert tpm_consumers.changes({"__tpm_consumers_record": RECORD}, Host(facts)) == want
+    assert tpm_consumers.changes({"__tpm_consumers_record": None}, Host(facts)) is None
+
+
+def test_tpm_consumers_start_runs_after_a_role_that_changed_units_only_when_a_record_exists():
+    # Its answer rests on its own record alone: never stale, whatever ran before it.
+    plans = {**none_to_do(), "tpm_abrmd": ["stop tpm2-abrmd.service"]}
+    assert registry.entries(plans)["tpm_consumers"] is None
+    plans["tpm_consumers"] = ["start the consumers"]
+    assert registry.entries(plans)["tpm_consumers"] == "apply"
