@@ -15,6 +15,7 @@
 #                                        (bind-mounted at its path)
 #   scripts/controller2.sh path         print the cached root filesystem
 #   scripts/controller2.sh cores        print the cores it has
+#   scripts/controller2.sh pins CORE    print CORE's complete pin list
 #   scripts/controller2.sh clean        remove every cached build
 #
 # Inside, CORE's venv is /opt/venv-CORE (first on PATH) and its complete pin
@@ -247,6 +248,23 @@ build() {
 [ "${1:-}" = __inner ] && { shift; inner "$@"; exit; }
 [ "${1:-}" = __debootstrap ] && { debootstrap_root "$2"; exit; }
 
+# check_core CORE: CORE is one this controller has, or a clear error.
+check_core() {
+  [ -n "$1" ] && [ -n "${CORE_PINS[$1]+set}" ] \
+    || die "the core $(printf '%s' "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))') (--core or CONTROLLER2_CORE) is not one this controller has: use one of ${CORES[*]} (2.19 is the main toolchain's, .venv)"
+}
+
+# What needs neither root nor a build.
+case ${1:-} in
+  cores) printf '%s\n' "${CORES[@]}"; exit 0 ;;
+  pins)
+    [ $# -eq 2 ] || die "usage: $0 pins CORE"
+    check_core "$2"
+    compose_pins "$2"
+    exit 0
+    ;;
+esac
+
 [ "$(id -u)" -eq 0 ] || die "run as root (debootstrap, chroot and mount need it)"
 for tool in debootstrap unshare chroot flock findmnt; do
   command -v "$tool" > /dev/null || die "$tool is missing (apt-get install debootstrap util-linux)"
@@ -255,7 +273,6 @@ done
 case ${1:-} in
   build) build ;;
   path) echo "$cache/$(key)/rootfs" ;;
-  cores) printf '%s\n' "${CORES[@]}" ;;
   clean)
     for old in "$cache"/*; do remove_tree "$old"; done
     ;;
@@ -267,8 +284,7 @@ case ${1:-} in
       core=$2
       shift 2
     fi
-    [ -n "${CORE_PINS[$core]+set}" ] \
-      || die "the core $(printf '%s' "$core" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))') (--core or CONTROLLER2_CORE) is not one this controller has: use one of ${CORES[*]} (2.19 is the main toolchain's, .venv)"
+    check_core "$core"
     export CONTROLLER2_CORE=$core
     [ $# -gt 0 ] || die "usage: $0 run [--core CORE] CMD..."
     build
@@ -281,5 +297,5 @@ case ${1:-} in
     no_mounts_under "$cache"
     exit "$rc"
     ;;
-  *) die "usage: $0 build | run [--core CORE] CMD... | path | cores | clean" ;;
+  *) die "usage: $0 build | run [--core CORE] CMD... | path | cores | pins CORE | clean" ;;
 esac
