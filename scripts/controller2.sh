@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # tpmfleet's second controller: Debian 13 (trixie), its Python 3.13 and the
-# newest ansible-core (requirements-controller2.txt), in a root filesystem
-# made with debootstrap, next to the main toolchain (requirements.txt on
-# Debian 12's Python 3.11). docs/controllers.md describes it.
+# ansible-core releases after the main toolchain's (requirements.txt on
+# Debian 12's Python 3.11), in a root filesystem made with debootstrap: one
+# venv per core, the newest (requirements-controller2.txt) and 2.20
+# (requirements-controller2-2.20.txt: the pins that differ). docs/controllers.md
+# describes it.
 #
 #   scripts/controller2.sh build        build it (once per set of inputs)
-#   scripts/controller2.sh run CMD...   build if needed, then run CMD in it,
-#                                        in the current directory of the
-#                                        checkout (bind-mounted at its path)
+#   scripts/controller2.sh run [--core CORE] CMD...
+#                                        build if needed, then run CMD in it
+#                                        with CORE's venv (2.21, the default,
+#                                        or 2.20; or CONTROLLER2_CORE), in the
+#                                        current directory of the checkout
+#                                        (bind-mounted at its path)
 #   scripts/controller2.sh path         print the cached root filesystem
+#   scripts/controller2.sh cores        print the cores it has
+#   scripts/controller2.sh pins CORE    print CORE's complete pin list
 #   scripts/controller2.sh clean        remove every cached build
+#
+# Inside, CORE's venv is /opt/venv-CORE (first on PATH) and its complete pin
+# list /opt/requirements-CORE.txt.
 #
 # Needs root (debootstrap, chroot, mount) and util-linux's unshare.
 # The build is cached under .cache/controller2/<key>/, the key a hash of its
-# inputs (the build recipe in this script, requirements-controller2.txt, the
+# inputs (the build recipe in this script, requirements-controller2*.txt, the
 # suite, the mirror, the package list, the architecture); a build goes to
 # <key>.build/ and is renamed into place only when complete, so an interrupted
 # one is removed and started again, never used. Older keys are removed when a
@@ -26,7 +36,8 @@
 # trap unmounts it in order on any exit as well. Nothing is written to the
 # host outside the cache directory.
 #
-# Environment: CONTROLLER2_MIRROR (Debian mirror), CONTROLLER2_CHROMIUM=1
+# Environment: CONTROLLER2_CORE (the core `run` uses without --core),
+# CONTROLLER2_MIRROR (Debian mirror), CONTROLLER2_CHROMIUM=1
 # (also install chromium and chromium-driver for the browser tests: a larger
 # build), CONTROLLER2_CACHE (cache directory). TPMFLEET_*, PYTEST_ADDOPTS and
 # proxy variables pass through into `run`; nothing else of the caller's
@@ -36,12 +47,15 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 self="$repo/scripts/controller2.sh"
 requirements="$repo/requirements-controller2.txt"
+# Each core's pins: the newest's file, and for an older core a file of the
+# pins that differ from it (the rest are the newest's, composed at build time).
+CORES=(2.21 2.20)
+declare -A CORE_PINS=([2.21]="$requirements" [2.20]="$repo/requirements-controller2-2.20.txt")
 suite=trixie
 mirror=${CONTROLLER2_MIRROR:-http://deb.debian.org/debian}
 cache=${CONTROLLER2_CACHE:-$repo/.cache/controller2}
-# Inside the root filesystem: the pinned toolchain's venv, and the venv
-# tests/collection/check.sh makes for the built collection.
-venv=/opt/tpmfleet-venv
+# Inside the root filesystem: each core's venv (/opt/venv-CORE) and its pins.
+venv_of() { echo "/opt/venv-$1"; }
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc pkg-config libtss2-dev
   swtpm swtpm-tools tpm2-tools git openssh-client ca-certificates
@@ -59,8 +73,12 @@ say() { echo "controller2: $*" >&2; }
 # mirror, the packages and the architecture.
 key() {
   {
-    declare -f build build_inside debootstrap_root
-    sha256sum "$requirements" | cut -d' ' -f1
+    declare -f build build_inside debootstrap_root compose_pins venv_of
+    local core
+    for core in "${CORES[@]}"; do
+      printf '%s ' "$core"
+      sha256sum "${CORE_PINS[$core]}" | cut -d' ' -f1
+    done
     printf '%s\n' "$suite" "$mirror" "$(uname -m)" "${APT_PACKAGES[@]}"
   } | sha256sum | cut -c1-16
 }
@@ -119,7 +137,7 @@ in_root() {
   local root=$1 dir=$2
   shift 2
   local -a envs=(
-    "PATH=$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    "PATH=$(venv_of "${CONTROLLER2_CORE:-${CORES[0]}}")/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     HOME=/root LANG=C.UTF-8 "TERM=${TERM:-dumb}"
     "ANSIBLE_CONFIG=$repo/ansible.cfg" PIP_DISABLE_PIP_VERSION_CHECK=1
     "PIP_DEFAULT_TIMEOUT=${PIP_DEFAULT_TIMEOUT:-180}"
@@ -156,15 +174,39 @@ build_inside() {
   in_root "$root" / apt-get clean
   # The host's CA bundle (a site proxy's CA included): pip reaches PyPI only with it.
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-  install -m 0644 "$requirements" "$root/opt/requirements-controller2.txt"
-  in_root "$root" / python3 -m venv "$venv"
-  in_root "$root" / "$venv/bin/python" -m pip install -q --upgrade pip
-  in_root "$root" / "$venv/bin/python" -m pip install -q -r /opt/requirements-controller2.txt
+  # One venv per core. The newest's is installed first; the others reuse the
+  # wheels pip built and downloaded for it (its cache in the root filesystem:
+  # tpm2-pytss is built from source once).
+  local core v
+  for core in "${CORES[@]}"; do
+    v=$(venv_of "$core")
+    compose_pins "$core" > "$root/opt/requirements-$core.txt"
+    in_root "$root" / python3 -m venv "$v"
+    in_root "$root" / "$v/bin/python" -m pip install -q --upgrade pip
+    in_root "$root" / "$v/bin/python" -m pip install -q -r "/opt/requirements-$core.txt"
+    in_root "$root" / "$v/bin/python" -m pip freeze --all > "$root/../pip-freeze-$core.txt"
+  done
   # What was installed, for the record (Debian packages come from the suite
   # as it is on the day of the build; the Python packages are pinned).
   in_root "$root" / dpkg-query -W -f='${Package} ${Version}\n' > "$root/../debian-packages.txt"
-  in_root "$root" / "$venv/bin/python" -m pip freeze --all > "$root/../pip-freeze.txt"
-  in_root "$root" / "$venv/bin/python" --version > "$root/../python-version.txt"
+  in_root "$root" / python3 --version > "$root/../python-version.txt"
+}
+
+# compose_pins CORE: CORE's complete pin list. The newest core's file as it
+# is; an older core's file replaces the newest's pins of the packages it names
+# and keeps the rest.
+compose_pins() {
+  local base=${CORE_PINS[${CORES[0]}]} own=${CORE_PINS[$1]}
+  if [ "$1" = "${CORES[0]}" ]; then
+    cat "$base"
+    return
+  fi
+  awk -F'==' '
+    FNR == NR { if ($0 ~ /^[A-Za-z0-9]/) { own[tolower($1)] = 1; lines[++n] = $0 }; next }
+    /^[A-Za-z0-9]/ && (tolower($1) in own) { next }
+    /^[A-Za-z0-9]/ { print }
+    END { for (i = 1; i <= n; i++) print lines[i] }
+  ' "$own" "$base"
 }
 
 debootstrap_root() {
@@ -200,11 +242,28 @@ build() {
     [ "$old" = "$dir" ] || [ ! -d "$old" ] || remove_tree "$old"
   done
   exec 9>&-
-  say "built in $(cat "$dir/build-seconds.txt") s: $(cat "$dir/python-version.txt"), $(grep -E '^ansible-core==' "$dir/pip-freeze.txt")"
+  say "built in $(cat "$dir/build-seconds.txt") s: $(cat "$dir/python-version.txt"), $(cat "$dir"/pip-freeze-*.txt | grep -E '^ansible-core==' | tr '\n' ' ')"
 }
 
 [ "${1:-}" = __inner ] && { shift; inner "$@"; exit; }
 [ "${1:-}" = __debootstrap ] && { debootstrap_root "$2"; exit; }
+
+# check_core CORE: CORE is one this controller has, or a clear error.
+check_core() {
+  [ -n "$1" ] && [ -n "${CORE_PINS[$1]+set}" ] \
+    || die "the core $(printf '%s' "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read()))') (--core or CONTROLLER2_CORE) is not one this controller has: use one of ${CORES[*]} (2.19 is the main toolchain's, .venv)"
+}
+
+# What needs neither root nor a build.
+case ${1:-} in
+  cores) printf '%s\n' "${CORES[@]}"; exit 0 ;;
+  pins)
+    [ $# -eq 2 ] || die "usage: $0 pins CORE"
+    check_core "$2"
+    compose_pins "$2"
+    exit 0
+    ;;
+esac
 
 [ "$(id -u)" -eq 0 ] || die "run as root (debootstrap, chroot and mount need it)"
 for tool in debootstrap unshare chroot flock findmnt; do
@@ -219,7 +278,15 @@ case ${1:-} in
     ;;
   run)
     shift
-    [ $# -gt 0 ] || die "usage: $0 run CMD..."
+    core=${CONTROLLER2_CORE:-${CORES[0]}}
+    if [ "${1:-}" = --core ]; then
+      [ $# -ge 2 ] || die "usage: $0 run [--core CORE] CMD..."
+      core=$2
+      shift 2
+    fi
+    check_core "$core"
+    export CONTROLLER2_CORE=$core
+    [ $# -gt 0 ] || die "usage: $0 run [--core CORE] CMD..."
     build
     case $PWD/ in
       "$repo"/*) dir=$PWD ;;
@@ -230,5 +297,5 @@ case ${1:-} in
     no_mounts_under "$cache"
     exit "$rc"
     ;;
-  *) die "usage: $0 build | run CMD... | path | clean" ;;
+  *) die "usage: $0 build | run [--core CORE] CMD... | path | cores | pins CORE | clean" ;;
 esac
