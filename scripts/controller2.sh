@@ -2,8 +2,9 @@
 # tpmfleet's second controller: Debian 13 (trixie), its Python 3.13 and the
 # ansible-core releases after the main toolchain's (requirements.txt on
 # Debian 12's Python 3.11), in a root filesystem made with debootstrap: one
-# venv per core, the newest (requirements-controller2.txt) and 2.20
-# (requirements-controller2-2.20.txt: the pins that differ). docs/controllers.md
+# venv per core, the newest (requirements-controller2.txt) built with it and
+# 2.20 (requirements-controller2-2.20.txt: the pins that differ) added on its
+# first use. docs/controllers.md
 # describes it.
 #
 #   scripts/controller2.sh build        build it (once per set of inputs)
@@ -73,7 +74,7 @@ say() { echo "controller2: $*" >&2; }
 # mirror, the packages and the architecture.
 key() {
   {
-    declare -f build build_inside debootstrap_root compose_pins venv_of
+    declare -f build build_inside build_core debootstrap_root compose_pins venv_of
     local core
     for core in "${CORES[@]}"; do
       printf '%s ' "$core"
@@ -161,6 +162,7 @@ inner() {
   cp --remove-destination /etc/resolv.conf "$root/etc/resolv.conf"
   case $what in
     build) build_inside "$root" ;;
+    core) build_core "$root" "$1" ;;
     run) in_root "$root" "$@" ;;
   esac
 }
@@ -174,22 +176,46 @@ build_inside() {
   in_root "$root" / apt-get clean
   # The host's CA bundle (a site proxy's CA included): pip reaches PyPI only with it.
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-  # One venv per core. The newest's is installed first; the others reuse the
-  # wheels pip built and downloaded for it (its cache in the root filesystem:
-  # tpm2-pytss is built from source once).
-  local core v
-  for core in "${CORES[@]}"; do
-    v=$(venv_of "$core")
-    compose_pins "$core" > "$root/opt/requirements-$core.txt"
-    in_root "$root" / python3 -m venv "$v"
-    in_root "$root" / "$v/bin/python" -m pip install -q --upgrade pip
-    in_root "$root" / "$v/bin/python" -m pip install -q -r "/opt/requirements-$core.txt"
-    in_root "$root" / "$v/bin/python" -m pip freeze --all > "$root/../pip-freeze-$core.txt"
-  done
+  # The newest core's venv; an older core's is added to this root filesystem
+  # on its first use (run --core), so make test, which tests the newest, never
+  # waits for it.
+  build_core "$root" "${CORES[0]}"
   # What was installed, for the record (Debian packages come from the suite
   # as it is on the day of the build; the Python packages are pinned).
   in_root "$root" / dpkg-query -W -f='${Package} ${Version}\n' > "$root/../debian-packages.txt"
   in_root "$root" / python3 --version > "$root/../python-version.txt"
+}
+
+# build_core ROOT CORE: CORE's venv in the root filesystem. An older core
+# reuses the wheels pip built and downloaded for the newest (its cache in the
+# root filesystem: tpm2-pytss is built from source once).
+build_core() {
+  local root=$1 core=$2 v
+  v=$(venv_of "$core")
+  compose_pins "$core" > "$root/opt/requirements-$core.txt"
+  in_root "$root" / python3 -m venv "$v"
+  in_root "$root" / "$v/bin/python" -m pip install -q --upgrade pip
+  in_root "$root" / "$v/bin/python" -m pip install -q -r "/opt/requirements-$core.txt"
+  in_root "$root" / "$v/bin/python" -m pip freeze --all > "$root/../pip-freeze-$core.txt"
+}
+
+# ensure_core CORE: CORE's venv exists in the built root filesystem; an older
+# core's is added on first use, under the cache's lock, and marked ready only
+# when complete (an interrupted one is made again).
+ensure_core() {
+  local core=$1 dir
+  dir="$cache/$(key)"
+  [ "$core" = "${CORES[0]}" ] || [ -f "$dir/core-$core.ready" ] && return 0
+  exec 9>"$cache/.lock"
+  flock 9
+  if [ ! -f "$dir/core-$core.ready" ]; then
+    say "adding the ansible-core $core venv to $dir"
+    unshare --mount --propagation private -- "$self" __inner core "$dir/rootfs" "$core" > "$dir/core-$core.log" 2>&1 \
+      || { tail -n 30 "$dir/core-$core.log" >&2; die "the $core venv failed (log: $dir/core-$core.log)"; }
+    no_mounts_under "$dir"
+    touch "$dir/core-$core.ready"
+  fi
+  exec 9>&-
 }
 
 # compose_pins CORE: CORE's complete pin list. The newest core's file as it
@@ -288,6 +314,7 @@ case ${1:-} in
     export CONTROLLER2_CORE=$core
     [ $# -gt 0 ] || die "usage: $0 run [--core CORE] CMD..."
     build
+    ensure_core "$core"
     case $PWD/ in
       "$repo"/*) dir=$PWD ;;
       *) dir=$repo ;;
