@@ -31,7 +31,15 @@ def _tasks(node):
         for item in node:
             yield from _tasks(item)
     elif isinstance(node, dict):
-        if any(k in node for k in ("ansible.builtin.include_role", "ansible.builtin.import_role", SETTINGS_CHECK)):
+        if any(
+            k in node
+            for k in (
+                "ansible.builtin.include_role",
+                "ansible.builtin.import_role",
+                "ansible.builtin.include_tasks",
+                SETTINGS_CHECK,
+            )
+        ):
             yield node
         for key in ("tasks", "pre_tasks", "post_tasks", "block", "rescue", "always", "roles"):
             if key in node:
@@ -66,3 +74,18 @@ def test_each_entry_point_derives_its_roles_from_the_list(path):
         assert spec, f"{path} checks roles that are not the list's: {task}"
         name = spec["name"].removeprefix("tpmfleet.tpm.")
         assert name in FRAMEWORK_ROLES or (path, name) in ROLE_STEPS, f"{path} includes role {name} outside the list"
+
+
+def test_the_converge_step_includes_every_role_of_the_list_on_every_host_in_order():
+    """site and quote_mode loop over the list with one include of tasks/role_entry.yml, the same file for every role
+    and host: a looped include_role whose tasks_from or condition differs between hosts lets Ansible run a role
+    skipped on the first host after the later ones on the others (seen on the default scenario's lab)."""
+    for path in ("playbooks/site.yml", "playbooks/quote_mode.yml"):
+        looped = [
+            t for t in _tasks(yaml.safe_load((COLLECTION / path).read_text())) if LOOKUP in str(t.get("loop", ""))
+        ]
+        assert [t.get("ansible.builtin.include_tasks") for t in looped] == ["tasks/role_entry.yml"], path
+        assert "when" not in looped[0], path
+    (entry,) = yaml.safe_load((COLLECTION / "playbooks/tasks/role_entry.yml").read_text())
+    assert entry["ansible.builtin.include_role"]["name"] == "tpmfleet.tpm.{{ __tpmfleet_role }}"
+    assert "loop" not in entry
