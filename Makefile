@@ -44,9 +44,9 @@ unit: setup
 collection: setup
 	TPMFLEET_COLLECTION_VENV=$(abspath .cache/collection-venv) tests/collection/check.sh
 
-# The default scenario's verifier starts with the VMs' attestation readiness
-# (test_attest.py: EK from the lab CA, a foreign CA and none; keylime's own code
-# on each VM's quote, event log and IMA list) and ends with the fleet report over its lab
+# The default scenario's VMs carry EK certificates from the lab CA, a foreign CA
+# and none (their attestation checks, test_attest.py, run on demand with
+# TPMFLEET_ATTEST_LAB=1); its verifier ends with the fleet report over its lab
 # (molecule/default/tests/test_report.py: healthy, drifted, locked-out, no
 # TPM, a failed read, a busy TPM, a stopped VM; the fact-cache run against
 # the SSH run): about 90 s of make test.
