@@ -28,7 +28,7 @@ import jsonschema
 import pytest
 import testinfra
 import yaml
-from tpmfleet_molecule import INVENTORY, PROJECT, needs_inventory, recap, run_playbook
+from tpmfleet_molecule import INVENTORY, PROJECT, junit_cases, needs_inventory, recap, run_playbook
 
 REPORT = os.path.join(PROJECT, "playbooks", "report.yml")
 SCHEMA = os.path.join(
@@ -96,24 +96,6 @@ def page_model(report_dir):
     data = re.search(r'<script type="application/json" id="fleet-data">(.*?)</script>', page, re.S)
     assert data, "the page embeds no fleet data"
     return page, cards, json.loads(data.group(1))
-
-
-def junit_cases(report_dir):
-    """(classname, check) -> ("pass" | "skipped" | "not_run" | failure type, message) of every test case."""
-    suite = ET.parse(report_dir / "junit.xml").getroot()  # noqa: S314 - the report's own output
-    cases = {}
-    for case in suite.iter("testcase"):
-        failure, error, skipped = case.find("failure"), case.find("error"), case.find("skipped")
-        if failure is not None:
-            got = (failure.get("type"), failure.get("message"))
-        elif error is not None:
-            got = (error.get("type"), error.get("message"))
-        elif skipped is not None:
-            got = ("skipped", skipped.get("message"))
-        else:
-            got = ("pass", None)
-        cases[(case.get("classname"), case.get("name"))] = got
-    return cases
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +221,7 @@ def test_the_report_from_the_fact_cache_matches_the_one_over_ssh(broken_fleet, c
         g["id"]: sorted(g["hosts"]) for g in live["problem_groups"]
     }
     assert cached["summary"]["data"]["stale"] == 0 and cached["summary"]["data"]["not_cached"] == 0
-    assert junit_cases(cache_out) == junit_cases(live_dir)
+    assert junit_cases(cache_out / "junit.xml") == junit_cases(live_dir / "junit.xml")
     page, cards, embedded = page_model(cache_out)
     assert "from the fact cache (no host contacted)" in page
     assert cards == page_model(live_dir)[1]
@@ -308,7 +290,7 @@ def test_a_failed_read_a_busy_tpm_and_a_missing_required_tpm_are_not_healthy_on_
 
 def test_a_failed_read_a_busy_tpm_and_a_missing_required_tpm_are_not_healthy_in_junit(unhealthy_fleet):
     _run, _fleet, out = unhealthy_fleet
-    cases = junit_cases(out)
+    cases = junit_cases(out / "junit.xml")
     assert cases[("tpmfleet.mode-abrmd", "facts")][0] == "error"
     assert cases[("tpmfleet.mode-notpm", "tpm_present")][0] == "error"
     kind, message = cases[("tpmfleet.mode-direct", "tpm_access")]

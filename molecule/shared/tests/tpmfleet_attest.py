@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
@@ -37,19 +36,15 @@ for _path in (PROJECT / "collections", PROJECT / "tests" / "unit"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tpm_marshal import tpm2_tools_pcrs_file
+from keylime_bridge import KEYLIME_PYTHON, keylime, request  # noqa: F401 - KEYLIME_PYTHON: the verifiers' skip
+from tpmfleet_molecule import ansible_env, junit_cases, recap
 
 REPORT = PROJECT / "playbooks" / "report.yml"
 EVIDENCE = PROJECT / "tests" / "lab" / "attest_evidence.yml"
 SCHEMA = PROJECT / "collections/ansible_collections/tpmfleet/tpm/plugins/plugin_utils/fleet-report.schema.json"
-KEYLIME_CHECK = PROJECT / "tests" / "unit" / "keylime_check.py"
-# scripts/setup.sh makes .cache/keylime-venv; TPMFLEET_KEYLIME_PYTHON names another interpreter, or, set to
-# "", turns the keylime cross-check off (skipped with that reason), as in tests/unit.
-KEYLIME_PYTHON = os.environ.get("TPMFLEET_KEYLIME_PYTHON", str(PROJECT / ".cache" / "keylime-venv" / "bin" / "python"))
 CHECKS = ["ek_chain", "eventlog", "ima"]
 # The quotes attest_evidence.yml takes: the boot PCRs for the event log, PCR 10 for the IMA list.
 QUOTE_PCRS = "sha256:0,1,2,3,4,5,6,7"
@@ -74,14 +69,7 @@ class Lab:
         return [n for n, h in self.hosts.items() if h["ek"] is not None]
 
     def playbook(self, playbook, *args, limit, timeout=1800):
-        env = {
-            **os.environ,
-            "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            # molecule forces colour (ANSIBLE_FORCE_COLOR wins over NOCOLOR): plain recap lines
-            "ANSIBLE_FORCE_COLOR": "0",
-        }
-        env.pop("ANSIBLE_STRATEGY", None)  # Ansible's own strategy, as users run the report
+        env = ansible_env()  # Ansible's own strategy, as users run the report; no colour
         inventories = [a for inv in self.inventories for a in ("-i", str(inv))]
         return subprocess.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), *inventories, "--limit", limit, str(playbook),
@@ -114,29 +102,6 @@ class Report:
     page: str
     embedded: dict
     out: Path
-
-
-def recap(run, name):
-    """The PLAY RECAP counters of host ``name``."""
-    lines = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
-    assert lines, run.stdout[-4000:] + run.stderr[-2000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
-
-
-def junit_cases(path):
-    """(classname, name) -> (kind, message): kind "pass", "skipped" or the failure/error element's type."""
-    cases = {}
-    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - the report's own output
-        failure, error, skipped = case.find("failure"), case.find("error"), case.find("skipped")
-        found = failure if failure is not None else error
-        if found is not None:
-            got = (found.get("type"), found.get("message"))
-        elif skipped is not None:
-            got = ("skipped", skipped.get("message"))
-        else:
-            got = ("pass", None)
-        cases[(case.get("classname"), case.get("name"))] = got
-    return cases
 
 
 def report(lab, out, *args):
@@ -267,32 +232,13 @@ def gather(lab, out, event_log=None):
     return {n: json.loads((out / f"{n}.json").read_text(encoding="utf-8")) for n in lab.tpm_hosts()}
 
 
-def keylime(request):
-    """keylime's verdict (tests/unit/keylime_check.py in keylime's own interpreter) on one request."""
-    assert Path(KEYLIME_PYTHON).exists(), f"{KEYLIME_PYTHON} is missing: run scripts/setup.sh (it installs keylime)"
-    proc = subprocess.run(
-        [KEYLIME_PYTHON, str(KEYLIME_CHECK)], input=json.dumps(request), capture_output=True, text=True, timeout=300,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
-
-
 def keylime_request(quote_result, log_b64=None, ek_pem=None, ca_dir=None, ima_lines=None, pcrs=QUOTE_PCRS):
-    quote = quote_result["quotes"][-1]
-    selection = quote_verify.parse_pcr_selection(pcrs)
+    """keylime_bridge's request, with the EK certificate as the report exports it (PEM)."""
     der = x509.load_pem_x509_certificate(ek_pem.encode()).public_bytes(serialization.Encoding.DER) if ek_pem else None
-    return {
-        "ak_public_b64": quote_result["ak"]["public"],
-        "nonce_hex": quote_result["verification"][-1]["nonce"],
-        "message_b64": quote["message"],
-        "signature_tpmt_b64": quote["signature_tpmt"],
-        "pcrblob_b64": base64.b64encode(tpm2_tools_pcrs_file(selection, quote["pcrs"])).decode(),
-        "event_log_b64": log_b64,
-        "ek_der_b64": base64.b64encode(der).decode() if der else None,
-        "ca_dir": str(ca_dir) if ca_dir else None,
-        "ima_lines": ima_lines,
-    }
+    return request(
+        quote_result, pcrs=pcrs, event_log_b64=log_b64, ek_der_b64=base64.b64encode(der).decode() if der else None,
+        ca_dir=ca_dir, ima_lines=ima_lines,
+    )  # fmt: skip
 
 
 def keylime_ca_dir(ca_bundle, dest):
@@ -336,7 +282,9 @@ def check_keylime(lab, rep, work):
         host_dir = rep.out / "attestation" / name
         cert = host_dir / "ek-rsa2048.pem"
         ek_pem = cert.read_text(encoding="ascii") if cert.exists() else None
-        theirs = keylime(keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"], ek_pem, ca_dir))
+        theirs = keylime(
+            keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"], ek_pem, ca_dir), timeout=300
+        )
         quoted = got["quote"]["quotes"][-1]["pcrs"]["sha256"]
         assert theirs["quote_error"] is None, (name, theirs)
         assert theirs["quote_pcrs"] == {str(k): v for k, v in quoted.items()}, (name, theirs)
@@ -347,7 +295,7 @@ def check_keylime(lab, rep, work):
         for index in BOOT_PCRS:
             assert reference["pcrs"]["sha256"].get(index, "00" * 32) == theirs["quote_pcrs"][index], (name, index)
         # keylime's IMA code replays the list to the quoted PCR 10
-        ima = keylime(keylime_request(got["quote_ima"], ima_lines=got["ima_lines"], pcrs=QUOTE_IMA_PCRS))
+        ima = keylime(keylime_request(got["quote_ima"], ima_lines=got["ima_lines"], pcrs=QUOTE_IMA_PCRS), timeout=300)
         pcr10 = got["quote_ima"]["quotes"][-1]["pcrs"]["sha256"]["10"]
         assert ima["quote_error"] is None and ima["ima_failures"] == [], (name, ima)
         assert ima["ima_replay_sha256"] == pcr10, (name, ima)
@@ -367,7 +315,7 @@ def check_keylime(lab, rep, work):
         (ours,) = attest.judge(got["evidence"], got["quote"], ["eventlog"])["checks"]
         assert (ours["status"], ours["reason"]) == ("fail", "mismatch"), (name, ours)
         assert ours["details"]["mismatches"][0]["pcr"] == f"sha256:{tampered_pcr[name]}", (name, ours)
-        theirs = keylime(keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"]))
+        theirs = keylime(keylime_request(got["quote"], got["evidence"]["event_log"]["log_b64"]), timeout=300)
         assert theirs["quote_error"] is None, (name, theirs)  # the quote itself is fine
         assert f"measured_boot.invalid_pcr_{tampered_pcr[name]}" in theirs["failures"], (name, theirs)
     return good, bad

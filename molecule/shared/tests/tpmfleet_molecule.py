@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -15,7 +16,10 @@ SITE = os.path.join(PROJECT, "site.yml")
 needs_inventory = pytest.mark.skipif(not INVENTORY, reason="needs molecule's inventory (run through molecule verify)")
 
 
-def _env(mitogen=False):
+def ansible_env(mitogen=False):
+    """The environment of every Ansible run of the verifiers: the project's ansible.cfg, Ansible's own strategy
+    unless ``mitogen``, and no colour (molecule forces it, and ANSIBLE_FORCE_COLOR wins over NOCOLOR: the recap
+    lines must be plain)."""
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": os.path.join(PROJECT, "ansible.cfg"),
@@ -37,7 +41,7 @@ def _env(mitogen=False):
 def _run(tool, *args, timeout, mitogen=False):
     return subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), tool), "-i", INVENTORY, *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=_env(mitogen), check=False,
+        cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=ansible_env(mitogen), check=False,
     )  # fmt: skip
 
 
@@ -59,3 +63,20 @@ def recap(run, name):
     lines = [line for line in run.stdout.splitlines() if line.startswith(name + " ") and "ok=" in line]
     assert lines, run.stdout[-4000:] + run.stderr[-2000:]
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
+
+
+def junit_cases(path):
+    """(classname, name) -> (kind, message) of every test case of a junit.xml: kind "pass", "skipped" or the
+    failure/error element's type."""
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - the report's own output
+        failure, error, skipped = case.find("failure"), case.find("error"), case.find("skipped")
+        found = failure if failure is not None else error
+        if found is not None:
+            got = (found.get("type"), found.get("message"))
+        elif skipped is not None:
+            got = ("skipped", skipped.get("message"))
+        else:
+            got = ("pass", None)
+        cases[(case.get("classname"), case.get("name"))] = got
+    return cases

@@ -7,23 +7,15 @@ these tests fail; TPMFLEET_KEYLIME_PYTHON="" turns them off visibly (skipped, wi
 from __future__ import annotations
 
 import base64
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import attest_tpms as at
 import pytest
-from ansible_collections.tpmfleet.tpm.plugins.module_utils import quote_verify
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest
-from tpm_marshal import tpm2_tools_pcrs_file
 
-# scripts/setup.sh makes .cache/keylime-venv; TPMFLEET_KEYLIME_PYTHON names another interpreter, or, set to
-# "", turns these tests off (the second controller's root filesystem has no keylime), and they say so.
-KEYLIME_PYTHON = os.environ.get(
-    "TPMFLEET_KEYLIME_PYTHON", str(Path(__file__).resolve().parents[4] / ".cache" / "keylime-venv" / "bin" / "python")
-)
-CHECKER = Path(__file__).resolve().parents[2] / "keylime_check.py"
+# keylime's interpreter: TPMFLEET_KEYLIME_PYTHON="" turns these tests off (the second controller's root filesystem
+# has no keylime), and they say so.
+from keylime_bridge import KEYLIME_PYTHON, keylime, request
+
 QUOTE_PCRS = "sha256:0,1,2,3,4,5,6,7,8,9,14"
 
 pytestmark = [
@@ -31,15 +23,6 @@ pytestmark = [
     pytest.mark.skipif(not KEYLIME_PYTHON, reason="TPMFLEET_KEYLIME_PYTHON is set to an empty string"),
     pytest.mark.skipif(at.SWTPM_SETUP is None or at.TPM2_EVENTLOG is None, reason="needs swtpm-tools and tpm2-tools"),
 ]
-
-
-def keylime(request):
-    assert Path(KEYLIME_PYTHON).exists(), f"{KEYLIME_PYTHON} is missing: run scripts/setup.sh (it installs keylime)"
-    proc = subprocess.run(
-        [KEYLIME_PYTHON, str(CHECKER)], input=json.dumps(request), capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +46,9 @@ def lab(tmp_path_factory):
 
 
 def _request(quote_result, log=None, ek_der=None, ca_dir=None, pcrs=QUOTE_PCRS):
-    quote = quote_result["quotes"][-1]
-    selection = quote_verify.parse_pcr_selection(pcrs)
-    return {
-        "ak_public_b64": quote_result["ak"]["public"],
-        "nonce_hex": quote_result["verification"][-1]["nonce"],
-        "message_b64": quote["message"],
-        "signature_tpmt_b64": quote["signature_tpmt"],
-        "pcrblob_b64": base64.b64encode(tpm2_tools_pcrs_file(selection, quote["pcrs"])).decode(),
-        "event_log_b64": base64.b64encode(log.read_bytes()).decode() if log else None,
-        "ek_der_b64": ek_der,
-        "ca_dir": str(ca_dir) if ca_dir else None,
-    }
+    """keylime_bridge's request, with the event log read from its file."""
+    log_b64 = base64.b64encode(log.read_bytes()).decode() if log else None
+    return request(quote_result, pcrs=pcrs, event_log_b64=log_b64, ek_der_b64=ek_der, ca_dir=ca_dir)
 
 
 def _run(ansible_run, tcti, log, method="pytss", ima_dir="/nonexistent", pcrs=QUOTE_PCRS):
@@ -117,9 +91,9 @@ def test_foreign_ek_certificate_rejected_by_both(lab, ansible_run):
 def test_quote_with_a_foreign_nonce_rejected_by_keylime(lab, ansible_run):
     """The control: keylime's quote check can fail here (another nonce than the TPM signed)."""
     _ev, quote = _run(ansible_run, lab["good"].tcti, at.GCE_LOG)
-    request = _request(quote)
-    request["nonce_hex"] = "00" * 20
-    theirs = keylime(request)
+    forged = _request(quote)
+    forged["nonce_hex"] = "00" * 20
+    theirs = keylime(forged)
     assert theirs["quote_pcrs"] is None and "nonce" in theirs["quote_error"]
 
 
@@ -133,7 +107,7 @@ def test_ima_replay_agrees_with_keylime(lab, ansible_run, tmp_path, tpm, ima):
     (ours,) = attest.judge(ev, quote, ["ima"])["checks"]
     assert ours["status"] == "pass", ours
     lines = (lab[ima] / "ascii_runtime_measurements").read_text()
-    theirs = keylime(dict(_request(quote, pcrs="sha256:10"), ima_lines=lines))
+    theirs = keylime(request(quote, pcrs="sha256:10", ima_lines=lines))
     assert theirs["ima_failures"] == [] and theirs["ima_replay_sha256"] == ev["ima"]["replayed_pcr10"]["sha256"]
     assert theirs["ima_replay_sha256"] == quote["quotes"][-1]["pcrs"]["sha256"]["10"]
     # one hex digit of the boot aggregate's file digest changed
@@ -145,5 +119,5 @@ def test_ima_replay_agrees_with_keylime(lab, ansible_run, tmp_path, tpm, ima):
     ev_bad, quote_bad = _run(ansible_run, tcti, at.GCE_LOG, ima_dir=bad_dir, pcrs="sha256:10")
     (ours_bad,) = attest.judge(ev_bad, quote_bad, ["ima"])["checks"]
     assert ours_bad["status"] == "fail" and ours_bad["reason"] == "mismatch", ours_bad
-    theirs_bad = keylime(dict(_request(quote_bad, pcrs="sha256:10"), ima_lines=" ".join(parts)))
+    theirs_bad = keylime(request(quote_bad, pcrs="sha256:10", ima_lines=" ".join(parts)))
     assert "ima.pcr_mismatch" in theirs_bad["ima_failures"], theirs_bad
