@@ -49,9 +49,13 @@ collection: setup
 # TPMFLEET_ATTEST_LAB=1); its verifier ends with the fleet report over its lab
 # (molecule/default/tests/test_report.py: healthy, drifted, locked-out, no
 # TPM, a failed read, a busy TPM, a stopped VM; the fact-cache run against
-# the SSH run): about 90 s of make test.
+# the SSH run): about 90 s of make test. A failed scenario ends with its
+# failed verifier tests (scripts/verify_failures.py), where CI's log tail shows them.
 molecule: setup
-	for s in $(SCENARIOS); do TPMFLEET_REPORT_LAB=1 molecule test -s $$s || exit 1; done
+	for s in $(SCENARIOS); do \
+	  rm -f .cache/molecule/$$s-verify.xml; \
+	  TPMFLEET_REPORT_LAB=1 molecule test -s $$s || { python3 scripts/verify_failures.py $$s .cache/molecule/$$s-verify.xml; exit 1; }; \
+	done
 
 test: lint unit collection controller2 molecule
 
