@@ -306,3 +306,18 @@ def test_a_cache_run_without_a_fact_cache_fails_with_one_message(tmp_path):
     assert out.count('no fact cache is configured (cache plugin "memory")') == 1, out
     assert "ANSIBLE_CACHE_PLUGIN=jsonfile ANSIBLE_CACHE_PLUGIN_CONNECTION=<dir>" in out
     assert not (tmp_path / "nocache").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("tpm_report_quote", "maybe"), ("tpm_attest_export", "sometimes"), ("tpm_attest_export_event_log", "2")],
+)
+def test_a_switch_that_is_not_a_boolean_is_refused_before_any_host_is_read(tmp_path, variable, value):
+    """Ansible's bool filter would turn these into false; the prepare step refuses them by name instead."""
+    proc = _playbook(tmp_path, tpm_hosts({"h1": {"ansible_connection": "local"}}), "badswitch", None,
+                     ("-e", f"{variable}={value}"))  # fmt: skip
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert out.count(f'{variable} must be true or false, got "{value}"; set it to true or false') == 1, out
+    assert "Read the TPM" not in out and "tpm_facts" not in out
+    assert not (tmp_path / "badswitch").exists()

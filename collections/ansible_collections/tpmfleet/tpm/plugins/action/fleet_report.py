@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -146,7 +147,7 @@ class ActionModule(ActionBase):
         args = self._task.args
         unknown = set(args) - {"hosts", "dest", "quote_test", "mixed_mode_ignore_groups", "source", "max_age",
                                "cache_plugin", "prepare", "attest_checks", "ek_ca_bundle", "ek_ca_dir",
-                               "attest_export"}  # fmt: skip
+                               "attest_export", "export_event_log"}  # fmt: skip
         if unknown:
             raise AnsibleActionFail(f"unsupported parameters {', '.join(sorted(unknown))} for fleet_report")
         try:
@@ -162,9 +163,15 @@ class ActionModule(ActionBase):
             ca_certs = attest.load_ca_certificates(args.get("ek_ca_bundle"), args.get("ek_ca_dir"))
         except ValueError as exc:
             raise AnsibleActionFail(str(exc)) from None
+        # The switches, checked strictly here (Ansible's bool filter turns "maybe" into false) and returned
+        # normalised by the prepare step for the tasks that follow it.
+        quote_test = self._bool(args.get("quote_test", False), "tpm_report_quote")
+        attest_export = self._bool(args.get("attest_export", True), "tpm_attest_export")
+        export_event_log = self._bool(args.get("export_event_log", False), "tpm_attest_export_event_log")
         if self._bool(args.get("prepare", False), "prepare"):
             result.update(changed=False, source=source, max_age=max_age, collection=report_cache.collection_version(),
-                          attest_checks=attest_checks, msg=f"report source {source}")  # fmt: skip
+                          attest_checks=attest_checks, quote_test=quote_test, attest_export=attest_export,
+                          export_event_log=export_event_log, msg=f"report source {source}")  # fmt: skip
             return result
         hosts = args.get("hosts")
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
@@ -174,7 +181,6 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("mixed_mode_ignore_groups must be a list of group names")
         dest_arg = to_text(args.get("dest") or "report")
         dest = os.path.abspath(os.path.expanduser(dest_arg))
-        quote_test = self._bool(args.get("quote_test", False), "quote_test")
 
         records = collect(task_vars["hostvars"], hosts, source)
         sources = [to_text(s) for s in task_vars.get("ansible_inventory_sources") or []]
@@ -193,7 +199,7 @@ class ActionModule(ActionBase):
         try:
             paths = report_page.write_report(model, dest)
             limit_files = report_fleet.write_limit_files(model, dest)
-            if attest_checks and self._bool(args.get("attest_export", True), "attest_export"):
+            if attest_checks and attest_export:
                 result["attestation_exports"] = report_attest.write_exports(records, dest)
         except OSError as exc:
             raise AnsibleActionFail(f"cannot write the report into {dest}: {exc}; choose tpm_report_dir") from None
@@ -227,4 +233,6 @@ class ActionModule(ActionBase):
         try:
             return boolean(value, strict=True)
         except TypeError:
-            raise AnsibleActionFail(f"{name} must be true or false, got {value!r}") from None
+            raise AnsibleActionFail(
+                f"{name} must be true or false, got {json.dumps(value, default=str)[:200]}; set it to true or false"
+            ) from None

@@ -69,10 +69,38 @@ options:
       - The configured fact cache plugin (C(lookup('ansible.builtin.config', 'CACHE_PLUGIN'))). With O(source=cache)
         and C(memory) the task fails with how to configure a fact cache. Not checked when not given.
     type: str
+  attest_checks:
+    description:
+      - The attestation readiness checks to judge (C(tpm_attest_checks)); hosts are judged only by these.
+      - C(eventlog) and C(ima) need O(quote_test); C(consumer_quote) needs the playbook's per-consumer quotes.
+    type: list
+    elements: str
+    choices: [ek_chain, eventlog, ima, consumer_quote]
+    default: []
+  ek_ca_bundle:
+    description: A PEM bundle of trusted EK CA certificates (C(tpm_attest_ek_ca_bundle)) for the C(ek_chain) check.
+    type: path
+  ek_ca_dir:
+    description:
+      - A directory of trusted EK CA certificates, PEM or DER (C(.pem .crt .cer .der); C(tpm_attest_ek_ca_dir)).
+    type: path
+  attest_export:
+    description:
+      - Write C(attestation/<host>/) under O(dest) (EK certificate, EK public key, the measured-boot reference
+        state) when O(attest_checks) is not empty (C(tpm_attest_export)).
+    type: bool
+    default: true
+  export_event_log:
+    description:
+      - Only checked and returned by the prepare step (C(tpm_attest_export_event_log)); the playbook then asks
+        C(tpmfleet.tpm.tpm_attest_evidence) for each host's binary event log, which the export includes.
+    type: bool
+    default: false
   prepare:
     description:
-      - Only check O(source), O(max_age) and O(cache_plugin) and return them with C(collection) (the collection's
-        name and version, for the cached record); write nothing. The report playbook's first task.
+      - Only check the inputs (O(source), O(max_age), O(cache_plugin), the attestation options and the switches)
+        and return them normalised with C(collection) (the collection's name and version, for the cached record);
+        write nothing. The report playbook's first task.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -132,6 +160,27 @@ collection:
   description: C(tpmfleet.tpm <version>) of the collection (only with O(prepare)).
   returned: when prepare is true
   type: str
+attest_checks:
+  description: The checked O(attest_checks), without repeats (only with O(prepare)).
+  returned: when prepare is true
+  type: list
+  elements: str
+quote_test:
+  description: The checked O(quote_test) (only with O(prepare)).
+  returned: when prepare is true
+  type: bool
+attest_export:
+  description: The checked O(attest_export) (only with O(prepare)).
+  returned: when prepare is true
+  type: bool
+export_event_log:
+  description: The checked O(export_event_log) (only with O(prepare)).
+  returned: when prepare is true
+  type: bool
+attestation_exports:
+  description: The file names written per host under C(attestation/<host>/) (O(attest_export)).
+  returned: when attestation files were written
+  type: dict
 msg:
   description: One line with the counts per status and where the report is.
   returned: success
