@@ -22,10 +22,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import json
 import os
 
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import attest_replay
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.attest_replay import shown
 
 # consumer_quote is judged by report_consumers.py (the report's per-consumer quotes), not by judge() below.
 CHECKS = ("ek_chain", "eventlog", "ima", "consumer_quote")
@@ -49,25 +49,17 @@ def outcome(check, status, reason, cause="", fix="", **details):
     return {"check": check, "status": status, "reason": reason, "cause": cause, "fix": fix, "details": details}
 
 
-def _j(value):
-    """A host-supplied value as JSON, so that "" and " x" stay visible."""
-    try:
-        return json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        return json.dumps(repr(value), ensure_ascii=True)
-
-
 def parse_checks(value):
     """The validated list of checks (``tpm_attest_checks``); raises ValueError naming the fix."""
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"tpm_attest_checks must be a list of {', '.join(CHECKS)}; got {_j(value)}")
+        raise ValueError(f"tpm_attest_checks must be a list of {', '.join(CHECKS)}; got {shown(value)}")
     chosen = []
     for item in value:
         if not isinstance(item, str) or item not in CHECKS:
             raise ValueError(
-                f"tpm_attest_checks: {_j(item)} is not a check; choose from {', '.join(CHECKS)} "
+                f"tpm_attest_checks: {shown(item)} is not a check; choose from {', '.join(CHECKS)} "
                 " (e.g. [ek_chain, eventlog])"
             )
         if item not in chosen:
@@ -103,22 +95,23 @@ def load_ca_certificates(bundle=None, ca_dir=None):
             with open(bundle, "rb") as fh:
                 data = fh.read(MAX_CA_FILE_BYTES + 1)
         except OSError as exc:
-            raise ValueError(f"tpm_attest_ek_ca_bundle {_j(bundle)} cannot be read: {exc.strerror or exc}") from None
-        certs += _certs_from_bytes(data, f"tpm_attest_ek_ca_bundle {_j(bundle)}")
+            raise ValueError(f"tpm_attest_ek_ca_bundle {shown(bundle)} cannot be read: {exc.strerror or exc}") from None
+        certs += _certs_from_bytes(data, f"tpm_attest_ek_ca_bundle {shown(bundle)}")
     if ca_dir:
         try:
             names = sorted(os.listdir(ca_dir))
         except OSError as exc:
-            raise ValueError(f"tpm_attest_ek_ca_dir {_j(ca_dir)} cannot be listed: {exc.strerror or exc}") from None
+            raise ValueError(f"tpm_attest_ek_ca_dir {shown(ca_dir)} cannot be listed: {exc.strerror or exc}") from None
         for name in names:
             path = os.path.join(ca_dir, name)
             if not name.lower().endswith(CA_SUFFIXES) or not os.path.isfile(path):
                 continue
             with open(path, "rb") as fh:
-                certs += _certs_from_bytes(fh.read(MAX_CA_FILE_BYTES + 1), f"tpm_attest_ek_ca_dir file {_j(path)}")
+                certs += _certs_from_bytes(fh.read(MAX_CA_FILE_BYTES + 1), f"tpm_attest_ek_ca_dir file {shown(path)}")
     if (bundle or ca_dir) and not certs:
         raise ValueError(
-            f"no CA certificate found in tpm_attest_ek_ca_bundle {_j(bundle)} / tpm_attest_ek_ca_dir {_j(ca_dir)}: "
+            f"no CA certificate found in tpm_attest_ek_ca_bundle {shown(bundle)} / "
+            f"tpm_attest_ek_ca_dir {shown(ca_dir)}: "
             f"point them at your TPM vendors' EK CA certificates ({VENDOR_CA_HINT})"
         )
     return certs
@@ -181,7 +174,7 @@ def _judge_certificate(entry, ek_public, ca_certs, now):
         return [
             (
                 "not_x509",
-                f"the certificate at {_j(index)} is not a DER X.509 certificate ({exc})",
+                f"the certificate at {shown(index)} is not a DER X.509 certificate ({exc})",
                 "rewrite the NV index with the vendor's certificate",
             )
         ], {}
@@ -233,7 +226,7 @@ def _judge_certificate(entry, ek_public, ca_certs, now):
         problems.append(
             (
                 "unchained",
-                f"the certificate at {index} (issuer {_j(info['issuer'])}) does not chain to "
+                f"the certificate at {index} (issuer {shown(info['issuer'])}) does not chain to "
                 f"a trusted EK CA: {chain_error}",
                 "add the issuing CA (and its intermediates) to tpm_attest_ek_ca_bundle or "
                 f"tpm_attest_ek_ca_dir; {VENDOR_CA_HINT}",

@@ -35,7 +35,9 @@ IMA_PCR = 10
 QUOTE_FIX = "run the report with the test quote (tpm_report_quote: true): the replay is compared with its signed PCRs"
 
 
-def _j(value):
+def shown(value):
+    """A host-supplied value as the attestation checks' messages show it: ASCII JSON, whole (digests, paths and
+    issuer names are never cut), so that "", " x" and control characters stay visible."""
     try:
         return json.dumps(value, ensure_ascii=True)
     except (TypeError, ValueError):
@@ -145,14 +147,14 @@ def replayed_pcrs(yaml_text):
     result = {}
     for bank, values in doc["pcrs"].items():
         if not isinstance(values, dict):
-            raise ValueError(f"tpm2_eventlog's pcrs.{_j(bank)} is not a mapping")
+            raise ValueError(f"tpm2_eventlog's pcrs.{shown(bank)} is not a mapping")
         if bank not in HASH_SIZES:
             continue
         result[bank] = {}
         for index, value in values.items():
             digest = _digest_hex(value, bank)
             if not _INDEX.fullmatch(index) or int(index) >= 24 or digest is None:
-                raise ValueError(f"tpm2_eventlog's pcrs.{bank} has an invalid entry {_j(index)}: {_j(value)}")
+                raise ValueError(f"tpm2_eventlog's pcrs.{bank} has an invalid entry {shown(index)}: {shown(value)}")
             result[bank][int(index)] = digest
     events = doc.get("events")
     return result, len(events) if isinstance(events, list) else 0
@@ -175,7 +177,7 @@ def judge_eventlog(log, quoted):
             "eventlog",
             "fail",
             reason,
-            f"{log.get('msg')} ({_j(log.get('path'))})",
+            f"{log.get('msg')} ({shown(log.get('path'))})",
             "boot with firmware that measures into the TPM and hands the kernel its event log "
             "(UEFI with TPM support; SeaBIOS with a TPM device); a verifier with a measured-boot "
             "policy rejects the host without it",
@@ -311,7 +313,7 @@ def judge_ima(ima, quoted):
                 "ima",
                 "fail",
                 "mismatch",
-                f"the IMA list ({ima.get('entries')} entries) replays to {bank}:10 = {_j(replay[bank])} "
+                f"the IMA list ({ima.get('entries')} entries) replays to {bank}:10 = {shown(replay[bank])} "
                 f"but the quote has {quoted_value}",
                 "if entries were added between the quote and the read, re-run; otherwise the list was "
                 "altered or PCR 10 was extended outside IMA",

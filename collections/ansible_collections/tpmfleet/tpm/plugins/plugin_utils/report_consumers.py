@@ -12,7 +12,7 @@ Cost: one remote call per consumer user and host.
 
 from __future__ import annotations
 
-import json
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.attest_replay import shown
 
 CHECK = "consumer_quote"
 QUOTES = 2
@@ -35,13 +35,6 @@ _FIXES = {
 _DEFAULT_FIX = "see the message; tpm_verify with tpm_verify_user set to this user runs the same quote"
 
 
-def _j(value):
-    try:
-        return json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        return json.dumps(repr(value), ensure_ascii=True)
-
-
 def _outcome(status, reason, cause="", fix="", **details):
     return {"check": CHECK, "status": status, "reason": reason, "cause": cause, "fix": fix, "details": details}
 
@@ -57,7 +50,7 @@ def _consumer(user, result, tcti):
     """One consumer's ``{user, tcti, status, reason, cause, fix, quotes}``."""
     entry = {"user": user, "tcti": tcti, "quotes": 0}
     if result is None or result.get("skipped"):
-        return dict(entry, status="not_run", reason="not_run", cause=f"no quote ran as {_j(user)}",
+        return dict(entry, status="not_run", reason="not_run", cause=f"no quote ran as {shown(user)}",
                     fix="run the report live again")  # fmt: skip
     if result.get("unreachable"):
         cause = f"the host is unreachable: {result.get('msg')}"
@@ -75,7 +68,7 @@ def _consumer(user, result, tcti):
         lower = msg.lower()
         become = "become" in lower or "sudo" in lower or "unknown user" in lower or "does not exist" in lower
         reason = "become" if become else ("quote_count" if not result.get("failed") else "failed")
-    cause = f"as {_j(user)} over {_j(entry['tcti'])}: " + (
+    cause = f"as {shown(user)} over {shown(entry['tcti'])}: " + (
         f"{len(quotes)} verified quotes instead of {QUOTES}" if reason == "quote_count" else msg
     )
     return dict(entry, status="fail", reason=reason, cause=cause, fix=_FIXES.get(reason, _DEFAULT_FIX))
@@ -88,7 +81,7 @@ def judge(registered, users, tcti=None):
         return _outcome("not_run", "no_consumers", "tpm_access_consumer_users is empty: there is no consumer to check",
                         "list the users the TPM consumers run as in tpm_access_consumer_users")  # fmt: skip
     if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
-        return _outcome("not_run", "bad_users", f"tpm_access_consumer_users is not a list of names: {_j(users)}",
+        return _outcome("not_run", "bad_users", f"tpm_access_consumer_users is not a list of names: {shown(users)}",
                         "set tpm_access_consumer_users to a list of user names")  # fmt: skip
     results = _results(registered)
     if results is None or (isinstance(registered, dict) and registered.get("skipped") and not results):
@@ -105,6 +98,6 @@ def judge(registered, users, tcti=None):
     if missing:
         return _outcome("not_run", missing[0]["reason"], "; ".join(c["cause"] for c in missing), missing[0]["fix"],
                         consumers=consumers)  # fmt: skip
-    names = ", ".join(_j(c["user"]) for c in consumers)
+    names = ", ".join(shown(c["user"]) for c in consumers)
     return _outcome("pass", "quoted", f"{len(consumers)} consumer(s) created an AK and quoted {QUOTES} times, each "
                     f"quote verified on the controller: {names}", "", consumers=consumers)  # fmt: skip
