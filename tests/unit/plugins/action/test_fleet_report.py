@@ -321,3 +321,26 @@ def test_a_switch_that_is_not_a_boolean_is_refused_before_any_host_is_read(tmp_p
     assert out.count(f'{variable} must be true or false, got "{value}"; set it to true or false') == 1, out
     assert "Read the TPM" not in out and "tpm_facts" not in out
     assert not (tmp_path / "badswitch").exists()
+
+
+def test_a_bad_report_timeout_is_refused_before_any_host_is_read(tmp_path):
+    proc = _playbook(tmp_path, tpm_hosts({"h1": {"ansible_connection": "local"}}), "badtimeout", None,
+                     ("-e", "tpm_report_timeout=0"))  # fmt: skip
+    assert proc.returncode != 0
+    # one failed task, once (ansible-core also repeats its message in the error header above it)
+    assert proc.stdout.count('"msg": "tpm_report_timeout must be a whole number of seconds from 1 to 3600') == 1, (
+        proc.stdout
+    )
+    assert "failed=1" in proc.stdout
+    assert not (tmp_path / "badtimeout").exists()
+
+
+def test_the_report_timeout_reaches_every_tpm_read_and_quote():
+    """tpm_report_timeout is passed, checked, to each task of the report that reads or quotes on a host."""
+    plays = yaml.safe_load((REPO / "collections/ansible_collections/tpmfleet/tpm/playbooks/report.yml").read_text())
+    tasks = [t for play in plays for t in play.get("tasks", [])]
+    host_modules = ("tpmfleet.tpm.tpm_facts", "tpmfleet.tpm.tpm_quote", "tpmfleet.tpm.tpm_attest_evidence")
+    calls = [(m, t[m]) for t in tasks for m in host_modules if m in t]
+    assert len(calls) == 4, calls
+    for module, args in calls:
+        assert args.get("timeout") == "{{ __tpm_report_source.timeout | default(omit, true) }}", module

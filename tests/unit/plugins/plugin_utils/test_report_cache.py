@@ -123,3 +123,26 @@ def test_age_text_and_collection_version():
         "1 second", "59 seconds", "2 minutes", "1 hour", "2 hours", "24 hours", "2 days",
     ]  # fmt: skip
     assert report_cache.collection_version().startswith("tpmfleet.tpm 0.")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), (1, 1), ("60", 60), (3600, 3600)])
+def test_a_report_timeout_is_whole_seconds_or_the_modules_own(value, expected):
+    assert report_cache.check_timeout(value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -5, 3601, "60\n", " 60", "1e3", 2.5, True, [60], "99999"])
+def test_a_bad_report_timeout_is_refused_naming_the_variable(value):
+    with pytest.raises(ValueError, match=r"^tpm_report_timeout must be a whole number of seconds from 1 to 3600"):
+        report_cache.check_timeout(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=10_000), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_any_report_timeout_is_a_bounded_number_or_one_short_message(value):
+    try:
+        got = report_cache.check_timeout(value)
+    except ValueError as exc:
+        message = str(exc)
+        assert message.startswith("tpm_report_timeout must be") and "\n" not in message and len(message) < 400
+    else:
+        assert got is None or (type(got) is int and 1 <= got <= 3600)

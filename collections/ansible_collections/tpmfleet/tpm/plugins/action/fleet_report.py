@@ -147,7 +147,7 @@ class ActionModule(ActionBase):
         args = self._task.args
         unknown = set(args) - {"hosts", "dest", "quote_test", "mixed_mode_ignore_groups", "source", "max_age",
                                "cache_plugin", "prepare", "attest_checks", "ek_ca_bundle", "ek_ca_dir",
-                               "attest_export", "export_event_log"}  # fmt: skip
+                               "attest_export", "export_event_log", "ek_create", "timeout"}  # fmt: skip
         if unknown:
             raise AnsibleActionFail(f"unsupported parameters {', '.join(sorted(unknown))} for fleet_report")
         try:
@@ -156,6 +156,7 @@ class ActionModule(ActionBase):
                 args.get("max_age", report_cache.DEFAULT_MAX_AGE),
                 args.get("cache_plugin"),
             )
+            timeout = report_cache.check_timeout(args.get("timeout"))
         except ValueError as exc:
             raise AnsibleActionFail(str(exc)) from None
         try:  # attestation inputs are checked in the prepare step too, before any host is read
@@ -168,10 +169,12 @@ class ActionModule(ActionBase):
         quote_test = self._bool(args.get("quote_test", False), "tpm_report_quote")
         attest_export = self._bool(args.get("attest_export", True), "tpm_attest_export")
         export_event_log = self._bool(args.get("export_event_log", False), "tpm_attest_export_event_log")
+        ek_create = self._bool(args.get("ek_create", False), "tpm_report_ek_create")
         if self._bool(args.get("prepare", False), "prepare"):
             result.update(changed=False, source=source, max_age=max_age, collection=report_cache.collection_version(),
                           attest_checks=attest_checks, quote_test=quote_test, attest_export=attest_export,
-                          export_event_log=export_event_log, msg=f"report source {source}")  # fmt: skip
+                          export_event_log=export_event_log, ek_create=ek_create, timeout=timeout,
+                          msg=f"report source {source}")  # fmt: skip
             return result
         hosts = args.get("hosts")
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):

@@ -96,6 +96,18 @@ options:
         C(tpmfleet.tpm.tpm_attest_evidence) for each host's binary event log, which the export includes.
     type: bool
     default: false
+  ek_create:
+    description:
+      - Only checked and returned by the prepare step (C(tpm_report_ek_create)); the playbook passes it to
+        C(tpmfleet.tpm.tpm_facts).
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Only checked and returned by the prepare step (C(tpm_report_timeout)): whole seconds from 1 to 3600 that
+        each TPM read, test quote and evidence read of the playbook may take on a host. Not given, each module's
+        own default applies.
+    type: int
   prepare:
     description:
       - Only check the inputs (O(source), O(max_age), O(cache_plugin), the attestation options and the switches)
@@ -177,6 +189,14 @@ export_event_log:
   description: The checked O(export_event_log) (only with O(prepare)).
   returned: when prepare is true
   type: bool
+ek_create:
+  description: The checked O(ek_create) (only with O(prepare)).
+  returned: when prepare is true
+  type: bool
+timeout:
+  description: The checked O(timeout), or null when not given (only with O(prepare)).
+  returned: when prepare is true
+  type: int
 attestation_exports:
   description: The file names written per host under C(attestation/<host>/) (O(attest_export)).
   returned: when attestation files were written

@@ -61,6 +61,24 @@ def check_settings(source, max_age, cache_plugin=None):
     return source, max_age
 
 
+MAX_TIMEOUT = 3600
+
+
+def check_timeout(value):
+    """``tpm_report_timeout`` checked: None (each module's own bound) or whole seconds from 1 to MAX_TIMEOUT;
+    raises ValueError with one message naming the variable and the fix."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT:
+        raise ValueError(
+            f"tpm_report_timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT} (e.g. 60 on a loaded "
+            f"fleet), got {json.dumps(_plain(value))[:200]}"
+        )
+    return value
+
+
 def collection_version():
     """``tpmfleet.tpm <version>`` of the collection this file belongs to (installed or a checkout)."""
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
