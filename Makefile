@@ -144,12 +144,18 @@ test-containers: setup
 # gone, a further run changed=0 (tests/lab/test_interrupt.py); on one lab VM
 # of its own (lab "interrupt", SSH port 2291); on demand, hours under TCG.
 # TPMFLEET_INTERRUPT_AT=all kills at every task boundary (default: after
-# each task that changed the host, one per distinct host state).
+# each task that changed the host, one per distinct host state);
+# TPMFLEET_INTERRUPT_MODES=direct,abrmd switches between those two. Two pairs
+# at once: a second lab with INTERRUPT_LAB=interrupt2 INTERRUPT_PORT=2295.
+INTERRUPT_LAB ?= interrupt
+INTERRUPT_PORT ?= 2291
 .PHONY: test-interrupt
 test-interrupt: setup
-	ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_ssh_port_base=2291 -e lab_vm_count=1
-	TPMFLEET_INTERRUPT_INVENTORY=inventory/interrupt pytest -v -p no:cacheprovider tests/lab/test_interrupt.py; \
-	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=interrupt -e lab_state=absent; exit $$rc
+	ansible-playbook playbooks/lab.yml -e lab_name=$(INTERRUPT_LAB) -e lab_ssh_port_base=$(INTERRUPT_PORT) -e lab_vm_count=1
+	TPMFLEET_INTERRUPT_INVENTORY=inventory/$(INTERRUPT_LAB) \
+	  TPMFLEET_INTERRUPT_REPORT=$(abspath .cache/$(INTERRUPT_LAB)-report.json) \
+	  pytest -v -p no:cacheprovider tests/lab/test_interrupt.py; \
+	  rc=$$?; ansible-playbook playbooks/lab.yml -e lab_name=$(INTERRUPT_LAB) -e lab_state=absent; exit $$rc
 
 # The sliced AWX path (docs/awx.md, tests/awx/test_awx_slices.py): on a lab of
 # its own, "awx" (2 VMs, SSH ports 2301-2302), tpmfleet.tpm.site as two
