@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from tpmfleet_molecule import INVENTORY, PROJECT, SITE, _env, needs_inventory, recap, run_playbook
+from tpmfleet_molecule import INVENTORY, PROJECT, SITE, ansible_env, needs_inventory, recap, run_playbook
 
 # On demand (make test-lab-matrix), with the lab bad-input matrix: a killed and a failed mode switch.
 pytestmark = pytest.mark.skipif(not os.environ.get("TPMFLEET_LAB_MATRIX"), reason="on demand: make test-lab-matrix")
@@ -34,8 +34,9 @@ def _kill_after_the_consumers_stopped(host, name):
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", INVENTORY, "--limit", name,
            QUOTE_MODE, "-e", "tpm_quote_mode=abrmd"]  # fmt: skip
     switch = subprocess.Popen(
-        cmd, cwd=PROJECT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+        cmd, cwd=PROJECT, env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline and switch.poll() is None:
