@@ -75,7 +75,8 @@ def test_keylime_accepts_and_rejects_the_lab_evidence_as_tpmfleet_does(lab, atte
 def _consumer_outcomes(lab, out, *args, limit):
     """{host: the consumer_quote outcome} of a live report with that check alone."""
     checks = json.dumps({"tpm_attest_checks": ["consumer_quote"]})
-    run = lab.playbook(REPORT, "-e", f"tpm_report_dir={out}", "-e", checks, *args, limit=limit)
+    run = lab.playbook(REPORT, "-e", f"tpm_report_dir={out}", "-e", checks, "-e", "tpm_report_timeout=120", *args,
+                       limit=limit)  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     fleet = json.loads((out / "fleet.json").read_text(encoding="utf-8"))
     found = {}

@@ -106,8 +106,9 @@ class Report:
 
 def report(lab, out, *args):
     """playbooks/report.yml over the lab with every attestation check, a verified quote and the lab CA bundle."""
+    # tpm_report_timeout: the modules' own 10 s bound for the TPM read was hit on a lab at load above 20.
     run = lab.playbook(
-        REPORT, "-e", f"tpm_report_dir={out}", "-e", "tpm_report_quote=true",
+        REPORT, "-e", f"tpm_report_dir={out}", "-e", "tpm_report_quote=true", "-e", "tpm_report_timeout=120",
         "-e", json.dumps({"tpm_attest_checks": CHECKS, "tpm_attest_ek_ca_bundle": str(lab.ca_bundle)}), *args,
         limit=",".join(lab.hosts),
     )  # fmt: skip
