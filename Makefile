@@ -45,8 +45,8 @@ collection: setup
 	TPMFLEET_COLLECTION_VENV=$(abspath .cache/collection-venv) tests/collection/check.sh
 
 # The default scenario's VMs carry EK certificates from the lab CA, a foreign CA
-# and none (their attestation checks, test_attest.py, run on demand with
-# TPMFLEET_ATTEST_LAB=1); its verifier ends with the fleet report over its lab
+# and none (their attestation readiness and keylime's cross-check,
+# test_attest.py, first in the verifier); its verifier ends with the fleet report over its lab
 # (molecule/default/tests/test_report.py: healthy, drifted, locked-out, no
 # TPM, a failed read, a busy TPM, a stopped VM; the fact-cache run against
 # the SSH run): about 90 s of make test. A failed scenario ends with its
