@@ -104,7 +104,7 @@ options:
     default: false
   timeout:
     description:
-      - Only checked and returned by the prepare step (C(tpm_report_timeout)): whole seconds from 1 to 3600 that
+      - Only checked and returned by the prepare step (C(tpm_report_timeout)), whole seconds from 1 to 3600 that
         each TPM read, test quote and evidence read of the playbook may take on a host. Not given, each module's
         own default applies.
     type: int
