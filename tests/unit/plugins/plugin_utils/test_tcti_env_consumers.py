@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.tpmfleet.tpm.plugins.module_utils import host_state
@@ -36,6 +38,11 @@ def consumer():
     """A real process started with kernel_rm's TCTI variables and a secret beside them."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SECRET_TOKEN": "s3cr3t", **tcti_env(KERNEL_RM)}
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    # Python 3.13 starts it with vfork: Popen returns while the kernel is still setting up the new program, and
+    # /proc/PID/environ reads empty for that moment (seen on the second controller). Wait until it is readable.
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{proc.pid}/environ").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
