@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from ansible.errors import AnsibleActionFail
@@ -12,6 +11,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import (
     attest,
+    input_rules,
     report,
     report_attest,
     report_cache,
@@ -237,5 +237,5 @@ class ActionModule(ActionBase):
             return boolean(value, strict=True)
         except TypeError:
             raise AnsibleActionFail(
-                f"{name} must be true or false, got {json.dumps(value, default=str)[:200]}; set it to true or false"
+                f"{name} must be true or false, got {input_rules.shown(value)}; set it to true or false"
             ) from None

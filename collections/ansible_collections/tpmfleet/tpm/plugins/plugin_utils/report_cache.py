@@ -27,6 +27,8 @@ import json
 import os
 import re
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import input_rules
+
 RECORD_FACT = "tpmfleet_report_record"
 SOURCES = ("live", "cache")
 DEFAULT_MAX_AGE = 86400
@@ -74,7 +76,7 @@ def check_timeout(value):
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TIMEOUT:
         raise ValueError(
             f"tpm_report_timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT} (e.g. 60 on a loaded "
-            f"fleet), got {json.dumps(_plain(value))[:200]}"
+            f"fleet), got {input_rules.shown(value)}"
         )
     return value
 
