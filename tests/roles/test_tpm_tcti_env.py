@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_role, stand_in, state, tasks
+from roleplay import changed, failed_tasks, run_play, run_role, stand_in, state, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc and compares owners")
 
@@ -102,6 +102,52 @@ def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_di
         assert state(dropins) == before
     finally:
         shutil.rmtree(dropins)
+
+
+# --- the preflight's plan: nothing to change only for the files the role's template tasks wrote ------------
+
+PREFLIGHT = {
+    "name": "Validate and plan every role",
+    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"},
+}
+EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
+
+
+def tcti_env_plan(tmp_path, variables):
+    """What the preflight's plan says tpm_tcti_env's apply would change, and the tasks file it chose for the role."""
+    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT]}, variables)
+    assert rc == 0, failed_tasks(out)
+    (check,) = [r for n, r in tasks(out) if n == EVERY_ROLE]
+    return check["changes"]["tpm_tcti_env"], check["entries"]["tpm_tcti_env"]
+
+
+def test_the_plan_renders_the_files_as_the_template_tasks_write_them(tmp_path, etc_dir):
+    """The plan compares the environment file and a consumer's drop-in with the role's templates rendered by
+    Ansible as its template tasks render them: after the role wrote them it has nothing to do, and it sees
+    another mode, an admin's edit and another mode of the file."""
+    service = f"tpmfleet-test-{uuid.uuid4().hex[:8]}.service"
+    dropins = Path("/etc/systemd/system") / f"{service}.d"
+    env_file, dropin = etc_dir / "plan.env", dropins / "10-tpmfleet-tcti.conf"
+    variables = {"tpm_quote_mode": "kernel_rm", "tpm_tcti_env_path": str(env_file),
+                 "tpm_tcti_env_dirs": [str(etc_dir)], "tpm_tcti_env_services": [service],
+                 "tpm_tcti_env_require_services": False}  # fmt: skip
+    try:
+        assert tcti_env_plan(tmp_path, variables) == ([f"create {dropins}", f"write {env_file}", f"write {dropin}"],
+                                                      "apply")  # fmt: skip
+        rc, out = run(tmp_path, variables)
+        assert rc == 0 and env_file.is_file() and dropin.is_file(), failed_tasks(out)
+        # (The role still runs on this controller: tpm_abrmd, before it, cannot plan without the host's
+        # distribution, which this play does not gather, and may change the units.)
+        assert tcti_env_plan(tmp_path, variables) == ([], "apply")
+        direct = tcti_env_plan(tmp_path, {**variables, "tpm_quote_mode": "direct"})
+        assert direct == ([f"write {env_file} (its content differs)", f"write {dropin} (its content differs)"], "apply")
+        dropin.write_text(dropin.read_text() + "# a line of the admin's\n")
+        assert tcti_env_plan(tmp_path, variables)[0] == [f"write {dropin} (its content differs)"]
+        env_file.chmod(0o640)
+        assert tcti_env_plan(tmp_path, variables)[0] == [f"set {env_file} to root:root 0644",
+                                                         f"write {dropin} (its content differs)"]  # fmt: skip
+    finally:
+        shutil.rmtree(dropins, ignore_errors=True)
 
 
 # --- the consumers' plan: reported, and exactly the stale consumers restarted ---------------------------

@@ -63,8 +63,11 @@ def test_the_host_values_decide_the_units_paths_and_holders():
     assert got["paths"][3:] == [
         "/etc/tpm2/other.env",
         "/etc/tpm2",
+        # Each consumer's drop-in directory and drop-in: tpm_tcti_env's plan compares the drop-in.
         "/etc/systemd/system/keylime_agent.service.d",
+        "/etc/systemd/system/keylime_agent.service.d/10-tpmfleet-tcti.conf",
         "/etc/systemd/system/tpm2-abrmd.service.d",
+        "/etc/systemd/system/tpm2-abrmd.service.d/10-tpmfleet-tcti.conf",
         "/dev/tpm0",
     ]
     assert got["holders"] == ["/dev/tpm0"]

@@ -357,8 +357,8 @@ def test_a_role_is_skipped_only_when_its_plan_is_empty_and_tpm_kernel_then_publi
         "tpm_access": None,
         "tpm_udev": None,
         "tpm_abrmd": None,
-        # No plan (another role's file): always applied, as is verification.
-        "tpm_tcti_env": "apply",
+        "tpm_tcti_env": None,
+        # No plan: always applied (its access check and quotes are the run's proof).
         "tpm_containers": None,
         "tpm_verify": "apply",
         # No switch record: site.yml's start step is skipped.
@@ -377,15 +377,18 @@ def test_a_role_that_cannot_tell_runs():
         # A driver loaded now may bring nodes udev must set.
         ("tpm_kernel", {"tpm_udev"}),
         # New tss IDs: the nodes' owners (udev) and the units (systemd-udevd restarted).
-        ("tpm_access", {"tpm_udev", "tpm_abrmd"}),
+        ("tpm_access", {"tpm_udev", "tpm_abrmd", "tpm_tcti_env"}),
         ("tpm_udev", set()),
-        ("tpm_abrmd", set()),
+        # tpm2-abrmd started or stopped: the consumers' units, which tpm_tcti_env plans from.
+        ("tpm_abrmd", {"tpm_tcti_env"}),
+        # A consumer restarted by tpm_tcti_env changes nothing a later planned role read.
+        ("tpm_tcti_env", set()),
     ],
 )
 def test_a_role_runs_when_a_role_before_it_that_runs_may_change_what_its_plan_read(changing, stale):
     plans = {**none_to_do(), changing: ["something"]}
     entries = registry.entries(plans)
-    ran = {r for r, e in entries.items() if e == "apply"} - {"tpm_tcti_env", "tpm_verify", "tpm_consumers"}
+    ran = {r for r, e in entries.items() if e == "apply"} - {"tpm_verify"}
     assert ran == {changing} | stale
     # tpm_containers without projects plans from nothing on the host: never stale.
     assert entries["tpm_containers"] is None

@@ -154,10 +154,10 @@ class _Host:
     def publish(self, key, value):
         self._action._publish(key, value)
 
-    def render(self, role, template):
+    def render(self, role, template, variables=None):
         """``role``'s template rendered as its template task renders it (Ansible's template lookup, this task's
-        variables), or None when the file's header could differ: a custom ansible_managed with placeholders
-        (host, file, time) that the template task fills in its own way."""
+        variables and ``variables``, such as a loop's ``item``), or None when the file's header could differ: a
+        custom ansible_managed with placeholders (host, file, time) that the template task fills in its own way."""
         managed = str(C.config.get_config_value("DEFAULT_MANAGED_STR"))
         task_vars = self._action._task_vars
         if "ansible_managed" not in task_vars and ("{" in managed or "%" in managed):
@@ -165,7 +165,7 @@ class _Host:
         path = os.path.join(registry.roles_dir(), role, "templates", template)
         action = self._action
         lookup = lookup_loader.get("ansible.builtin.template", loader=action._loader, templar=action._templar)
-        return str(lookup.run([path], variables=task_vars)[0])
+        return str(lookup.run([path], variables={**task_vars, **variables} if variables else task_vars)[0])
 
     def accounts(self):
         """The host's users and groups, as the preflight read them, else (never read, or marked stale in

@@ -2,10 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """tpm_tcti_env's controller knowledge: the environment file's path (in a directory of TPM configuration only),
 those directories and the consumers' services; what it reads (the services, tpm2.target, the file, its directory,
-the drop-in directories); the services must exist and the file's path must be tpmfleet's to write."""
+the drop-in directories and files); the services must exist and the file's path must be tpmfleet's to write; what
+its apply would change (the files as its templates render them, the consumers to reload or restart)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -37,6 +39,14 @@ READS_FROM = ("tpm_tcti_env_path", "tpm_tcti_env_services", "__tpm_tcti_env_mark
 _TPM2_TARGET = "tpm2.target"
 # The consumers' plan (consumer_plan), published for tasks/apply.yml and the handlers.
 PLAN_FACT = "tpmfleet_tcti_env_consumers"
+# What its plan (``changes``) rests on and may change (the registry's PARTS): the units (which consumers exist
+# and run with which TCTI, tpm2.target); it writes the consumers' drop-ins and restarts them, and a restarted
+# consumer may hold the TPM.
+PLANS_FROM = ("units",)
+CHANGES = ("units", "holders")
+_DROPIN = "10-tpmfleet-tcti.conf"
+_ENV_TEMPLATE = "tcti.env.j2"
+_DROPIN_TEMPLATE = "dropin.conf.j2"
 
 # A path systemd's EnvironmentFile= takes as it is (no quoting, no specifiers).
 _PATH_RE = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
@@ -106,7 +116,7 @@ def reads(v):
     # tpm2.target: whether the drop-ins can order the consumers after it.
     reads = {
         "units": [*services, _TPM2_TARGET] if services else [],
-        "paths": [f"/etc/systemd/system/{s}.d" for s in services],
+        "paths": [p for s in services for p in (_dropin_dir(s), dropin_path(s))],
         # Whether each consumer waits for a daemon-reload and the TCTI its running process started with.
         "consumers": services,
         "consumer_environ": list(TCTI_VARIABLES) if services else [],
@@ -116,6 +126,15 @@ def reads(v):
         reads["paths"] = [env_file, os.path.dirname(env_file), *reads["paths"]]
         reads["markers"] = {env_file: str(v.get("__tpm_tcti_env_marker"))}
     return reads
+
+
+def _dropin_dir(service):
+    return f"/etc/systemd/system/{service}.d"
+
+
+def dropin_path(service):
+    """The drop-in that makes ``service`` load the environment file (tasks/apply.yml writes it)."""
+    return f"{_dropin_dir(service)}/{_DROPIN}"
 
 
 def _stat_kind(stat, directory=False):
@@ -186,6 +205,60 @@ def host_errors(values, host):
     if not errors:
         host.publish(PLAN_FACT, consumer_plan(values, services or {}, consumers))
     return errors
+
+
+# --- what the apply would change, from the preflight's read -------------------------------------------
+
+
+def _file_changes(host, path, stat, template, variables=None):
+    """What the apply's template task would change at ``path`` (a list; None when the content cannot be compared:
+    the template could render differently in its task, or the file's checksum was not read)."""
+    if not stat.get("exists"):
+        return [f"write {path}"]
+    if not stat.get("isreg") or stat.get("islnk"):
+        return [f"write {path} (it is {_stat_kind(stat)})"]
+    content = host.render("tpm_tcti_env", template, variables)
+    if content is None or stat.get("checksum") is None:
+        return None
+    if hashlib.sha1(content.encode("utf-8")).hexdigest() != stat["checksum"]:  # noqa: S324 (stat's checksum)
+        return [f"write {path} (its content differs)"]
+    if (stat.get("pw_name"), stat.get("gr_name"), str(stat.get("mode"))) != ("root", "root", "0644"):
+        return [f"set {path} to root:root 0644"]
+    return []
+
+
+def changes(values, host):
+    """What tasks/apply.yml would change, from the preflight's read: the environment file and each consumer's
+    drop-in (their directories, their contents as the templates render them, root:root 0644) and the consumers to
+    reload or restart (consumer_plan). None when a part was not read or a file cannot be compared."""
+    facts = host.facts
+    state = facts.get("tpmfleet_host_state") or {}
+    paths = state.get("paths") or {}
+    env_file, problem = normalised(values.get("tpm_tcti_env_path"))
+    if problem or not (values.get("tpm_quote_mode_profile") or {}).get("tcti_variables"):
+        return None
+    services = valid_units(values.get("tpm_tcti_env_services"))
+    directory = posixpath.dirname(env_file)
+    needed = [env_file, directory, *(p for s in services for p in (_dropin_dir(s), dropin_path(s)))]
+    units, consumers = facts.get("services"), state.get("consumers")
+    if any(not isinstance(paths.get(p), dict) for p in needed):
+        return None
+    if services and not (isinstance(units, dict) and isinstance(consumers, dict)):
+        return None
+    out = [] if paths[directory].get("exists") else [f"create {directory}"]
+    files = [(env_file, _ENV_TEMPLATE, None)] + [(dropin_path(s), _DROPIN_TEMPLATE, {"item": s}) for s in services]
+    for service in services:
+        if not paths[_dropin_dir(service)].get("exists"):
+            out.append(f"create {_dropin_dir(service)}")
+    for path, template, variables in files:
+        found = _file_changes(host, path, paths[path], template, variables)
+        if found is None:
+            return None
+        out += found
+    plan = consumer_plan(values, units or {}, consumers or {})
+    out += [f"reload systemd for {json.dumps(u)}: {plan['why'][u]}" for u in plan["reload"]]
+    out += [f"restart {json.dumps(u)}: {plan['why'][u]}" for u in plan["restart"] if u not in plan["reload"]]
+    return out
 
 
 # --- the consumers: decided from what the host shows, never from what this run changed ---------------
