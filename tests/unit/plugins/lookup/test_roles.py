@@ -16,6 +16,8 @@ LOOKUP = "lookup('tpmfleet.tpm.roles', wantlist=True)"
 # The preflight's include of every role's defaults and variables (its tasks/variables.yml, no task) in the play.
 AROUND_LOOKUP = "lookup('tpmfleet.tpm.roles', around=true, wantlist=True)"
 ENTRY_POINTS = ("playbooks/site.yml", "playbooks/quote_mode.yml", "roles/tpm_preflight/tasks/main.yml")
+# The converge step that site and quote_mode import.
+CONVERGE = "playbooks/tasks/converge.yml"
 
 
 # The preflight plans compose projects against the host before anything changes: tpm_containers' own step,
@@ -37,6 +39,7 @@ def _tasks(node):
                 "ansible.builtin.include_role",
                 "ansible.builtin.import_role",
                 "ansible.builtin.include_tasks",
+                "ansible.builtin.import_tasks",
                 SETTINGS_CHECK,
             )
         ):
@@ -65,6 +68,11 @@ def test_every_role_of_the_collection_is_in_the_list():
 def test_each_entry_point_derives_its_roles_from_the_list(path):
     document = yaml.safe_load((COLLECTION / path).read_text())
     includes = list(_tasks(document))
+    for task in [t for t in includes if "ansible.builtin.import_tasks" in t]:
+        # The converge step, imported: its tasks are the playbook's.
+        assert task["ansible.builtin.import_tasks"] == "tasks/converge.yml", task
+        includes.remove(task)
+        includes += list(_tasks(yaml.safe_load((COLLECTION / CONVERGE).read_text())))
     looped = [t for t in includes if LOOKUP in str(t.get("loop", "")) or LOOKUP in str(t.get(SETTINGS_CHECK, ""))]
     assert len(looped) == 1, f"{path} must take the roles of {LOOKUP} in exactly one loop (or settings check)"
     for task in includes:
@@ -77,15 +85,30 @@ def test_each_entry_point_derives_its_roles_from_the_list(path):
 
 
 def test_the_converge_step_includes_every_role_of_the_list_on_every_host_in_order():
-    """site and quote_mode loop over the list with one include of tasks/role_entry.yml, the same file for every role
-    and host: a looped include_role whose tasks_from or condition differs between hosts lets Ansible run a role
-    skipped on the first host after the later ones on the others (seen on the default scenario's lab)."""
+    """site and quote_mode import one converge step: one looped include_role of the list, the same for every host
+    (no condition, a tasks_from that cannot differ between hosts of a play that ran the preflight): a looped
+    include_role whose tasks_from or condition differs between hosts lets Ansible run a role left out on the first
+    host after the later ones on the others (seen on the default scenario's lab; tests/playbooks/test_converge_order.py
+    shows both with Ansible)."""
     for path in ("playbooks/site.yml", "playbooks/quote_mode.yml"):
-        looped = [
-            t for t in _tasks(yaml.safe_load((COLLECTION / path).read_text())) if LOOKUP in str(t.get("loop", ""))
+        imports = [
+            t for t in _tasks(yaml.safe_load((COLLECTION / path).read_text())) if "ansible.builtin.import_tasks" in t
         ]
-        assert [t.get("ansible.builtin.include_tasks") for t in looped] == ["tasks/role_entry.yml"], path
-        assert "when" not in looped[0], path
-    (entry,) = yaml.safe_load((COLLECTION / "playbooks/tasks/role_entry.yml").read_text())
-    assert entry["ansible.builtin.include_role"]["name"] == "tpmfleet.tpm.{{ __tpmfleet_role }}"
-    assert "loop" not in entry
+        assert [t["ansible.builtin.import_tasks"] for t in imports] == ["tasks/converge.yml"], path
+        assert "when" not in imports[0], path
+    (step,) = yaml.safe_load((COLLECTION / CONVERGE).read_text())
+    assert "when" not in step and LOOKUP in step["loop"]
+    include = step["ansible.builtin.include_role"]
+    assert include["name"] == "tpmfleet.tpm.{{ __tpmfleet_role }}"
+    assert include["tasks_from"] == "{{ 'entry' if __tpm_preflight_plan is defined else 'main' }}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_ends_at_its_entry_where_the_preflight_planned_nothing(role):
+    """Each role's tasks/entry.yml ends the role (meta end_role, in the strategy: no task sent to the host) where
+    the preflight's plan has no entry for it, before anything of its apply."""
+    tasks = yaml.safe_load((COLLECTION / "roles" / role / "tasks" / "entry.yml").read_text())
+    (end,) = [t for t in tasks if t.get("ansible.builtin.meta") == "end_role"]
+    assert tasks[-1] == {"name": tasks[-1]["name"], "ansible.builtin.import_tasks": "apply.yml"}
+    assert tasks.index(end) == len(tasks) - 2
+    assert "__tpm_preflight_plan.entries" in end["when"]

@@ -15,8 +15,9 @@ layer, each role's ``main`` argument spec, is checked here as Ansible checks it 
 
 For the preflight, once every check passed, it also returns what each role's apply would change on the host as it
 was read (``changes``: role -> a list of sentences, empty when nothing would change, None when the role cannot
-tell) and the tasks file each role runs in this play (``entries``: ``apply``, the role's file for "nothing to
-change", or None for a role that is skipped): the converge step of ``site`` and ``quote_mode`` reads them.
+tell) and what each role's tasks/entry.yml runs in this play (``entries``: ``apply``, the role's file for
+"nothing to change", or None for a role that ends at its entry): the converge step of ``site`` and ``quote_mode``
+reads them.
 """
 
 from __future__ import annotations

@@ -151,10 +151,10 @@ PARTS = ("accounts", "nodes", "kernel", "units", "holders")
 
 
 def entries(plans):
-    """The tasks file each role runs (``apply``, its ``UNCHANGED`` file, or None: skipped), given ``plans``: role
-    -> what its apply would change (a list; empty: nothing) or None (cannot tell), for the roles of one run in
-    their order. Never from what this run changed: a role whose plan rests on a part that a role before it may
-    change, when that role runs, runs too (its plan would be stale)."""
+    """What each role's tasks/entry.yml runs (``apply``, its ``UNCHANGED`` file, or None: the role ends at its
+    entry), given ``plans``: role -> what its apply would change (a list; empty: nothing) or None (cannot tell),
+    for the roles of one run in their order. Never from what this run changed: a role whose plan rests on a part
+    that a role before it may change, when that role runs, runs too (its plan would be stale)."""
     changing, out = set(), {}
     for role, plan in plans.items():
         module = spec(role)
