@@ -273,3 +273,61 @@ def test_a_long_unit_list_is_read_in_batches(tmp_path):
 def test_nearest_parent_of_a_missing_path(tmp_path):
     assert host_state.nearest_parent(str(tmp_path / "a" / "b" / "c")) == str(tmp_path)
     assert host_state.nearest_parent("/") is None or host_state.nearest_parent("/") == "/"
+
+
+# --- installed packages ------------------------------------------------------------------------------------
+
+
+def test_installed_packages_are_those_the_package_module_finds_installed(ansible_run):
+    """The real dpkg-query of this controller, through the module: an installed package is listed, a missing one
+    and a name that is no package name (an option, a shell word) are not; the package module agrees."""
+    asked = ["coreutils", "tpmfleet-no-such-package", "--admindir=/tmp", "a;b", "dpkg"]
+    r, _wall = ansible_run("tpm_host_state", {"accounts": False, "packages": asked})
+    state = r["ansible_facts"]["tpmfleet_host_state"]
+    assert state["installed_packages"] == ["coreutils", "dpkg"], state["errors"]
+    check, _wall = ansible_run("ansible.builtin.package", {"name": ["coreutils", "dpkg"]}, check=True)
+    assert check.get("changed") is False, check
+    missing, _wall = ansible_run("ansible.builtin.package", {"name": "tpmfleet-no-such-package"}, check=True)
+    assert missing.get("failed") or missing.get("changed"), missing
+
+
+class PackageModule:
+    """What installed_packages asks of an AnsibleModule: where dpkg-query and rpm are."""
+
+    def __init__(self, *tools):
+        self.tools = tools
+
+    def get_bin_path(self, name):
+        return f"/usr/bin/{name}" if name in self.tools else None
+
+
+@pytest.mark.parametrize(
+    ("tools", "reply", "want"),
+    [
+        # dpkg: "ii" only (installed); rc 1 when a name is unknown, the known ones still listed.
+        (("dpkg-query",), (1, "tpm2-tools\tii \npython3-tpm2-pytss\trc \n", "no packages found matching x"),
+         (["tpm2-tools"], None)),
+        (("dpkg-query",), (2, "", "dpkg-query: error: database locked"), (None, "dpkg-query failed (rc 2)")),
+        (("dpkg-query",), (124, "", "timed out"), (None, "dpkg-query failed (rc 124)")),
+        # rpm: the installed names, one per line; rc the number not installed.
+        (("rpm",), (1, "tpm2-tools\npackage python3-tpm2-pytss is not installed\n", ""), (["tpm2-tools"], None)),
+        (("rpm",), (1, "", "error: rpmdb: open failed"), (None, "rpm -q failed (rc 1)")),
+        ((), None, (None, "neither dpkg-query nor rpm was found")),
+    ],
+)  # fmt: skip
+def test_installed_packages_reads_dpkg_else_rpm_and_says_when_it_cannot(tools, reply, want):
+    calls = []
+
+    def runner(args, **kwargs):
+        calls.append((args, kwargs))
+        return reply
+
+    installed, error = host_state.installed_packages(
+        PackageModule(*tools), ["tpm2-tools", "python3-tpm2-pytss", "-x", "tpm2-tools"], runner=runner
+    )
+    assert installed == want[0]
+    assert (error is None) if want[1] is None else error.startswith(want[1]), error
+    for args, kwargs in calls:
+        # Each name once, never one that could be read as an option; no shell, no expansion of ${...}.
+        assert args[-2:] == ["tpm2-tools", "python3-tpm2-pytss"] and kwargs == {"expand_user_and_vars": False}
+    assert host_state.installed_packages(PackageModule("dpkg-query"), [], runner=runner) == ([], None)

@@ -40,6 +40,8 @@ def test_the_defaults_of_the_roles_give_the_reads_of_a_plain_host():
         "holders": [],
         "consumers": [],
         "consumer_environ": [],
+        # Whether tpm_verify's tools are installed: its package task asks the package manager only for a missing one.
+        "packages": ["tpm2-tools", "python3-tpm2-pytss"],
         "accounts": True,
     }
 

@@ -20,6 +20,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.roles import (
     tpm_containers,
     tpm_kernel,
     tpm_udev,
+    tpm_verify,
 )
 
 RULES = "/etc/udev/rules.d/70-tpmfleet-tpm.rules"
@@ -430,3 +431,35 @@ def test_tpm_consumers_start_runs_after_a_role_that_changed_units_only_when_a_re
     assert registry.entries(plans)["tpm_consumers"] is None
     plans["tpm_consumers"] = ["start the consumers"]
     assert registry.entries(plans)["tpm_consumers"] == "apply"
+
+
+# --- tpm_verify: always applied; its plan names the tools to install -------------------------------------
+
+VERIFY = {"tpm_verify_install_packages": True, "__tpm_verify_packages": ["tpm2-tools", "python3-tpm2-pytss"]}
+
+
+@pytest.mark.parametrize(
+    ("values", "installed", "want"),
+    [
+        (VERIFY, ["tpm2-tools", "python3-tpm2-pytss"], []),
+        (VERIFY, ["tpm2-tools"], ["install python3-tpm2-pytss"]),
+        (VERIFY, [], ["install tpm2-tools", "install python3-tpm2-pytss"]),
+        # Not read (the package database could not be asked, or no preflight read): the package manager is asked.
+        (VERIFY, None, None),
+        (VERIFY, "missing", None),
+        # Nothing to install when the role installs nothing.
+        ({**VERIFY, "tpm_verify_install_packages": "no"}, None, []),
+        ({**VERIFY, "__tpm_verify_packages": []}, None, []),
+    ],
+)
+def test_tpm_verify_plans_only_the_tools_the_read_did_not_find_installed(values, installed, want):
+    state = {} if installed == "missing" else {"installed_packages": installed}
+    assert tpm_verify.changes(values, Host({"tpmfleet_host_state": state})) == want
+    # The preflight reads the packages only when the role installs them.
+    read = values["__tpm_verify_packages"] if values["tpm_verify_install_packages"] is True else []
+    assert tpm_verify.reads(values)["packages"] == read
+
+
+def test_tpm_verify_runs_whatever_its_plan_says():
+    assert registry.entries({**none_to_do(), "tpm_verify": []})["tpm_verify"] == "apply"
+    assert registry.entries({**none_to_do(), "tpm_verify": ["install tpm2-tools"]})["tpm_verify"] == "apply"

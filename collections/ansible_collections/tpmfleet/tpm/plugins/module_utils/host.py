@@ -320,17 +320,18 @@ def kernel_release():
 
 
 def bounded_runner(module, deadline):
-    """``run(args) -> (rc, out, err)`` via module.run_command, killed (coreutils timeout) at the deadline."""
+    """``run(args, **kwargs) -> (rc, out, err)`` via module.run_command (``kwargs`` passed on), killed (coreutils
+    timeout) at the deadline."""
     timeout_bin = module.get_bin_path("timeout")
 
-    def run(args):
+    def run(args, **kwargs):
         remaining = deadline.remaining()
         if remaining <= 0:
             return 124, "", f"not started: the module's {deadline.timeout:g}s timeout was used up"
         cmd = list(args)
         if timeout_bin:
             cmd = [timeout_bin, "-k", "1", f"{remaining:.3f}", *cmd]
-        rc, out, err = module.run_command(cmd)
+        rc, out, err = module.run_command(cmd, **kwargs)
         if rc == 124 and timeout_bin:
             err = f"timed out after {remaining:.1f}s (module timeout {deadline.timeout:g}s): {err}"
         return rc, out, err

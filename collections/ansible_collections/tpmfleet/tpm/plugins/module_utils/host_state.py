@@ -32,6 +32,8 @@ SYSTEMD_DIR = "/run/systemd/system"
 UNIT_BATCH = 64
 # Where the kernel's TPM drivers live in the module tree.
 TPM_DRIVER_DIR = "/drivers/char/tpm/"
+# A package name dpkg or rpm could list (never an option: it starts with a letter or digit).
+_PACKAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]{0,127}")
 
 
 def parse_systemctl_show(out, units):
@@ -99,6 +101,34 @@ def unit_states(module, units, runner=None, systemd_dir=SYSTEMD_DIR, batch=UNIT_
                 if props is not None:
                     props[name] = unit_props
     return services, None
+
+
+def installed_packages(module, names, runner=None):
+    """``(installed, error)``: the packages of ``names`` that the package database lists as installed (dpkg's
+    "ii", else rpm's), in the order given. ``installed`` is None, and error says why, when neither could be asked:
+    the roles then ask the package manager as before. A name that is not a package name is never passed on."""
+    names = [n for n in dict.fromkeys(names) if isinstance(n, str) and _PACKAGE_RE.fullmatch(n)]
+    if not names:
+        return [], None
+    run = runner or module.run_command
+    dpkg, rpm = module.get_bin_path("dpkg-query"), module.get_bin_path("rpm")
+    if dpkg:
+        # No expansion: ${Package} is dpkg-query's, not an environment variable.
+        rc, out, err = run([dpkg, "-W", "-f=${Package}\t${db:Status-Abbrev}\n", *names], expand_user_and_vars=False)
+        # rc 1: some name is unknown to dpkg (said on stderr); the others are still listed.
+        if rc not in (0, 1):
+            return None, f"dpkg-query failed (rc {rc}): {err.strip()[:500]}"
+        fields = [line.split("\t") for line in out.splitlines()]
+        found = {f[0] for f in fields if len(f) == 2 and f[1].startswith("ii")}
+    elif rpm:
+        rc, out, err = run([rpm, "-q", "--qf", "%{NAME}\n", *names], expand_user_and_vars=False)
+        # rc: the number of names not installed (each said as "package NAME is not installed").
+        if rc < 0 or (rc and not out):
+            return None, f"rpm -q failed (rc {rc}): {err.strip()[:500]}"
+        found = {line.strip() for line in out.splitlines()}
+    else:
+        return None, "neither dpkg-query nor rpm was found in the PATH"
+    return [n for n in names if n in found], None
 
 
 def getent_passwd():

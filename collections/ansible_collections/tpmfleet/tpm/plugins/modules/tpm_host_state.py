@@ -88,6 +88,14 @@ options:
     type: list
     elements: str
     default: []
+  packages:
+    description:
+      - Package names whose installed state is returned in C(tpmfleet_host_state.installed_packages) (asked of
+        C(dpkg-query), else C(rpm); in one call). A name that is not a package name is left out.
+    type: list
+    elements: str
+    default: []
+    version_added: "0.4.1"
   as_facts:
     description:
       - When true the state is returned as facts (C(ansible_facts)); when false it is returned under C(state)
@@ -191,6 +199,12 @@ ansible_facts:
               for a name it does not have; C(environ) is None when it does not run or could not be read, and
               C(error) says why).
           type: dict
+        installed_packages:
+          description:
+            - The packages of O(packages) the package database lists as installed, in the order given; null when
+              it could not be asked (C(errors) says why).
+          type: list
+          elements: str
         holders_complete:
           description: False when some C(/proc/PID/fd) could not be read (not root) or the timeout was hit.
           type: bool
@@ -218,6 +232,7 @@ from ansible_collections.tpmfleet.tpm.plugins.module_utils.host_state import (
     getent_group,
     getent_passwd,
     glob_stats,
+    installed_packages,
     kernel_modules,
     path_stat,
     unit_states,
@@ -238,6 +253,7 @@ def main():
             "holders": {"type": "list", "elements": "path", "default": []},
             "consumers": {"type": "list", "elements": "str", "default": []},
             "consumer_environ": {"type": "list", "elements": "str", "default": []},
+            "packages": {"type": "list", "elements": "str", "default": []},
             "as_facts": {"type": "bool", "default": True},
             "timeout": {"type": "float", "default": 60},
         },
@@ -279,6 +295,10 @@ def main():
     if p["kernel"]:
         state["kernel"] = kernel_modules(wanted=p["kernel_modules"])
         errors.extend(f"kernel: {e}" for e in state["kernel"]["errors"])
+    runner = bounded_runner(module, deadline)
+    state["installed_packages"], error = installed_packages(module, p["packages"], runner=runner)
+    if error:
+        errors.append(f"packages: {error}")
     existing = [d for d in p["holders"] if path_stat(d, checksum=False)["exists"]]
     found, state["holders_complete"] = holders_by_path(existing, deadline=deadline.end)
     state["holders"] = {d: found.get(d, []) for d in p["holders"]}

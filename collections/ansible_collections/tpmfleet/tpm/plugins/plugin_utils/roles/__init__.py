@@ -24,7 +24,8 @@ defines:
   (``PARTS``) that answer rests on, ``CHANGES`` the parts its apply may change; a role without ``changes``
   always runs, and one without ``CHANGES`` is taken to change every part. ``UNCHANGED`` names the tasks file
   run instead of ``apply`` when nothing changes (tpm_kernel publishes its facts); without it the role is
-  skipped.
+  skipped. ``ALWAYS`` (true): the role runs whatever its plan says (tpm_verify: its checks are the run's proof;
+  its plan only spares its apply the steps it names as done).
 
 ``entries(plans)`` decides, from every role's ``changes``, which roles a run applies (the converge step of
 ``site`` and ``quote_mode``): a role is skipped only when its answer is an empty list and no role before it that
@@ -115,6 +116,7 @@ def empty_reads():
         "holders": [],
         "consumers": [],
         "consumer_environ": [],
+        "packages": [],
         "accounts": False,
     }
 
@@ -133,7 +135,8 @@ def reads(roles, values):
         if not hasattr(module, "reads"):
             continue
         part = module.reads({n: values.get(n) for n in reads_from(role)})
-        for key in ("units", "paths", "globs", "kernel_modules", "holders", "consumers", "consumer_environ"):
+        lists = ("units", "paths", "globs", "kernel_modules", "holders", "consumers", "consumer_environ", "packages")
+        for key in lists:
             out[key] += [x for x in part.get(key, []) if x not in out[key]]
         out["markers"].update(part.get("markers", {}))
         out["kernel"] = out["kernel"] or bool(part.get("kernel"))
@@ -159,7 +162,7 @@ def entries(plans):
     for role, plan in plans.items():
         module = spec(role)
         stale = bool(changing & set(getattr(module, "PLANS_FROM", PARTS)))
-        if plan is None or plan or stale:
+        if plan is None or plan or stale or getattr(module, "ALWAYS", False):
             out[role] = "apply"
             changing |= set(getattr(module, "CHANGES", PARTS))
         else:

@@ -1,7 +1,8 @@
 # Copyright: tpmfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """tpm_verify's controller knowledge: the user the checks run as (it must exist on the host), how many quotes,
-how long to wait for a busy TPM, the bound of each check, the endorsement password (never shown)."""
+how long to wait for a busy TPM, the bound of each check, the endorsement password (never shown); which of the
+tools the checks use are installed (its plan: the package manager is asked only for a missing one)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     kind,
     messages,
     shown,
+    truthy,
 )
 
 INPUTS = (
@@ -22,6 +24,13 @@ INPUTS = (
     "tpm_verify_endorsement_auth",
     "tpm_quote_mode_tss_user",
 )
+READS_FROM = ("tpm_verify_install_packages", "__tpm_verify_packages")
+# Its plan (``changes``): the tools to install. It runs whatever its plan says (its checks are the run's proof);
+# no role before it removes a package, so its plan rests on no part another role changes.
+CHANGES_FROM = READS_FROM
+PLANS_FROM = ()
+CHANGES = ()
+ALWAYS = True
 
 
 def input_errors(v):
@@ -65,8 +74,28 @@ def _endorsement_auth_error(value):
     return None
 
 
-def reads(_v):
-    return {"accounts": True}
+def _packages(v):
+    packages = v.get("__tpm_verify_packages")
+    if not truthy(v.get("tpm_verify_install_packages")) or not isinstance(packages, (list, tuple)):
+        return []
+    return [p for p in packages if isinstance(p, str)]
+
+
+def reads(v):
+    return {"accounts": True, "packages": _packages(v)}
+
+
+def changes(values, host):
+    """The tools of __tpm_verify_packages that the preflight's read did not find installed (``install NAME``; none
+    with tpm_verify_install_packages false), or None when the packages were not read (the package manager is
+    asked, as before)."""
+    wanted = _packages(values)
+    if not wanted:
+        return []
+    installed = (host.facts.get("tpmfleet_host_state") or {}).get("installed_packages")
+    if not isinstance(installed, list):
+        return None
+    return [f"install {name}" for name in wanted if name not in installed]
 
 
 def account_errors(values, users, groups, host="this host"):
