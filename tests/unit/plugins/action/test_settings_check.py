@@ -140,14 +140,15 @@ def test_tcti_env_reads_what_is_missing_and_merges_it_into_the_preflights_state(
     consumers = {"a.service": {"need_daemon_reload": True, "main_pid": 0, "environ": None}}
     preflight = {"paths": known, "globs": {}, "consumers": consumers}
     facts = {"ansible_facts": {"services": {"a.service": {}}, "tpmfleet_host_state": preflight}}
-    state = {"tpmfleet_host_state": {"paths": {"/etc/systemd/system/a.service.d": ABSENT}}}
+    # The consumer's drop-in directory and drop-in (tpm_tcti_env's plan compares the drop-in).
+    dropins = ["/etc/systemd/system/a.service.d", "/etc/systemd/system/a.service.d/10-tpmfleet-tcti.conf"]
+    state = {"tpmfleet_host_state": {"paths": dict.fromkeys(dropins, ABSENT)}}
     result, reads = run("tpm_tcti_env", {**TCTI, **facts}, state)
     assert not result.get("failed"), result
-    dropins = ["/etc/systemd/system/a.service.d"]
     options = {"paths": dropins, "markers": {}, "accounts": False, "as_facts": False}
     assert reads == [("tpmfleet.tpm.tpm_host_state", options)]
     merged = result["ansible_facts"]["tpmfleet_host_state"]
-    assert merged["paths"] == {**known, "/etc/systemd/system/a.service.d": ABSENT} and merged["globs"] == {}
+    assert merged["paths"] == {**known, **dict.fromkeys(dropins, ABSENT)} and merged["globs"] == {}
     # The consumers' plan, from the preflight's read of them (no read of its own).
     assert result["ansible_facts"]["tpmfleet_tcti_env_consumers"]["reload"] == ["a.service"]
 
