@@ -22,8 +22,10 @@ def _package_task(tmp_path, plan):
                                                                       "tasks_from": "apply"}}
     )  # fmt: skip
     rc, out = run_play(tmp_path, {"tasks": steps}, VARIABLES, check_mode=True)
-    assert rc == 0, failed_tasks(out)
     (result,) = [r for n, r in tasks(out) if n == PACKAGE]
+    # Asked, the package module may fail in check mode (apt without python3-apt for the controller's Python, as on
+    # the second controller): that is its answer; nothing else may fail.
+    assert rc == 0 or failed_tasks(out) == [(PACKAGE, result.get("msg", ""))], failed_tasks(out)
     return result
 
 
