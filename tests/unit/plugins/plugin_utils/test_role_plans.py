@@ -38,8 +38,8 @@ class Host:
     def __init__(self, facts, rendered=RULES_TEXT):
         self.name, self.facts, self._rendered = "h1", facts, rendered
 
-    def render(self, role, template):
-        assert (role, template) == ("tpm_udev", "tpm.rules.j2")
+    def render(self, role, template, variables=None):
+        assert (role, template, variables) == ("tpm_udev", "tpm.rules.j2", None)
         return self._rendered
 
 
@@ -207,7 +207,7 @@ def test_tpm_access_has_nothing_to_do_only_when_its_published_plan_has_nothing_t
     [
         (lambda p: p.update(exists=False, isreg=False), f"write {RULES}"),
         (lambda p: p.update(checksum="0" * 40), f"write {RULES} (its content differs)"),
-        (lambda p: p.update(isreg=False, islnk=True), f"write {RULES}"),
+        (lambda p: p.update(isreg=False, islnk=True), f"write {RULES} (it is a symbolic link)"),
         (lambda p: p.update(mode="0664"), f"set {RULES} to root:root 0644"),
         (lambda p: p.update(gr_name="adm"), f"set {RULES} to root:root 0644"),
     ],

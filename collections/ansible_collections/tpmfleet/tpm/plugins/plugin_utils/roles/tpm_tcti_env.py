@@ -7,12 +7,12 @@ its apply would change (the files as its templates render them, the consumers to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
 import re
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import template_file
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     few,
     is_list,
@@ -25,6 +25,7 @@ from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     valid_units,
 )
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.quote_mode import TCTI_VARIABLES
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.template_file import stat_kind
 
 INPUTS = (
     "tpm_tcti_env_path",
@@ -137,14 +138,6 @@ def dropin_path(service):
     return f"{_dropin_dir(service)}/{_DROPIN}"
 
 
-def _stat_kind(stat, directory=False):
-    if stat.get("islnk"):
-        return "a symbolic link"
-    if stat.get("isdir") and not directory:
-        return "a directory"
-    return "not a directory" if directory else "not a regular file"
-
-
 def file_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
     """tpm_tcti_env against the host: the consumers' services exist (unless tpm_tcti_env_require_services is
     false), and the environment file's path is tpmfleet's to write (``file_stat``/``dir_stat``: what
@@ -162,7 +155,7 @@ def file_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
     own = "Set tpm_tcti_env_path to a file of its own such as /etc/tpm2/tcti.env"
     if file_stat.get("exists") and not file_stat.get("isreg"):
         errors.append(
-            f"tpm_tcti_env_path {env_file} exists on {host} and is {_stat_kind(file_stat)}; tpmfleet does not "
+            f"tpm_tcti_env_path {env_file} exists on {host} and is {stat_kind(file_stat)}; tpmfleet does not "
             f"replace it. {own}. Nothing was changed."
         )
     elif file_stat.get("exists") and not file_stat.get("has_marker"):
@@ -173,7 +166,7 @@ def file_errors(v, services, env_file, file_stat, dir_stat, host="this host"):
         )
     if dir_stat.get("exists") and not dir_stat.get("isdir"):
         errors.append(
-            f"The directory of tpm_tcti_env_path, {directory}, is {_stat_kind(dir_stat, directory=True)} on {host}; "
+            f"The directory of tpm_tcti_env_path, {directory}, is {stat_kind(dir_stat, directory=True)} on {host}; "
             "tpmfleet writes the environment file only into a real directory. Set tpm_tcti_env_path to a file in "
             "one, such as /etc/tpm2/tcti.env. Nothing was changed."
         )
@@ -210,23 +203,6 @@ def host_errors(values, host):
 # --- what the apply would change, from the preflight's read -------------------------------------------
 
 
-def _file_changes(host, path, stat, template, variables=None):
-    """What the apply's template task would change at ``path`` (a list; None when the content cannot be compared:
-    the template could render differently in its task, or the file's checksum was not read)."""
-    if not stat.get("exists"):
-        return [f"write {path}"]
-    if not stat.get("isreg") or stat.get("islnk"):
-        return [f"write {path} (it is {_stat_kind(stat)})"]
-    content = host.render("tpm_tcti_env", template, variables)
-    if content is None or stat.get("checksum") is None:
-        return None
-    if hashlib.sha1(content.encode("utf-8")).hexdigest() != stat["checksum"]:  # noqa: S324 (stat's checksum)
-        return [f"write {path} (its content differs)"]
-    if (stat.get("pw_name"), stat.get("gr_name"), str(stat.get("mode"))) != ("root", "root", "0644"):
-        return [f"set {path} to root:root 0644"]
-    return []
-
-
 def changes(values, host):
     """What tasks/apply.yml would change, from the preflight's read: the environment file and each consumer's
     drop-in (their directories, their contents as the templates render them, root:root 0644) and the consumers to
@@ -251,7 +227,7 @@ def changes(values, host):
         if not paths[_dropin_dir(service)].get("exists"):
             out.append(f"create {_dropin_dir(service)}")
     for path, template, variables in files:
-        found = _file_changes(host, path, paths[path], template, variables)
+        found = template_file.changes(host, "tpm_tcti_env", path, paths[path], template, variables)
         if found is None:
             return None
         out += found

@@ -5,9 +5,9 @@ after the distribution's); it reads the TPM nodes."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 
+from ansible_collections.tpmfleet.tpm.plugins.plugin_utils import template_file
 from ansible_collections.tpmfleet.tpm.plugins.plugin_utils.input_rules import (
     TPM_NODE_GLOBS,
     TPM_NODE_RE,
@@ -80,17 +80,9 @@ def changes(values, host):
     profile = values.get("tpm_quote_mode_profile") or {}
     if not isinstance(rules, dict) or any(g not in globs for g in TPM_NODE_GLOBS) or not profile.get("udev"):
         return None
-    out = []
-    if not rules.get("isreg") or rules.get("islnk"):
-        out.append(f"write {path}")
-    else:
-        content = host.render("tpm_udev", _RULES_TEMPLATE)
-        if content is None or rules.get("checksum") is None:
-            return None
-        if hashlib.sha1(content.encode("utf-8")).hexdigest() != rules["checksum"]:  # noqa: S324 (stat's checksum)
-            out.append(f"write {path} (its content differs)")
-        elif (rules.get("pw_name"), rules.get("gr_name"), _octal(rules.get("mode"))) != ("root", "root", 0o644):
-            out.append(f"set {path} to root:root 0644")
+    out = template_file.changes(host, "tpm_udev", path, rules, _RULES_TEMPLATE)
+    if out is None:
+        return None
     want_mode = _octal(mode)
     for node in sorted((f for g in TPM_NODE_GLOBS for f in globs[g] or []), key=lambda f: str(f.get("path"))):
         match = TPM_NODE_RE.fullmatch(str(node.get("path")))
