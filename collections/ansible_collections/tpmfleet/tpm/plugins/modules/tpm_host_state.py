@@ -263,12 +263,14 @@ def main():
     if p["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds")
     deadline = Deadline(p["timeout"])
+    # Every command of this call (systemctl, the package database) within the one deadline.
+    runner = bounded_runner(module, deadline)
     errors = []
     facts = {}
 
     units = list(dict.fromkeys([*p["units"], *p["consumers"], ABRMD_UNIT]))
     props = {}
-    services, error = unit_states(module, units, runner=bounded_runner(module, deadline), props=props)
+    services, error = unit_states(module, units, runner=runner, props=props)
     if services is None and os.path.isdir(SYSTEMD_DIR):
         # Units read as absent would mislead every role's plan: fail instead.
         shown = ", ".join(units[:5]) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
@@ -295,7 +297,6 @@ def main():
     if p["kernel"]:
         state["kernel"] = kernel_modules(wanted=p["kernel_modules"])
         errors.extend(f"kernel: {e}" for e in state["kernel"]["errors"])
-    runner = bounded_runner(module, deadline)
     state["installed_packages"], error = installed_packages(module, p["packages"], runner=runner)
     if error:
         errors.append(f"packages: {error}")
