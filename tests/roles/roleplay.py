@@ -34,16 +34,17 @@ def run_play(tmp_path, tasks_or_roles, variables, *args, check_mode=False, env=N
         )
     )  # fmt: skip
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    full_env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
-        ANSIBLE_STRATEGY="linear",
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_FORKS=str(max(len(hosts or {}), 5)),
+    full_env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",
+        "ANSIBLE_STRATEGY": "linear",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_FORKS": str(max(len(hosts or {}), 5)),
+        # The caller's settings win (a stand-in's PATH, a roles path, the forks).
         **(env or {}),
-    )
+    }
     cmd = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         "-i", str(inventory), "-e", f"@{tmp_path / 'vars.json'}", str(play), *args,
@@ -111,3 +112,19 @@ def state(*paths, below=()):
             content = "dir"
         found[str(item)] = (content, st.st_uid, st.st_gid, oct(st.st_mode))
     return found
+
+
+# The preflight's one check of every role, whose result also holds each role's plan (changes, entries).
+EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
+
+
+def preflight_plan(tmp_path, variables, role, **kwargs):
+    """What the preflight's plan says ``role``'s apply would change, and what its entry runs (``entries``)."""
+    preflight = {
+        "name": "Validate and plan every role",
+        "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"},
+    }
+    rc, out = run_play(tmp_path, {"tasks": [preflight]}, variables, **kwargs)
+    assert rc == 0, failed_tasks(out)
+    (check,) = [r for n, r in tasks(out) if n == EVERY_ROLE]
+    return check["changes"][role], check["entries"][role]

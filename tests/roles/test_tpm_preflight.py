@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from roleplay import EVERY_ROLE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MISSING_USER = "tpmfleet-no-such-user"
 
 # The preflight's one task that checks every role's settings (the quote mode is checked before it, by its own role).
-EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
 
 # host -> (its bad input, the task that must fail, a fragment of its one message)
 BAD = {

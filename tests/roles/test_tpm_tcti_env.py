@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_play, run_role, stand_in, state, tasks
+from roleplay import changed, failed_tasks, preflight_plan, run_role, stand_in, state, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc and compares owners")
 
@@ -106,19 +106,10 @@ def test_an_existing_drop_in_directory_keeps_its_owner_and_mode(tmp_path, etc_di
 
 # --- the preflight's plan: nothing to change only for the files the role's template tasks wrote ------------
 
-PREFLIGHT = {
-    "name": "Validate and plan every role",
-    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"},
-}
-EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
-
 
 def tcti_env_plan(tmp_path, variables):
-    """What the preflight's plan says tpm_tcti_env's apply would change, and the tasks file it chose for the role."""
-    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT]}, variables)
-    assert rc == 0, failed_tasks(out)
-    (check,) = [r for n, r in tasks(out) if n == EVERY_ROLE]
-    return check["changes"]["tpm_tcti_env"], check["entries"]["tpm_tcti_env"]
+    """What the preflight's plan says tpm_tcti_env's apply would change, and what its entry runs."""
+    return preflight_plan(tmp_path, variables, "tpm_tcti_env")
 
 
 def test_the_plan_renders_the_files_as_the_template_tasks_write_them(tmp_path, etc_dir):

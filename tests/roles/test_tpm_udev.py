@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from roleplay import changed, failed_tasks, run_play, stand_in, tasks
+from roleplay import changed, failed_tasks, preflight_plan, run_play, stand_in, tasks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="writes below /etc/udev/rules.d")
 
@@ -131,19 +131,9 @@ def test_nodes_that_differ_are_triggered_again_though_the_rules_are_right(tmp_pa
     assert not log.exists() and ran(out, TRIGGER) == []
 
 
-PREFLIGHT = {
-    "name": "Validate and plan every role",
-    "ansible.builtin.include_role": {"name": "tpmfleet.tpm.tpm_preflight"},
-}
-EVERY_ROLE = "tpmfleet.tpm.tpm_preflight : Check the settings of every role before anything changes"
-
-
 def udev_plan(tmp_path, variables, **kwargs):
-    """What the preflight's plan says tpm_udev's apply would change, and the tasks file it chose for the role."""
-    rc, out = run_play(tmp_path, {"tasks": [PREFLIGHT]}, variables, **kwargs)
-    assert rc == 0, failed_tasks(out)
-    (check,) = [r for n, r in tasks(out) if n == EVERY_ROLE]
-    return check["changes"]["tpm_udev"], check["entries"]["tpm_udev"]
+    """What the preflight's plan says tpm_udev's apply would change, and what its entry runs."""
+    return preflight_plan(tmp_path, variables, "tpm_udev", **kwargs)
 
 
 def test_the_plan_renders_the_rules_as_the_template_task_writes_them(tmp_path, rules, udevadm):

@@ -88,7 +88,7 @@ def test_the_converge_step_includes_every_role_of_the_list_on_every_host_in_orde
     """site and quote_mode import one converge step: one looped include_role of the list, the same for every host
     (no condition, a tasks_from that cannot differ between hosts of a play that ran the preflight): a looped
     include_role whose tasks_from or condition differs between hosts lets Ansible run a role left out on the first
-    host after the later ones on the others (seen on the default scenario's lab; tests/playbooks/test_converge_order.py
+    host after the later ones on the others (seen on the default scenario's lab; tests/roles/test_converge_step.py
     shows both with Ansible)."""
     for path in ("playbooks/site.yml", "playbooks/quote_mode.yml"):
         imports = [

@@ -11,13 +11,8 @@ entry ending the role with ``meta: end_role`` where the plan has no entry for it
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import yaml
+from roleplay import failed_tasks, run_play
 
 ROLES = ["r1", "r2", "r3", "r4"]
 # Per host: the roles its plan applies (the others: nothing to change).
@@ -61,34 +56,11 @@ def _run(tmp_path, converge, forks=5, extra_files=None):
     out = tmp_path / "out"
     out.mkdir()
     plans = {h: {"entries": {r: ("apply" if r in applied else None) for r in ROLES}} for h, applied in PLANS.items()}
-    inventory = {
-        "all": {
-            "hosts": {h: {"__plan": plans[h]} for h in PLANS},
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "out_dir": str(out)},
-        }
-    }
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    play = [{"name": "Converge", "hosts": "all", "gather_facts": False, "tasks": [converge]}]
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(tmp_path / "roles"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
-        ANSIBLE_STRATEGY="linear",
-        ANSIBLE_FORKS=str(forks),
-        ANSIBLE_LOCALHOST_WARNING="0",
-    )
-    # No configuration of the project's (its callbacks and paths): Ansible's defaults and the stand-in roles.
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    env["ANSIBLE_CONFIG"] = str(tmp_path / "ansible.cfg")
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
-         str(tmp_path / "play.yml")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+    # The stand-in roles, first on the roles path.
+    env = {"ANSIBLE_ROLES_PATH": str(tmp_path / "roles"), "ANSIBLE_FORKS": str(forks)}
+    hosts = {h: {"__plan": plans[h]} for h in PLANS}
+    rc, result = run_play(tmp_path, {"tasks": [converge]}, {"out_dir": str(out)}, env=env, hosts=hosts)
+    assert rc == 0, failed_tasks(result)
     order = {h: (out / h).read_text().split() if (out / h).exists() else [] for h in PLANS}
     return order, result
 
